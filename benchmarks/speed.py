@@ -1,0 +1,266 @@
+"""Training speed: loragui's LoRA step against PEFT LoRA and a plain full fine-tune.
+
+In one process, on the same UNet, batch, crop size and decoded images, end to
+end (the data pipeline included):
+
+* ``loragui``: the engine's own step (crops built on the device, the LoRA
+  forward form chosen for the device, channels_last, bf16 autocast on CUDA);
+* ``peft``: PEFT LoRA on every Conv2d with a hand-written loop and numpy crops,
+  as a user would write it (``--peft-style user``: float32, default memory
+  format; ``--peft-style tuned``: bf16 autocast on CUDA + channels_last);
+* ``full``: a plain full fine-tune with the same hand-written loop.
+
+Prints images/s, the ratio to PEFT, peak memory and the fraction of the
+device's ceiling (FLOPs of a training step counted with torch's FlopCounterMode
+against a measured bf16/fp32 matrix-multiply rate). Also times inference with a
+merged adapter against the base model alone.
+
+    python benchmarks/speed.py --device cuda --size 256 --batch 32 --peft-style tuned
+    python benchmarks/speed.py --device cpu --size 128 --batch 8 --peft-style user
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import data_root, numpy_crops, peft_model, sync
+from loragui.engine.data import CropSampler, DecodedDataset, Preprocessing, pair_folders
+from loragui.engine.devices import default_forward_mode, resolve_device, supports_bf16
+from loragui.engine.lora import LoRASettings, inject_lora, set_forward_mode, strip_lora
+from loragui.engine.metrics import dice_bce_loss
+from loragui.engine.unet import UNet, UNetConfig
+
+
+class PeakRSS:
+    """Peak resident memory of this process during a block (CPU runs), sampled every 5 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        self.base = self.rss()
+        self.peak = self.base
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def measure(step, device, steps, warmup, batch):
+    for _ in range(warmup):
+        step()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base_mem = torch.cuda.memory_allocated(device)
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        secs = time.perf_counter() - t0
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - base_mem
+    else:
+        peak = rss.peak - rss.base
+    return steps * batch / secs, peak
+
+
+def make_plain_step(model, images, masks, batch, size, device, bf16, channels_last, lr=1e-3):
+    rng = np.random.default_rng(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    model.to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    def step():
+        x, y = numpy_crops(images, masks, batch, size, rng)
+        x, y = x.to(device), y.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = dice_bce_loss(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        float(loss)  # a user's loop reads the loss every step (for printing)
+    return step
+
+
+def make_loragui_step(model, data, batch, size, device, rank, mode):
+    inject_lora(model, LoRASettings(rank=rank, alpha=2 * rank))
+    model.to(device)
+    set_forward_mode(model, mode)
+    cl = device.type != "mps"
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    sampler = CropSampler(data, size, device, seed=0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, fused=device.type == "cuda")
+    bf16 = supports_bf16(device)
+    model.train()
+
+    def step():
+        x, y = sampler.sample(batch)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = dice_bce_loss(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        float(loss)  # the engine reads the loss every step too (NaN guard, progress)
+    return step
+
+
+def step_flops(model, device, batch, size, bf16) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(batch, 3, size, size, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        model(x).float().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def matmul_rate(device, bf16) -> float:
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    reps = 10 if device.type == "cuda" else 5
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def inference_speed(model, device, batch, size, bf16, reps) -> float:
+    model.eval().to(device)
+    if device.type != "mps":
+        model.to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(3):
+            model(x)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model(x)
+        sync(device)
+    return reps * batch / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rank", type=int, default=4)
+    ap.add_argument("--width", type=int, default=64, help="64, depth 2: the original sketch")
+    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--peft-style", choices=["user", "tuned"], default="user")
+    ap.add_argument("--modes", default="", help="loragui forward forms to time (default: the device's)")
+    ap.add_argument("--images", type=int, default=64, help="decoded images to train on")
+    ap.add_argument("--skip", default="", help="comma list of: full,peft,inference,flops")
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    skip = set(filter(None, args.skip.split(",")))
+    root = data_root() / "fluorescence"
+    report = pair_folders(root / "images", root / "masks")
+    data = DecodedDataset.build(report.pairs[: args.images], Preprocessing())
+    torch.manual_seed(0)
+    base = UNet(UNetConfig(width=args.width, depth=args.depth))
+    bf16 = supports_bf16(device)
+    peft_bf16 = bf16 and args.peft_style == "tuned"
+    peft_cl = args.peft_style == "tuned"
+    print(f"device {device}; UNet width {args.width} depth {args.depth} "
+          f"({sum(p.numel() for p in base.parameters()):,} parameters); {args.size}² crops, batch "
+          f"{args.batch}, rank {args.rank}; PEFT as '{args.peft_style}' (bf16={peft_bf16}, "
+          f"channels_last={peft_cl}); loragui bf16={bf16}", flush=True)
+    results = {}
+    modes = args.modes.split(",") if args.modes else [default_forward_mode(device)]
+    if "peft" not in skip:
+        m = peft_model(copy.deepcopy(base), args.rank, 2 * args.rank)
+        step = make_plain_step(m, data.images, data.masks, args.batch, args.size, device, peft_bf16, peft_cl)
+        results["PEFT LoRA"] = measure(step, device, args.steps, args.warmup, args.batch)
+        del m, step
+    for mode in modes:
+        m = copy.deepcopy(base)
+        step = make_loragui_step(m, data, args.batch, args.size, device, args.rank, mode)
+        results[f"loragui LoRA ({mode})"] = measure(step, device, args.steps, args.warmup, args.batch)
+        del m, step
+    if "full" not in skip:
+        m = copy.deepcopy(base)
+        step = make_plain_step(m, data.images, data.masks, args.batch, args.size, device, peft_bf16, peft_cl)
+        results["full fine-tune"] = measure(step, device, args.steps, args.warmup, args.batch)
+        del m, step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    ceiling = None
+    if "flops" not in skip:
+        flops = step_flops(copy.deepcopy(base).to(device), device, min(args.batch, 8), args.size, bf16)
+        rate = matmul_rate(device, bf16)
+        ceiling = rate / flops
+        print(f"training step: {flops / 1e9:.1f} GFLOP per image; measured matmul rate "
+              f"{rate / 1e12:.1f} TFLOP/s -> ceiling {ceiling:.0f} img/s")
+    peft = results.get("PEFT LoRA", (None,))[0]
+    print("\n| trainer | images/s | × PEFT | peak memory MiB | % of ceiling |")
+    print("|---|---|---|---|---|")
+    for name, (ips, peak) in results.items():
+        ratio = f"{ips / peft:.2f}" if peft else "n/a"
+        frac = f"{100 * ips / ceiling:.1f}" if ceiling else "n/a"
+        print(f"| {name} | {ips:.1f} | {ratio} | {peak / 2**20:.0f} | {frac} |")
+    if "inference" not in skip:
+        plain = copy.deepcopy(base)
+        adapted = copy.deepcopy(base)
+        inject_lora(adapted, LoRASettings(rank=args.rank, alpha=2 * args.rank))
+        strip_lora(adapted)  # what `loragui merge` and prediction do
+        reps = 30 if device.type == "cuda" else 5
+        bsz = args.batch
+        a = inference_speed(plain, device, bsz, args.size, bf16, reps)
+        b = inference_speed(adapted, device, bsz, args.size, bf16, reps)
+        a2 = inference_speed(plain, device, bsz, args.size, bf16, reps)
+        base_ips = (a + a2) / 2
+        print(f"\ninference: base {base_ips:.1f} img/s, merged adapter {b:.1f} img/s "
+              f"({100 * b / base_ips:.1f} % of the base)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

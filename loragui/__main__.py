@@ -1,0 +1,5 @@
+import sys
+
+from loragui.cli import main
+
+sys.exit(main())

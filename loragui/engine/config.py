@@ -1,0 +1,80 @@
+"""Training settings: one dataclass shared by the command line and the window."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Module-name patterns (fnmatch) for the layers LoRA adapts by default: every
+# convolution, including the transposed up-sampling ones and the 1x1 head.
+DEFAULT_TARGETS = ("*",)
+
+
+@dataclass
+class TrainConfig:
+    images: str = ""
+    masks: str = ""
+    out: str = ""
+    base: str | None = None  # None: the bundled base model
+    full: bool = False  # train every weight and write a base-model file
+    # LoRA
+    rank: int = 8  # rank of each update; 8 leaves ~3 % of the small base trainable
+    alpha: float = 16.0  # scale alpha/rank = 2: usually 2 * rank
+    rslora: bool = False  # scale by alpha/sqrt(rank) instead
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    train_bias: bool = True  # biases are tiny and help a domain shift a lot
+    train_norm: bool = True  # no norm layers in the UNet today; kept for other bases
+    # Optimisation
+    epochs: int = 40
+    steps: int | None = None  # overrides epochs when set
+    steps_per_epoch: int | None = None  # default: enough crops to see each image ~4 times
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    crop_size: int = 256
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    previews: int = 4  # validation images shown each epoch
+    # Full training only
+    width: int = 32
+    depth: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def command_line(self) -> str:
+        """The equivalent ``loragui train`` command (only non-default options)."""
+        default = TrainConfig()
+        parts = ["loragui", "train", "--images", self.images, "--masks", self.masks]
+        parts += ["--out", self.out or "OUT"]
+        if self.base:
+            parts += ["--base", self.base]
+        if self.full:
+            parts.append("--full")
+        for name, flag in [
+            ("rank", "--rank"), ("alpha", "--alpha"), ("dropout", "--dropout"),
+            ("epochs", "--epochs"), ("steps", "--steps"), ("batch_size", "--batch-size"),
+            ("lr", "--lr"), ("crop_size", "--crop-size"), ("val_fraction", "--val-fraction"),
+            ("seed", "--seed"), ("device", "--device"), ("width", "--width"),
+            ("depth", "--depth"),
+        ]:
+            value = getattr(self, name)
+            if value != getattr(default, name) and value is not None:
+                parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        if self.rslora:
+            parts.append("--rslora")
+        if list(self.targets) != list(default.targets):
+            parts += ["--targets", ",".join(self.targets)]
+        if not self.train_bias:
+            parts.append("--no-train-bias")
+        return shlex.join(parts)

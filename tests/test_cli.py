@@ -1,0 +1,107 @@
+"""The real ``loragui`` command line, in subprocesses, on tiny data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.messy import make_tiny_dataset
+from tests.tiny import make_tiny_base
+
+
+def loragui(*args, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "loragui", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_train_evaluate_predict_merge_info(tmp_path):
+    images, masks = make_tiny_dataset(tmp_path / "data", n=8, size=32)
+    base = make_tiny_base(tmp_path / "base.safetensors", width=8)
+    run = tmp_path / "run"
+    p = loragui("train", "--images", images, "--masks", masks, "--out", run, "--base", base,
+                "--epochs", 3, "--steps-per-epoch", 4, "--batch-size", 4, "--crop-size", 32,
+                "--device", "cpu", "--rank", 4)
+    assert p.stdout.count("epoch ") >= 3 and "base model alone" in p.stdout
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert (run / "metrics.csv").read_text().count("\n") == 4
+    info = json.loads((run / "run.json").read_text())
+    assert info["steps"] == 12
+
+    p = loragui("evaluate", "--images", images, "--masks", masks, "--base", base, "--adapter",
+                run / "adapter", "--device", "cpu", "--json")
+    result = json.loads(p.stdout)
+    assert result["images"] == 8 and 0 <= result["dice"] <= 1 and "iou_pooled" in result
+
+    out = tmp_path / "pred"
+    loragui("predict", "--images", images, "--out", out, "--base", base, "--adapter", run / "adapter",
+            "--device", "cpu")
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(p.stem + ".png" for p in images.iterdir())
+    first = np.array(Image.open(out / written[0]))
+    assert first.shape == (32, 32) and set(np.unique(first)) <= {0, 255}
+
+    merged = tmp_path / "merged.safetensors"
+    loragui("merge", "--adapter", run / "adapter", "--base", base, "--out", merged)
+    p = loragui("evaluate", "--images", images, "--masks", masks, "--base", merged, "--device", "cpu",
+                "--json")
+    assert json.loads(p.stdout)["dice"] == result["dice"]
+
+    p = loragui("info", run / "adapter", "--json")
+    assert json.loads(p.stdout)["kind"] == "adapter"
+    p = loragui("info", merged)
+    assert "merged model" in p.stdout
+
+
+def test_bad_input_exit_2_without_traceback(tmp_path):
+    images, masks = make_tiny_dataset(tmp_path / "data", n=4, size=32)
+    base = make_tiny_base(tmp_path / "base.safetensors")
+    other = make_tiny_base(tmp_path / "other.safetensors", seed=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["train", "--images", tmp_path / "nope", "--masks", masks, "--out", tmp_path / "r",
+          "--base", base], "no such folder"),
+        (["train", "--images", empty, "--masks", masks, "--out", tmp_path / "r", "--base", base],
+         "no images"),
+        (["train", "--images", images, "--masks", masks, "--out", tmp_path / "r", "--base", base,
+          "--device", "cuda:5" if not _has_cuda() else "cuda:99"], "cuda"),
+        (["train", "--images", images, "--masks", masks, "--out", tmp_path / "r", "--base", base,
+          "--device", "tpu"], "unknown device"),
+        (["evaluate", "--images", images, "--masks", masks, "--base", tmp_path / "missing.safetensors"],
+         "does not exist"),
+        (["predict", "--images", images, "--out", tmp_path / "p", "--base", images / "x.png"],
+         "does not exist"),
+    ]
+    for args, expected in cases:
+        p = loragui(*args, check=False)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr, p.stderr
+        assert expected.lower() in p.stderr.lower(), (expected, p.stderr)
+    # an adapter for another base model is refused, naming both
+    run = tmp_path / "run"
+    loragui("train", "--images", images, "--masks", masks, "--out", run, "--base", base, "--epochs",
+            1, "--steps-per-epoch", 2, "--batch-size", 2, "--crop-size", 32, "--device", "cpu")
+    p = loragui("evaluate", "--images", images, "--masks", masks, "--base", other, "--adapter",
+                run / "adapter", check=False)
+    assert p.returncode == 2 and "base.safetensors" in p.stderr and "other.safetensors" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_help_and_version():
+    assert "train" in loragui("--help").stdout
+    assert loragui("--version").stdout.startswith("loragui ")
