@@ -109,7 +109,7 @@ def make_plain_step(model, images, masks, batch, size, device, bf16, channels_la
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        float(loss)  # a user's loop reads the loss every step (for printing)
+        loss.item()  # a user's loop reads the loss every step (for printing)
     return step
 
 
@@ -136,7 +136,7 @@ def make_loragui_step(model, data, batch, size, device, rank, mode):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        float(loss)  # the engine reads the loss every step too (NaN guard, progress)
+        loss.item()  # the engine reads the loss every step too (NaN guard, progress)
     return step
 
 

@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--targets", default=",".join(d.targets),
                    help="comma-separated module-name patterns to adapt (default: every conv)")
     t.add_argument("--no-train-bias", action="store_true",
-                   help="keep biases and the head frozen (pure LoRA)")
+                   help="keep the biases of adapted layers frozen")
+    t.add_argument("--train-modules", default=",".join(d.train_modules),
+                   help="comma-separated modules trained whole instead of through LoRA "
+                        f"(default: {','.join(d.train_modules) or 'none'}; '' for none)")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     t.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
     t.add_argument("--steps-per-epoch", type=int, default=None, help="default: from the data size")
@@ -200,7 +203,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         images=args.images, masks=args.masks, out=args.out, base=args.base, full=args.full,
         rank=args.rank, alpha=args.alpha, rslora=args.rslora, dropout=args.dropout,
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
-        train_bias=not args.no_train_bias, epochs=args.epochs, steps=args.steps,
+        train_bias=not args.no_train_bias,
+        train_modules=[m.strip() for m in args.train_modules.split(",") if m.strip()], epochs=args.epochs, steps=args.steps,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
         crop_size=args.crop_size, val_fraction=args.val_fraction, seed=args.seed,
         device=args.device, resume=args.resume, width=args.width, depth=args.depth)

@@ -82,7 +82,7 @@ def write_declared_png(path: Path, width: int, height: int, rows: list[bytes] | 
     huge size but is a few hundred bytes.
     """
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    comp = zlib.compressobj(6)
+    comp = zlib.compressobj(1)
     if rows is None:
         data = comp.compress(b"\0" * (width + 1)) + comp.flush()
     else:

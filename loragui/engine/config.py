@@ -25,7 +25,9 @@ class TrainConfig:
     dropout: float = 0.0
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
     train_bias: bool = True  # biases are tiny and help a domain shift a lot
-    train_norm: bool = True  # no norm layers in the UNet today; kept for other bases
+    # Small modules trained whole instead of through LoRA (PEFT's modules_to_save): the
+    # 1x1 head and the first convolution, which sees the new image colours first.
+    train_modules: list[str] = field(default_factory=lambda: ["head"])
     # Optimisation
     epochs: int = 40
     steps: int | None = None  # overrides epochs when set
@@ -35,6 +37,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
     crop_size: int = 256
+    intensity_augment: bool = True  # random brightness/contrast/gamma on training crops
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
@@ -77,4 +80,6 @@ class TrainConfig:
             parts += ["--targets", ",".join(self.targets)]
         if not self.train_bias:
             parts.append("--no-train-bias")
+        if list(self.train_modules) != list(default.train_modules):
+            parts += ["--train-modules", ",".join(self.train_modules)]
         return shlex.join(parts)

@@ -19,6 +19,7 @@ are re-exported here.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import random
@@ -78,8 +79,8 @@ _MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "annotations", "annotatio
                    "targets", "target")
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-_CHUNK = 8  # pairs per scan task: amortises pool overhead, bounds the stop latency
-_SLOW_PAIR_S = 0.003  # a pair slower than this to check (large masks) is worth a thread
+_TIMED_ITEMS = 8  # items timed on the calling thread before deciding on threads
+_SLOW_ITEM_S = 0.003  # an item slower than this (large images) is worth a thread
 
 
 # --------------------------------------------------------------------------
@@ -102,37 +103,47 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _ordered_map(fn: Callable[[T], R], items: Iterable[T], *, stop: threading.Event | None,
-                 stopped: str, workers: int = _WORKERS) -> Iterator[R]:
-    """``map(fn, items)`` on a small thread pool, results in input order.
+def _ordered_map(fn: Callable[[T], R], items: Sequence[T], *, stop: threading.Event | None,
+                 stopped: str) -> Iterator[R]:
+    """``map(fn, items)``, results in input order, on threads only when it pays.
 
-    Pillow and zlib release the GIL while decoding, so threads pay off for real
-    images. At most ``2 * workers`` items run ahead of the consumer, so a stop
-    request, an error or a memory limit wastes little work.
+    Pillow and zlib release the GIL while decoding, so threads speed up large
+    images. For thousands of tiny files the work is Python overhead, and
+    threads fighting over the GIL made a 10,000-pair scan 1.5-2x *slower* in
+    our measurements. So the first few items run on this thread, timed, and the
+    rest go to a pool only if the median item took longer than ``_SLOW_ITEM_S``.
+    At most ``2 * workers`` items run ahead of the consumer, so a stop request,
+    an error or a memory limit wastes little work.
     """
     def check() -> None:
         if stop is not None and stop.is_set():
             raise DataError(stopped)
 
-    if workers <= 1:
-        for item in items:
+    times = []
+    for item in items[:_TIMED_ITEMS]:
+        check()
+        start = time.perf_counter()
+        result = fn(item)
+        times.append(time.perf_counter() - start)
+        yield result
+    rest = items[_TIMED_ITEMS:]
+    slow = bool(times) and sorted(times)[len(times) // 2] > _SLOW_ITEM_S
+    if not slow or _WORKERS == 1 or len(rest) < 2:
+        for item in rest:
             check()
             yield fn(item)
         return
-    source = iter(items)
+    source = iter(rest)
     pending: deque[Future[R]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="loragui-data") as pool:
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="loragui-data") as pool:
         try:
-            for item in source:
+            for item in itertools.islice(source, 2 * _WORKERS):
                 pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * workers:
-                    break
             while pending:
                 check()
                 result = pending.popleft().result()
-                for item in source:
+                for item in itertools.islice(source, 1):
                     pending.append(pool.submit(fn, item))
-                    break
                 yield result
         finally:
             for future in pending:
@@ -316,7 +327,7 @@ def _check_pair(image: _File, mask: _File) -> _Checked:
 
 
 def _check_folder(path: str | Path, role: str) -> Path:
-    if path is None or str(path).strip() in ("", "."):
+    if path is None or str(path).strip() == "":
         raise DataError(f"No {role} folder was given. Choose the folder that holds the {role}.")
     folder = Path(path).expanduser()
     if not folder.exists():
@@ -378,7 +389,8 @@ def _no_images_error(folder: Path, role: str, ignored: list[str]) -> DataError:
 
 def _pick(files: list[tuple[int, _File]]) -> tuple[_File, list[_File]]:
     """The file to use among same-named ones, and the others."""
-    ranked = sorted(files, key=lambda rf: (rf[0], _FORMAT_RANK.get(rf[1].path.suffix.lower(), 9),
+    ranked = sorted(files, key=lambda rf: (rf[1].problem is not None, rf[0],
+                                           _FORMAT_RANK.get(rf[1].path.suffix.lower(), 9),
                                            rf[1].name))
     return ranked[0][1], [f for _, f in ranked[1:]]
 
@@ -457,19 +469,18 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Pro
     candidates: list[tuple[_File, _File]] = []
     for key in sorted(images_by_key, key=_natural_key):
         image, other_images = _pick(images_by_key[key])
-        if key not in masks_by_key:
-            if image.problem:
-                report.unreadable.append((f"{images_dir.name}/{image.name}", image.problem))
-            else:
-                report.images_without_masks.append(image.name)
-            continue
-        mask, other_masks = _pick(masks_by_key[key])
+        mask, other_masks = _pick(masks_by_key[key]) if key in masks_by_key else (None, [])
         if other_images or other_masks:
             report.duplicate_stems.append(image.stem)
             report.details["duplicate_stems"][image.stem] = "; ".join(
                 [f"used {f.name}, ignored " + ", ".join(o.name for o in others)
                  for f, others in ((image, other_images), (mask, other_masks)) if others])
-        candidates.append((image, mask))
+        if mask is not None:
+            candidates.append((image, mask))
+        elif image.problem:
+            report.unreadable.append((f"{images_dir.name}/{image.name}", image.problem))
+        else:
+            report.images_without_masks.append(image.name)
 
     for image, mask, result in _check_all(candidates, progress, stop):
         _merge(report, image, mask, result)
@@ -482,43 +493,16 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Pro
 
 def _check_all(candidates: list[tuple[_File, _File]], progress: Progress | None,
                stop: threading.Event | None) -> Iterator[tuple[_File, _File, _Checked]]:
-    """Check every candidate pair, in order: image headers, mask pixels.
-
-    Threads only pay when decoding dominates (large masks: zlib releases the
-    GIL). For thousands of tiny files the work is Python overhead, and threads
-    fighting over the GIL made a 10,000-pair scan 1.5-2x *slower* in our
-    measurements. So the first few pairs are timed on this thread, and the
-    rest go to a pool only if a pair takes longer than ``_SLOW_PAIR_S``.
-    """
+    """Check every candidate pair (image header, mask pixels), in order."""
     total = len(candidates)
     if progress is not None:
         progress(0, total)
     step = max(1, total // 100)  # at most ~100 progress calls: a GUI must not be flooded
-    head = candidates[:_CHUNK]
-    times = []
-    for i, (image, mask) in enumerate(head):
-        if stop is not None and stop.is_set():
-            raise DataError("Scan stopped")
-        start = time.perf_counter()
-        result = _check_pair(image, mask)
-        times.append(time.perf_counter() - start)
+    results = _ordered_map(lambda c: _check_pair(*c), candidates, stop=stop,
+                           stopped="Scan stopped")
+    for done, ((image, mask), result) in enumerate(zip(candidates, results, strict=True), 1):
         yield image, mask, result
-        if progress is not None and ((i + 1) % step == 0 or i + 1 == total):
-            progress(i + 1, total)
-    rest = candidates[len(head):]
-    if not rest:
-        return
-    slow = sorted(times)[len(times) // 2] > _SLOW_PAIR_S  # median: ignores one-off warm-up
-    chunks = [rest[i:i + _CHUNK] for i in range(0, len(rest), _CHUNK)]
-    results = _ordered_map(lambda chunk: [_check_pair(*c) for c in chunk], chunks, stop=stop,
-                           stopped="Scan stopped",
-                           workers=_WORKERS if slow and len(chunks) > 1 else 1)
-    done = len(head)
-    for chunk, checked in zip(chunks, results):
-        for (image, mask), result in zip(chunk, checked):
-            yield image, mask, result
-        before, done = done, done + len(chunk)
-        if progress is not None and (done // step > before // step or done == total):
+        if progress is not None and (done % step == 0 or done == total):
             progress(done, total)
 
 
@@ -552,9 +536,9 @@ def _merge(report: PairingReport, image: _File, mask: _File, result: _Checked) -
     if result.mask_animated:
         report.notes.append(f"{mask.name}: has several frames; the first is used as the mask.")
     if result.mask_lossy:
-        report.notes.append(f"{mask.name}: a JPEG mask; its compression noise is ignored by "
-                            "counting only pixels above half the maximum as foreground. Save "
-                            "masks as PNG.")
+        report.notes.append(f"{mask.name}: a JPEG mask, so its compression noise was ignored by "
+                            "counting only pixels above half its maximum as foreground (save "
+                            "masks as PNG).")
     elif result.mask_values > 2:
         report.not_binary.append(mask.name)
     if result.mask_empty:
@@ -619,7 +603,7 @@ class DecodedDataset:
     @classmethod
     def build(cls, pairs: Sequence[Pair], prep: Preprocessing, *, progress: Progress | None = None,
               stop: threading.Event | None = None, max_bytes: int | None = None) -> DecodedDataset:
-        """Decode ``pairs`` (a few threads, in order).
+        """Decode ``pairs``, in order (on a few threads when the images are large).
 
         Raises :class:`DataError` when a file that scanned fine no longer
         decodes (changed, moved, deleted), or when the arrays would need more
@@ -645,16 +629,17 @@ class DecodedDataset:
         images: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         used = 0
+        step = max(1, len(pairs) // 100)  # at most ~100 progress calls
         loaded = _ordered_map(lambda p: _load_pair(p, prep), pairs, stop=stop,
-                              stopped="Loading stopped", workers=min(_WORKERS, len(pairs)))
-        for i, (pair, (image, mask)) in enumerate(zip(pairs, loaded)):
+                              stopped="Loading stopped")
+        for i, (pair, (image, mask)) in enumerate(zip(pairs, loaded, strict=True)):
             used += image.nbytes + mask.nbytes
             if max_bytes is not None and used > max_bytes:
                 raise too_big(used / (i + 1) * len(pairs))
             names.append(pair.stem)
             images.append(image)
             masks.append(mask)
-            if progress is not None:
+            if progress is not None and ((i + 1) % step == 0 or i + 1 == len(pairs)):
                 progress(i + 1, len(pairs))
         return cls(names, images, masks)
 
@@ -671,7 +656,7 @@ class DecodedDataset:
         """sha256 over names, shapes and pixels: tells whether a resumed or
         compared run saw exactly the same training data."""
         h = hashlib.sha256()
-        for name, image, mask in zip(self.names, self.images, self.masks):
+        for name, image, mask in zip(self.names, self.images, self.masks, strict=True):
             h.update(name.encode("utf-8", "surrogateescape") + b"\0")
             h.update(repr((image.shape, mask.shape)).encode())
             h.update(np.ascontiguousarray(image))
@@ -793,7 +778,7 @@ class CropSampler:
         # Image channels and the mask stacked: one slice and one transform per crop.
         self._stacks: list[torch.Tensor] = []
         areas = []
-        for image, mask in zip(data.images, data.masks):
+        for image, mask in zip(data.images, data.masks, strict=True):
             image, mask = _pad_to(image, mask, crop_size)
             stack = np.concatenate([image, mask[..., None].astype(np.uint8)], axis=2)
             self._stacks.append(torch.from_numpy(stack.transpose(2, 0, 1).copy()).to(self.device))
@@ -809,7 +794,7 @@ class CropSampler:
         flips = torch.rand(batch_size, 3, generator=g) < 0.5
         tone = torch.rand(batch_size, 3, generator=g)
         crops = []
-        for i, (fy, fx) in zip(which.tolist(), where.tolist()):
+        for i, (fy, fx) in zip(which.tolist(), where.tolist(), strict=True):
             stack = self._stacks[i]
             y0 = int(fy * (stack.shape[1] - size + 1))
             x0 = int(fx * (stack.shape[2] - size + 1))

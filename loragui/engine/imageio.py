@@ -19,7 +19,6 @@ Only Pillow and numpy are used; nothing here imports torch or Qt.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import struct
 import unicodedata
@@ -239,7 +238,7 @@ def _tail_is_complete(im: Image.Image, f: Any) -> bool:
             return False
         offsets = offsets if isinstance(offsets, tuple) else (offsets,)
         counts = counts if isinstance(counts, tuple) else (counts,)
-        return max(o + c for o, c in zip(offsets, counts)) <= size
+        return max(o + c for o, c in zip(offsets, counts, strict=False)) <= size
     marker = {"PNG": b"IEND", "JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "GIF": b";"}.get(fmt or "")
     if marker is None:
         return False  # BMP and others: rare, just decode them
@@ -331,8 +330,9 @@ def _pixels(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("1", "L", "I", "F", "RGB", "RGBA", "LA"):
         return np.asarray(im)
-    if mode.startswith("I;16"):
-        return np.asarray(im).astype(np.uint16)  # native byte order
+    if mode.startswith("I;16"):  # 16-bit, possibly big-endian or signed: make it native
+        arr = np.asarray(im)
+        return arr.astype(arr.dtype.newbyteorder("="), copy=False)
     if mode in ("P", "PA"):
         keep_alpha = mode == "PA" or "transparency" in im.info
         return np.asarray(im.convert("RGBA" if keep_alpha else "RGB"))
@@ -352,18 +352,39 @@ def _full_scale(dtype: np.dtype) -> float:
 
 def _percentile_range(ch: np.ndarray, low: float, high: float) -> tuple[float, float]:
     """(value at ``low`` %, value at ``high`` %) of one channel, robustly."""
-    if ch.size > _SAMPLE:  # a regular grid is plenty for a 20,000^2 image
-        step = math.ceil(math.sqrt(ch.size / _SAMPLE))
-        ch = ch[::step, ::step]
-    values = ch.ravel()
+    if ch.size > _SAMPLE:
+        # A fixed-seed random sample is plenty for a 20,000^2 image, and unlike
+        # a regular grid it cannot alias with stripes or tiles in the image.
+        rng = np.random.default_rng(0)
+        values = ch[rng.integers(0, ch.shape[0], _SAMPLE), rng.integers(0, ch.shape[1], _SAMPLE)]
+    else:
+        values = ch.ravel()
     if values.dtype.kind == "f":
         values = values[np.isfinite(values)]
     if values.size == 0:
         return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
+    if values.dtype in (np.uint8, np.uint16):
+        lo, hi = _histogram_percentiles(values, (low, high))
+    else:
+        lo, hi = (float(v) for v in np.percentile(values, [low, high]))
     if hi <= lo:  # mostly one value (sparse spots on black): use the full range
         lo, hi = float(values.min()), float(values.max())
     return lo, hi
+
+
+def _histogram_percentiles(values: np.ndarray, qs: tuple[float, float]) -> tuple[float, float]:
+    """``np.percentile(values, qs)`` (linear interpolation) for 8/16-bit data
+    from a histogram: one counting pass instead of a partial sort, 3-5x faster."""
+    cdf = np.cumsum(np.bincount(values, minlength=2))
+    n = int(cdf[-1])
+    out = []
+    for q in qs:
+        position = q / 100 * (n - 1)
+        k = int(position)
+        # The k-th smallest value (0-based) is the first whose cumulative count exceeds k.
+        v0, v1 = np.searchsorted(cdf, [k, min(k + 1, n - 1)], side="right")
+        out.append(float(v0) + (position - k) * float(v1 - v0))
+    return out[0], out[1]
 
 
 def _rescale(ch: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -372,7 +393,7 @@ def _rescale(ch: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if ch.dtype in (np.uint8, np.uint16):  # a lookup table is exact and fast
         values = np.arange(np.iinfo(ch.dtype).max + 1, dtype=np.float64)
         lut = np.clip((values - lo) * scale + 0.5, 0, 255).astype(np.uint8)
-        return lut[ch]
+        return np.take(lut, ch)
     out = np.empty(ch.shape, np.uint8)
     rows = max(1, _BLOCK // max(1, ch.shape[1]))
     for r in range(0, ch.shape[0], rows):
@@ -408,21 +429,41 @@ def normalize_image(arr: np.ndarray, prep: Preprocessing) -> np.ndarray:
     if arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     full = _full_scale(arr.dtype)
-    if prep.channels == 1 and arr.shape[2] == 3:  # ITU-R 601 luma, like Pillow's "L"
-        arr = (arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    if arr.shape[2] == 3 and (arr[..., 0] == arr[..., 1]).all() \
+            and (arr[..., 1] == arr[..., 2]).all():
+        arr = arr[..., :1]  # grey saved as RGB (common): scale one channel, not three
+    if prep.channels == 1 and arr.shape[2] == 3:
+        arr = _luma(arr)[..., None]
+    if arr.shape[2] == prep.channels == 1:  # the common grey model: no interleaving copy
+        return _rescale_channel(arr[..., 0], prep, full)[..., None]
     out = np.empty(arr.shape[:2] + (prep.channels,), np.uint8)
     for c in range(arr.shape[2]):
-        ch = arr[..., c]
-        if prep.method == "none":
-            lo, hi = 0.0, full
-        else:
-            lo, hi = _percentile_range(ch, prep.low, prep.high)
-            if hi <= lo:  # a flat channel carries no contrast: fall back to the dtype range
-                lo, hi = 0.0, full
-        out[..., c] = _rescale(ch, lo, hi)
-    if arr.shape[2] < prep.channels:  # grey -> replicate
-        out[..., 1:] = out[..., :1]
+        scaled = _rescale_channel(arr[..., c], prep, full)
+        # Grey is replicated to every output channel. (Channel-by-channel
+        # assignment from a contiguous array is ~10x faster than broadcasting.)
+        for target in range(c, prep.channels) if arr.shape[2] == 1 else (c,):
+            out[..., target] = scaled
     return out
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma (like Pillow's "L"), as float32, in row blocks to bound memory."""
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    out = np.empty(rgb.shape[:2], np.float32)
+    rows = max(1, _BLOCK // rgb.shape[1])
+    for r in range(0, rgb.shape[0], rows):
+        out[r:r + rows] = rgb[r:r + rows].astype(np.float32) @ weights
+    return out
+
+
+def _rescale_channel(ch: np.ndarray, prep: Preprocessing, full: float) -> np.ndarray:
+    """One channel -> (H, W) uint8 with the chosen method."""
+    if prep.method == "none":
+        return _rescale(ch, 0.0, full)
+    lo, hi = _percentile_range(ch, prep.low, prep.high)
+    if hi <= lo:  # a flat channel carries no contrast: fall back to the dtype range
+        lo, hi = 0.0, full
+    return _rescale(ch, lo, hi)
 
 
 def read_image(path: str | Path, prep: Preprocessing, *, exif: bool = True) -> np.ndarray:

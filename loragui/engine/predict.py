@@ -127,7 +127,7 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
     model.to(dev).eval()
     scores = SegmentationScores()
     for pair in report.pairs:
-        prob = predict_probability(model, read_image(pair.image, prep), dev).numpy()
+        prob = predict_probability(model, read_image(pair.image, prep, exif=pair.exif), dev).numpy()
         mask, _ = read_mask(pair.mask)
         scores.add(prob > 0.5, mask)
     result = scores.summary()

@@ -74,10 +74,18 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def default_steps_per_epoch(n_train: int, batch_size: int, crop_size: int, mean_area: float) -> int:
-    """About one crop per image-area-worth of pixels per epoch, at least 4 steps."""
+MAX_VALIDATIONS = 40  # per run by default: validation must not cost more than training
+
+
+def default_steps_per_epoch(n_train: int, batch_size: int, crop_size: int, mean_area: float,
+                            total_steps: int | None = None) -> int:
+    """About one crop per image-area-worth of pixels per epoch, at least 10 steps, and few
+    enough epochs (validations, checkpoints) that they stay a small part of the run."""
     crops = n_train * max(1.0, mean_area / float(crop_size * crop_size))
-    return max(4, math.ceil(crops / batch_size))
+    steps = max(10, math.ceil(crops / batch_size))
+    if total_steps:
+        steps = max(steps, math.ceil(total_steps / MAX_VALIDATIONS))
+    return steps
 
 
 @dataclass
@@ -155,10 +163,11 @@ class Trainer:
         self.dataset_info = {"pairs": n, "train": len(train_idx), "val": len(val_idx),
                              "fingerprint": data.fingerprint(), "images": str(c.images),
                              "masks": str(c.masks)}
-        self.sampler = CropSampler(self.train_data, c.crop_size, self.device, seed=c.seed)
+        self.sampler = CropSampler(self.train_data, c.crop_size, self.device, seed=c.seed,
+                                   intensity=c.intensity_augment)
         mean_area = float(np.mean([im.shape[0] * im.shape[1] for im in self.train_data.images]))
         self.steps_per_epoch = c.steps_per_epoch or default_steps_per_epoch(
-            len(train_idx), c.batch_size, c.crop_size, mean_area)
+            len(train_idx), c.batch_size, c.crop_size, mean_area, c.steps)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         # Trainable parameters
@@ -169,7 +178,7 @@ class Trainer:
             self.lora = None
             self.extra_trainable: list[str] = []
         else:
-            exclude = ["head"] if c.train_bias else []
+            exclude = list(c.train_modules)
             self.lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
                                      dropout=c.dropout, targets=list(c.targets), exclude=exclude)
             try:
@@ -178,7 +187,7 @@ class Trainer:
                 raise LoraGuiError(f"{exc}; check the layer patterns (--targets)") from None
             self.model.to(self.device)
             self.extra_trainable = set_extra_trainable(
-                self.model, biases=c.train_bias, modules=["head"] if c.train_bias else [])
+                self.model, biases=c.train_bias, modules=list(c.train_modules))
             set_forward_mode(self.model, default_forward_mode(self.device))
         if self.device.type != "mps":
             self.model.to(memory_format=torch.channels_last)
@@ -291,8 +300,8 @@ class Trainer:
         if self.lora is not None:
             set_forward_mode(self.model, "merged")  # one conv per layer: the base model's cost
         if data is not None:
-            for i, (image, mask) in enumerate(zip(data.images, data.masks, strict=True)):
-                logits = predict_probability(self.model, image, self.device, logits=True)
+            for i, logits in self._val_logits(data):
+                image, mask = data.images[i], data.masks[i]
                 target = torch.from_numpy(mask.astype(np.float32))[None, None]
                 val_loss_sum += float(dice_bce_loss(logits[None, None], target))
                 prob = torch.sigmoid(logits).numpy()
@@ -326,6 +335,30 @@ class Trainer:
                           best_dice=self.state.best_dice, is_best=is_best, previews=previews,
                           seconds=row["seconds"])
 
+    def _val_logits(self, data: DecodedDataset, max_batch_pixels: int = 2**22):
+        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched."""
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(data.images):
+            by_shape.setdefault(image.shape, []).append(i)
+        results = {}
+        for shape, indices in by_shape.items():
+            per_batch = max(1, max_batch_pixels // (shape[0] * shape[1]))
+            if shape[0] * shape[1] > 2**21:  # big images: tiled, one at a time
+                for i in indices:
+                    results[i] = predict_probability(self.model, data.images[i], self.device,
+                                                     logits=True)
+                continue
+            for start in range(0, len(indices), per_batch):
+                chunk = indices[start:start + per_batch]
+                x = torch.from_numpy(np.stack([data.images[i] for i in chunk])).to(self.device)
+                x = x.permute(0, 3, 1, 2).float().div_(255)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    out = self.model.forward_any_size(x).float()[:, 0].cpu()
+                for j, i in enumerate(chunk):
+                    results[i] = out[j]
+        for i in range(len(data.images)):
+            yield i, results[i]
+
     # ------------------------------------------------------------------ files
     def _provenance(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
         c = self.config
@@ -349,9 +382,10 @@ class Trainer:
             save_model(self.model, self.out / "model.safetensors", preprocessing=self.prep.to_dict(),
                        extra={k: prov[k] for k in ("training", "dataset", "metrics", "epoch", "step")})
         else:
+            saved = sorted({n.rsplit(".", 1)[0] for n in self.extra_trainable
+                            if ".base_layer." not in n})
             cfg = adapter_config(self.model, self.lora, trained=self.extra_trainable,
-                                 modules_to_save=["head"] if "head.weight" in self.extra_trainable
-                                 else [], loragui=prov)
+                                 modules_to_save=saved, loragui=prov)
             save_adapter(self.model, cfg, self.out / "adapter")
         self._best_written = True
 
