@@ -1,0 +1,7 @@
+"""``python -m loragui.gui``: open the window."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

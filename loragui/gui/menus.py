@@ -1,0 +1,77 @@
+"""The window's menus and shortcuts, and its saved geometry (QSettings is used
+for geometry and dock state only; preferences live in settings.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+from . import dialogs
+from .prefs import GEOMETRY_FILE, config_dir
+
+
+def _action(window, menu, text: str, slot, shortcut=None) -> QAction:
+    action = QAction(text, window)
+    if shortcut is not None:
+        action.setShortcut(QKeySequence(shortcut))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    action.triggered.connect(slot)
+    menu.addAction(action)
+    return action
+
+
+def build_menus(w) -> None:
+    """File, Run, View and Help; the actions are kept on the window (``w.train_action``…)."""
+    bar = w.menuBar()
+    file = bar.addMenu("&File")
+    w.open_action = _action(w, file, "Open &images folder…", w.data.images_zone.browse,
+                            QKeySequence.StandardKey.Open)
+    _action(w, file, "Open &masks folder…", w.data.masks_zone.browse)
+    w.sample_action = _action(w, file, "Open &sample data", w.open_sample_data)
+    w.sample_action.setEnabled(False)
+    last = (Path(w.prefs.images_dir), Path(w.prefs.masks_dir)) if (
+        w.prefs.images_dir and w.prefs.masks_dir) else None
+    name = (last[0].parent.name if last[0].name.lower() == "images" else last[0].name) if last \
+        else "the last data"
+    w.reopen_action = _action(w, file, f"&Reopen {name}",
+                              lambda: last and w.load_folders(*last))
+    w.reopen_action.setEnabled(last is not None and all(p.is_dir() for p in last))
+    if last:
+        w.reopen_action.setStatusTip(f"{last[0]} + {last[1]}")
+    file.addSeparator()
+    w.export_action = _action(w, file, "&Export adapter…", w.export_adapter_dialog, "Ctrl+E")
+    w.merged_action = _action(w, file, "Export &merged model…", w.export_merged_dialog)
+    w.predict_action = _action(w, file, "&Predict folder…", w.predict_folder_dialog)
+    file.addSeparator()
+    _action(w, file, "&Quit", w.close, QKeySequence.StandardKey.Quit)
+    run = bar.addMenu("&Run")
+    w.train_action = _action(w, run, "&Train", w.start_training, "Ctrl+Return")
+    w.train_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+    w.stop_action = _action(w, run, "&Stop", w.stop_training, "Esc")
+    view = bar.addMenu("&View")
+    view.addAction(w.log_dock.toggleViewAction())
+    help_menu = bar.addMenu("&Help")
+    w.about_action = _action(w, help_menu, "&About loragui", lambda: dialogs.show_about(w, w.info))
+
+
+def _store() -> QSettings:
+    return QSettings(str(config_dir() / GEOMETRY_FILE), QSettings.Format.IniFormat)
+
+
+def save_geometry(w) -> None:
+    store = _store()
+    store.setValue("geometry", w.saveGeometry())
+    store.setValue("state", w.saveState())
+    store.setValue("splitter", w.splitter.saveState())
+
+
+def restore_geometry(w) -> None:
+    store = _store()
+    if store.value("geometry") is not None:
+        w.restoreGeometry(store.value("geometry"))
+    if store.value("state") is not None:
+        w.restoreState(store.value("state"))
+    if store.value("splitter") is not None:
+        w.splitter.restoreState(store.value("splitter"))

@@ -1,0 +1,224 @@
+"""Live training curves: loss per step (raw and smoothed), validation loss and
+Dice per epoch, the best epoch marked, the base model's Dice as a reference.
+
+Curves are drawn from growing numpy buffers with ``curve.setData`` (the pyqtgraph
+scrolling-plot habit); the window calls :meth:`TrainingCurves.redraw` at most a
+few times a second, whatever the step rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+# Okabe-Ito colours, a lighter and a darker variant for dark and light backgrounds.
+COLOURS = {
+    "train": ("#56B4E9", "#0072B2"),
+    "val": ("#E69F00", "#D55E00"),
+    "dice": ("#2BD4A0", "#009E73"),
+    "best": ("#F0E442", "#CC79A7"),
+}
+
+
+class Buffer:
+    """A growing (n, columns) float array; ``view()`` is the filled part."""
+
+    def __init__(self, columns: int, capacity: int = 1024) -> None:
+        self._data = np.empty((capacity, columns), dtype=np.float64)
+        self.n = 0
+
+    def extend(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self._data.shape[1])
+        need = self.n + len(rows)
+        if need > len(self._data):
+            grown = np.empty((max(need, 2 * len(self._data)), self._data.shape[1]))
+            grown[: self.n] = self._data[: self.n]
+            self._data = grown
+        self._data[self.n:need] = rows
+        self.n = need
+
+    def view(self) -> np.ndarray:
+        return self._data[: self.n]
+
+    def clear(self) -> None:
+        self.n = 0
+
+
+class TrainingCurves(QWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.ema_beta = 0.95
+        self._ema = 0.0
+        self._ema_weight = 0.0
+        self.steps = Buffer(3)  # step, raw loss, smoothed loss
+        self.epochs = Buffer(5)  # epoch, step, val loss, dice, train loss
+        self.best: tuple[int, float] | None = None
+        self.base_dice: float | None = None
+        self._dirty = False
+
+        self.view = pg.GraphicsLayoutWidget()
+        self.view.ci.setContentsMargins(4, 4, 4, 4)
+        self.loss_plot = self.view.addPlot(row=0, col=0)
+        self.dice_plot = self.view.addPlot(row=0, col=1)
+        for plot in (self.loss_plot, self.dice_plot):
+            plot.setDownsampling(mode="peak")
+            plot.setClipToView(True)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot.setMenuEnabled(False)
+        self.loss_plot.getViewBox().setLimits(xMin=0)
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLabel("left", "loss")
+        self.dice_plot.setLabel("bottom", "epoch")
+        self.dice_plot.setLabel("left", "Dice")
+        self.dice_plot.setYRange(0, 1, padding=0.02)
+        self.dice_plot.getViewBox().setLimits(xMin=-0.5, yMin=-0.05, yMax=1.05)
+
+        self.loss_legend = self.loss_plot.addLegend(offset=(-8, 8))
+        self.raw_curve = self.loss_plot.plot(name="training (each step)")
+        self.ema_curve = self.loss_plot.plot(name="training (smoothed)")
+        self.val_curve = self.loss_plot.plot(name="validation", symbol="o", symbolSize=6)
+        self.dice_legend = self.dice_plot.addLegend(offset=(-8, -8))
+        self.dice_curve = self.dice_plot.plot(name="validation Dice", symbol="o", symbolSize=6)
+        self.best_point = pg.ScatterPlotItem(size=16, symbol="star", name="best epoch")
+        self.dice_plot.addItem(self.best_point)  # (named: the legend lists it)
+        self.best_line = pg.InfiniteLine(angle=90, movable=False)
+        self.best_line.hide()
+        self.dice_plot.addItem(self.best_line)
+        self.base_line = pg.InfiniteLine(
+            angle=0, movable=False, label="base model",
+            labelOpts={"position": 0.02, "anchors": [(0, 1), (0, 1)]})
+        self.base_line.hide()
+        self.dice_plot.addItem(self.base_line)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view)
+        self.apply_palette()
+        self.reset()
+
+    # -- colours that follow the system theme ------------------------------------------------
+    def apply_palette(self) -> None:
+        palette = self.palette()
+        background = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        dark = background.lightness() < 128
+        pick = {k: QColor(v[0] if dark else v[1]) for k, v in COLOURS.items()}
+        self.view.setBackground(background)
+        for plot in (self.loss_plot, self.dice_plot):
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.setPen(pg.mkPen(text))
+                axis.setTextPen(pg.mkPen(text))
+        for legend in (self.loss_legend, self.dice_legend):
+            legend.setLabelTextColor(text)
+            for _, label in legend.items:  # (setLabelTextColor only affects new text)
+                label.setText(label.text, color=text)
+            legend.setBrush(pg.mkBrush(QColor(background.red(), background.green(),
+                                              background.blue(), 215)))
+        raw = QColor(pick["train"])
+        raw.setAlpha(80)
+        self.raw_curve.setPen(pg.mkPen(raw, width=1))
+        self.ema_curve.setPen(pg.mkPen(pick["train"], width=2.5))
+        self.val_curve.setPen(pg.mkPen(pick["val"], width=2))
+        self.val_curve.setSymbolBrush(pick["val"])
+        self.val_curve.setSymbolPen(pg.mkPen(pick["val"]))
+        self.dice_curve.setPen(pg.mkPen(pick["dice"], width=2.5))
+        self.dice_curve.setSymbolBrush(pick["dice"])
+        self.dice_curve.setSymbolPen(pg.mkPen(pick["dice"]))
+        self.best_point.setBrush(pg.mkBrush(pick["best"]))
+        self.best_point.setPen(pg.mkPen(text))
+        self.best_line.setPen(pg.mkPen(pick["best"], width=1.5, style=Qt.PenStyle.DashLine))
+        self.base_line.setPen(pg.mkPen(text, width=1, style=Qt.PenStyle.DotLine))
+        self.base_line.label.setColor(text)
+        self.loss_plot.setTitle("Loss", color=text)
+        self.dice_plot.setTitle("Validation Dice", color=text)
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self.apply_palette()
+        super().changeEvent(event)
+
+    # -- data ----------------------------------------------------------------------------
+    def reset(self, total_steps: int = 0, epochs: int = 0) -> None:
+        self.steps.clear()
+        self.epochs.clear()
+        self._ema = self._ema_weight = 0.0
+        self.best = None
+        self.base_dice = None
+        # Smooth over ~2 % of the run (at least 10 steps) so short and long runs look alike.
+        span = max(10.0, total_steps / 50.0)
+        self.ema_beta = 1.0 - 1.0 / span
+        for curve in (self.raw_curve, self.ema_curve, self.val_curve, self.dice_curve):
+            curve.setData([], [])
+        self.best_point.setData([], [])
+        self.best_line.hide()
+        self.base_line.hide()
+        if total_steps:
+            self.loss_plot.setXRange(0, total_steps, padding=0.02)
+        if epochs:
+            self.dice_plot.setXRange(-0.25, epochs + 0.25, padding=0)
+            step = max(1, int(np.ceil(epochs / 10)))  # whole epochs only
+            self.dice_plot.getAxis("bottom").setTickSpacing(step, step)
+        self.loss_plot.enableAutoRange(axis="y")
+        self._dirty = False
+
+    def add_steps(self, steps: list[int], losses: list[float]) -> None:
+        if not steps:
+            return
+        rows = np.empty((len(steps), 3))
+        rows[:, 0] = steps
+        rows[:, 1] = losses
+        for i, loss in enumerate(losses):
+            if np.isfinite(loss):
+                self._ema = self.ema_beta * self._ema + (1 - self.ema_beta) * loss
+                self._ema_weight = self.ema_beta * self._ema_weight + (1 - self.ema_beta)
+            rows[i, 2] = self._ema / self._ema_weight if self._ema_weight else np.nan
+        self.steps.extend(rows)
+        self._dirty = True
+
+    def add_epoch(self, epoch: int, step: int, val_loss: float | None, dice: float | None,
+                  train_loss: float | None = None, best_epoch: int | None = None,
+                  best_dice: float | None = None) -> None:
+        nan = float("nan")
+        self.epochs.extend([[epoch, step, nan if val_loss is None else val_loss,
+                             nan if dice is None else dice,
+                             nan if train_loss is None else train_loss]])
+        if epoch == 0 and dice is not None:
+            self.set_base_dice(dice)
+        if best_epoch is not None and best_dice is not None and best_epoch > 0:
+            self.best = (best_epoch, best_dice)
+        self._dirty = True
+
+    def set_base_dice(self, dice: float | None) -> None:
+        self.base_dice = dice
+        if dice is None:
+            self.base_line.hide()
+        else:
+            self.base_line.setValue(dice)
+            self.base_line.label.setFormat(f"base model {dice:.2f}")
+            self.base_line.show()
+
+    def redraw(self) -> None:
+        """Push the buffers to the curves (cheap; call after a batch of events)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        s = self.steps.view()
+        if len(s):
+            self.raw_curve.setData(s[:, 0], s[:, 1])
+            self.ema_curve.setData(s[:, 0], s[:, 2])
+        e = self.epochs.view()
+        if len(e):
+            has_val = np.isfinite(e[:, 2])
+            self.val_curve.setData(e[has_val, 1], e[has_val, 2])
+            has_dice = np.isfinite(e[:, 3])
+            self.dice_curve.setData(e[has_dice, 0], e[has_dice, 3])
+        if self.best is not None:
+            self.best_point.setData([self.best[0]], [self.best[1]])
+            self.best_line.setValue(self.best[0])
+            self.best_line.show()

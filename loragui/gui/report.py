@@ -1,0 +1,134 @@
+"""The pairing report: how many image/mask pairs were found, what is wrong with
+the rest (grouped by kind, with file names), and a strip of overlay thumbnails."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QStyle,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+MAX_NAMES_SHOWN = 200  # per problem group; the rest are counted
+THUMB_SIZE = 96
+
+
+class PairingReportView(QWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.report = None
+
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+
+        self.problems = QTreeWidget()
+        self.problems.setHeaderHidden(True)
+        self.problems.setColumnCount(1)
+        self.problems.setUniformRowHeights(True)
+        self.problems.setMaximumHeight(150)
+        self.problems.setToolTip("Files that could not be paired or read, grouped by problem")
+        self.problems.hide()
+
+        self.thumbs = QListWidget()
+        self.thumbs.setViewMode(QListView.ViewMode.IconMode)
+        self.thumbs.setFlow(QListView.Flow.LeftToRight)
+        self.thumbs.setWrapping(False)
+        self.thumbs.setMovement(QListView.Movement.Static)
+        self.thumbs.setResizeMode(QListView.ResizeMode.Adjust)
+        self.thumbs.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.thumbs.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.thumbs.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.thumbs.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.thumbs.setFixedHeight(THUMB_SIZE + self.fontMetrics().height()
+                                  + self.thumbs.horizontalScrollBar().sizeHint().height() + 14)
+        self.thumbs.setToolTip("A few pairs: the mask is outlined in green")
+        self.thumbs.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.problems)
+        layout.addWidget(self.thumbs)
+        self.clear()
+
+    def clear(self, message: str = "") -> None:
+        self.report = None
+        self.summary.setText(message or "Drop a folder of images and a folder of masks above.")
+        self.progress.hide()
+        self.problems.clear()
+        self.problems.hide()
+        self.thumbs.clear()
+        self.thumbs.hide()
+
+    def set_scanning(self, text: str = "Looking for image/mask pairs…") -> None:
+        self.clear(text)
+        self.progress.setRange(0, 0)  # busy until the first progress report
+        self.progress.show()
+
+    def set_progress(self, done: int, total: int, message: str = "") -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(message or "Checking pairs: %v / %m")
+
+    def set_report(self, report) -> None:
+        self.clear()
+        self.report = report
+        n = len(report.pairs)
+        full = report.summary()
+        first, _, rest = full.partition("\n")
+        if n == 0:
+            text = f"<b>No usable pairs.</b> {html.escape(rest or first)}"
+        else:
+            text = f"<b>{n} pair{'s' if n != 1 else ''}</b> of image and mask found."
+        self.summary.setText(text)
+        self.summary.setToolTip(full)
+        groups = report.problem_groups() if hasattr(report, "problem_groups") else []
+        warn = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        for title, names in groups:
+            names = list(names)
+            top = QTreeWidgetItem([title])  # the title carries the count
+            top.setIcon(0, warn)
+            top.setToolTip(0, title)
+            for name in names[:MAX_NAMES_SHOWN]:
+                child = QTreeWidgetItem([str(name)])
+                child.setToolTip(0, str(name))
+                top.addChild(child)
+            if len(names) > MAX_NAMES_SHOWN:
+                top.addChild(QTreeWidgetItem([f"… and {len(names) - MAX_NAMES_SHOWN} more"]))
+            self.problems.addTopLevelItem(top)
+        if groups:
+            if len(groups) == 1:
+                self.problems.expandAll()
+            self.problems.show()
+        if n:
+            self.thumbs.show()
+
+    def set_thumbnail(self, index: int, image: QImage, name: str) -> None:
+        while self.thumbs.count() <= index:
+            item = QListWidgetItem()
+            item.setSizeHint(QSize(THUMB_SIZE + 12, THUMB_SIZE + self.fontMetrics().height() + 12))
+            self.thumbs.addItem(item)
+        item = self.thumbs.item(index)
+        if not image.isNull():
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
+        metrics = self.fontMetrics()
+        item.setText(metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, THUMB_SIZE + 4))
+        item.setToolTip(name)

@@ -1,0 +1,150 @@
+"""After training: the base model's Dice beside the adapter's, and what to do next
+(export the adapter, export a merged model, predict a folder of new images)."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QVBoxLayout,
+)
+
+NOT_BETTER_MARGIN = 0.005  # Dice points: a smaller gain counts as "not better"
+
+
+def verdict(base: float | None, adapted: float | None) -> tuple[str, bool]:
+    """(sentence comparing the two Dice scores, True when it is a warning)."""
+    if adapted is None:
+        return "No validation Dice was measured.", True
+    if base is None:
+        return f"Validation Dice with the adapter: <b>{adapted:.3f}</b>.", False
+    text = (f"Validation Dice: base model <b>{base:.3f}</b> → with the adapter "
+            f"<b>{adapted:.3f}</b>")
+    if adapted <= base + NOT_BETTER_MARGIN:
+        return (text + ". <b>The adapter is not better than the base model.</b> Try more "
+                "epochs, a higher learning rate or rank, or check that the masks match the "
+                "images."), True
+    return text + f" (+{adapted - base:.3f}).", False
+
+
+class ResultsPanel(QFrame):
+    exportAdapter = Signal()
+    exportMerged = Signal()
+    predictFolder = Signal()
+    openRunFolder = Signal()
+    cancelPredict = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAutoFillBackground(True)
+        self.setBackgroundRole(QPalette.ColorRole.AlternateBase)
+        self.output: str | None = None
+        self.is_warning = False
+
+        self.icon = QLabel()
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.export_button = QPushButton("Export adapter…")
+        self.export_button.setToolTip("Save the adapter as a PEFT folder or a single "
+                                      ".safetensors file (Ctrl+E)")
+        self.merged_button = QPushButton("Export merged model…")
+        self.merged_button.setToolTip("Fold the adapter into the base model and save one "
+                                      "model file (as fast as the base model)")
+        self.predict_button = QPushButton("Predict folder…")
+        self.predict_button.setToolTip("Write a mask for every image of a folder with the "
+                                       "adapted model")
+        self.open_button = QPushButton("Open run folder")
+        self.open_button.setToolTip("The run's adapter, metrics.csv and run.json")
+        self.export_button.clicked.connect(self.exportAdapter)
+        self.merged_button.clicked.connect(self.exportMerged)
+        self.predict_button.clicked.connect(self.predictFolder)
+        self.open_button.clicked.connect(self.openRunFolder)
+
+        self.predict_bar = QProgressBar()
+        self.predict_bar.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop predicting (masks already written are kept)")
+        self.cancel_button.clicked.connect(self.cancelPredict)
+        self.cancel_button.hide()
+
+        top = QHBoxLayout()
+        top.addWidget(self.icon)
+        top.addWidget(self.text, 1)
+        buttons = QHBoxLayout()
+        for b in (self.export_button, self.merged_button, self.predict_button, self.open_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        predict_row = QHBoxLayout()
+        predict_row.addWidget(self.predict_bar, 1)
+        predict_row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.addLayout(top)
+        layout.addLayout(buttons)
+        layout.addLayout(predict_row)
+
+    def show_running(self, run_dir: str) -> None:
+        """While training: where the run is written (the panel keeps its place, so
+        the plots are not re-laid out when the result arrives)."""
+        self.output = None
+        self.is_warning = False
+        size = self.style().pixelMetric(QStyle.PixelMetric.PM_LargeIconSize)
+        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation)
+        self.icon.setPixmap(icon.pixmap(size, size))
+        self.text.setText(f"Training… The best adapter so far is kept in "
+                          f"<code>{html.escape(str(run_dir))}</code>.")
+        for b in (self.export_button, self.merged_button, self.predict_button):
+            b.setEnabled(False)
+        self.show()
+
+    def show_result(self, result) -> None:
+        """Show a ``RunFinished`` or a ``RunFailed``."""
+        if hasattr(result, "best_dice"):  # RunFinished (events.py imports numpy: not at start-up)
+            self.output = result.output or None
+            text, warn = verdict(result.base_dice, result.best_dice)
+            if result.best_epoch:
+                text += f" Best epoch: {result.best_epoch}."
+            if result.stopped:
+                text = "Training was stopped; the best adapter so far was kept. " + text
+        else:
+            self.output = result.output or None
+            text = "<b>Training failed:</b> " + html.escape(result.message)
+            if self.output:
+                text += " The best adapter before the failure was kept."
+            warn = True
+        self.is_warning = warn
+        pixmap = QStyle.StandardPixmap.SP_MessageBoxWarning if warn else \
+            QStyle.StandardPixmap.SP_DialogApplyButton
+        size = self.style().pixelMetric(QStyle.PixelMetric.PM_LargeIconSize)
+        self.icon.setPixmap(self.style().standardIcon(pixmap).pixmap(size, size))
+        self.text.setText(text)
+        has_output = bool(self.output)
+        for b in (self.export_button, self.merged_button, self.predict_button):
+            b.setEnabled(has_output)
+        self.show()
+
+    def set_predicting(self, done: int, total: int, message: str = "") -> None:
+        self.predict_bar.show()
+        self.cancel_button.show()
+        self.predict_button.setEnabled(False)
+        self.predict_bar.setRange(0, max(total, 1))
+        self.predict_bar.setValue(done)
+        self.predict_bar.setFormat(f"Predicting %v / %m  {message}".rstrip())
+
+    def predicting_done(self) -> None:
+        self.predict_bar.hide()
+        self.cancel_button.hide()
+        self.predict_button.setEnabled(bool(self.output))

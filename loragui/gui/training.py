@@ -1,0 +1,226 @@
+"""A training run seen from the window: the worker thread, the event queue and
+the timer that drains it, plus the view with the curves and the predictions.
+
+The worker puts every engine event on a queue; a ``QTimer`` on the GUI thread
+drains it at most ten times a second, folds all the steps it finds into the
+curve buffers, draws only the newest previews, and redraws once. However fast
+the engine runs, the event loop gets the same small amount of work.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+from collections.abc import Callable, Iterator
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+
+from loragui.engine.events import (
+    EpochEvent,
+    LogEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepEvent,
+)
+
+from .plots import TrainingCurves
+from .previews import PredictionPreviews
+from .workers import TrainWorker
+
+DRAIN_INTERVAL_MS = 100
+SWITCH_INTERVAL_S = 0.001
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "…"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class TrainingView(QWidget):
+    """Curves above, predictions below, in a splitter."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.curves = TrainingCurves()
+        self.previews = PredictionPreviews()
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.curves)
+        self.splitter.addWidget(self.previews)
+        self.curves.setMinimumHeight(180)
+        self.previews.setMinimumHeight(160)
+        self.splitter.setStretchFactor(0, 5)
+        self.splitter.setStretchFactor(1, 4)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.splitter)
+
+    def reset(self) -> None:
+        self.curves.reset()
+        self.previews.clear()
+
+
+class TrainingRun(QObject):
+    """One training run: start, stop, and the drained events turned into signals.
+
+    Signals (all on the GUI thread): ``started(RunStarted)``, ``progress(step, total,
+    text)``, ``logged(message, level)``, ``epochDone(EpochEvent)``, and ``ended(event)``
+    with the final ``RunFinished`` or ``RunFailed`` once the thread has finished.
+    """
+
+    started = Signal(object)
+    progress = Signal(int, int, str)
+    logged = Signal(str, str)
+    epochDone = Signal(object)
+    ended = Signal(object)
+
+    def __init__(self, view: TrainingView, config,
+                 run_training: Callable[..., Iterator] | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.config = config
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.worker = TrainWorker(config, self.events, run_training, parent=self)
+        self.worker.finished.connect(self._thread_finished)
+        self.timer = QTimer(self)
+        self.timer.setInterval(DRAIN_INTERVAL_MS)
+        self.timer.timeout.connect(self.drain)
+        self.info: RunStarted | None = None
+        self.last_epoch: EpochEvent | None = None
+        self.result: RunFinished | RunFailed | None = None
+        self._active = False
+        self._switch_interval = sys.getswitchinterval()
+        self.drained = 0  # events handled (for tests and the measurements)
+        self.drains = 0
+
+    # -- control --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.view.reset()
+        self.view.previews.prepare(getattr(self.config, "previews", 0))
+        self.timer.start()
+        # While training, hand the GIL to the GUI thread sooner: pyqtgraph's paint
+        # calls into Python many times, and each call may wait a whole switch
+        # interval for a busy worker (5 ms by default).
+        self._active = True
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
+        # Start the engine just after the view's first paint.
+        QTimer.singleShot(50, self.worker.start)
+
+    def stop(self) -> None:
+        """Ask the engine to stop after the current step (it keeps the best adapter)."""
+        self.worker.cancel()
+
+    def is_running(self) -> bool:
+        """True from start() until the worker thread has ended and been reported."""
+        return self._active
+
+    @property
+    def stopping(self) -> bool:
+        return self.worker.cancelled()
+
+    def wait(self, ms: int | None = None) -> bool:
+        return self.worker.wait() if ms is None else self.worker.wait(ms)
+
+    # -- events ---------------------------------------------------------------------------
+    def _thread_finished(self) -> None:
+        self._active = False
+        self.timer.stop()
+        sys.setswitchinterval(self._switch_interval)
+        self.drain()
+        if self.result is None:  # cannot happen: the worker always ends with one
+            self.result = RunFailed("Training ended without reporting a result.")
+        self.ended.emit(self.result)
+
+    def drain(self) -> None:
+        """Handle every queued event; redraw once."""
+        batch = []
+        while True:
+            try:
+                batch.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return
+        self.drains += 1
+        self.drained += len(batch)
+        curves = self.view.curves
+        steps: list[int] = []
+        losses: list[float] = []
+        last_step: StepEvent | None = None
+        newest_previews: EpochEvent | None = None
+        for event in batch:
+            if isinstance(event, StepEvent):
+                steps.append(event.step)
+                losses.append(event.loss)
+                last_step = event
+            elif isinstance(event, EpochEvent):
+                curves.add_steps(steps, losses)  # keep the order of steps and epochs
+                steps, losses = [], []
+                curves.add_epoch(event.epoch, event.step, event.val_loss, event.dice,
+                                 event.train_loss, event.best_epoch, event.best_dice)
+                if event.previews:
+                    newest_previews = event
+                self.last_epoch = event
+                self.logged.emit(self._epoch_line(event), "info")
+                self.epochDone.emit(event)
+            elif isinstance(event, RunStarted):
+                self.info = event
+                curves.reset(event.total_steps, event.epochs)
+                self.logged.emit(self._started_line(event), "info")
+                self.started.emit(event)
+                self.progress.emit(event.start_step, event.total_steps,
+                                   "Checking the base model on the validation images…")
+            elif isinstance(event, LogEvent):
+                self.logged.emit(event.message, event.level)
+            elif isinstance(event, RunFinished | RunFailed):
+                self.result = event
+        curves.add_steps(steps, losses)
+        curves.redraw()
+        if newest_previews is not None:
+            self.view.previews.show_previews(newest_previews.previews, newest_previews.epoch,
+                                             newest_previews.epochs,
+                                             getattr(newest_previews, "overlays", None))
+        if last_step is not None and self.result is None:
+            self.progress.emit(last_step.step, last_step.total_steps, self._step_text(last_step))
+
+    # -- text ---------------------------------------------------------------------------------
+    def _step_text(self, e: StepEvent) -> str:
+        epochs = self.info.epochs if self.info else 0
+        text = f"Epoch {e.epoch}/{epochs} · step {e.step}/{e.total_steps}"
+        text += f" · {e.images_per_s:.1f} images/s · {format_duration(e.eta_s)} left"
+        if self.stopping:
+            text = "Stopping after this step… " + text
+        return text
+
+    @staticmethod
+    def _started_line(e: RunStarted) -> str:
+        share = 100.0 * e.trainable_params / max(e.total_params, 1)
+        what = "LoRA adapter" if e.mode == "lora" else "full model"
+        resumed = f", resuming at step {e.start_step}" if e.start_step else ""
+        return (f"Training a {what} on {e.device}: {e.n_train} training / {e.n_val} validation "
+                f"images, {e.epochs} epochs of {e.steps_per_epoch} steps{resumed}; "
+                f"{e.trainable_params:,} of {e.total_params:,} parameters trainable "
+                f"({share:.1f} %). Run folder: {e.run_dir}")
+
+    @staticmethod
+    def _epoch_line(e: EpochEvent) -> str:
+        def num(v: float | None) -> str:
+            return "–" if v is None else f"{v:.4f}"
+
+        if e.epoch == 0:
+            return f"Base model before training: validation loss {num(e.val_loss)}, Dice {num(e.dice)}"
+        best = "  ★ best so far" if e.is_best else ""
+        return (f"Epoch {e.epoch}/{e.epochs}: training loss {num(e.train_loss)}, validation loss "
+                f"{num(e.val_loss)}, Dice {num(e.dice)}, IoU {num(e.iou)} "
+                f"({format_duration(e.seconds)}){best}")

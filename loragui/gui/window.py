@@ -1,0 +1,406 @@
+"""The main window: data and settings on the left, the run on the right.
+
+Nothing slow runs on the GUI thread: scanning, thumbnails, training, exporting
+and predicting all happen in worker threads (``workers.py``); the plotting
+library and torch are imported after the first paint (``StartupWorker``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import dialogs
+from .datapanel import DataPanel
+from .menus import build_menus, restore_geometry, save_geometry
+from .outputs import AfterTrainingMixin
+from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
+from .results import ResultsPanel
+from .settings import SettingsPanel
+from .workers import PredictWorker, StartupWorker, Worker
+
+WELCOME = """
+<h2>Adapt the segmentation model to your images</h2>
+<ol>
+<li>Drop a folder of <b>images</b> and a folder of <b>masks</b> on the left
+(or one folder holding <i>images/</i> and <i>masks/</i>).</li>
+<li>Check the settings: the defaults are a good start.</li>
+<li>Press <b>Train</b> (Ctrl+Return). The loss and Dice curves and the predicted
+masks appear here while it trains; Stop (Esc) keeps the best adapter so far.</li>
+<li>Export the adapter (Ctrl+E), or predict masks for a folder of new images.</li>
+</ol>
+"""
+
+
+class MainWindow(AfterTrainingMixin, QMainWindow):
+    firstShown = Signal()  # after the first show has been processed (start-up timing)
+
+    def __init__(self, prefs: Preferences | None = None, *, background: bool = True,
+                 run_training: Callable[..., Iterator] | None = None) -> None:
+        super().__init__()
+        self.prefs = prefs or Preferences.load()
+        self.run_training = run_training  # the engine's by default (tests may inject)
+        self.config_overrides: dict[str, Any] = {}  # extra TrainConfig fields (tests, tools)
+        self.run = None  # TrainingRun
+        self.training_view = None
+        self.result = None  # last RunFinished / RunFailed
+        self.info: dict[str, Any] = {}  # torch version and devices, for About
+        self.sample_dirs: tuple[Path, Path] | None = None
+        self.bundled_known = False
+        self._background = background
+        self._shown = False
+        self._close_when_stopped = False
+        self._closed = False
+        self._jobs: set[Worker] = set()
+        self._predict: PredictWorker | None = None
+
+        self.setWindowTitle("loragui")
+        self.setAcceptDrops(True)  # a folder dropped anywhere on the window works too
+        self._build()
+        build_menus(self)
+        restore_geometry(self)
+        self.settings.set_values(self.prefs.train)
+        self.data.set_browse_dir(self.prefs.browse_dir)
+        self._update_state()
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        self.data = DataPanel()
+        self.data.changed.connect(self._data_changed)
+        self.data.failed.connect(lambda m, d: dialogs.show_error(self, m, d, "Cannot use this folder"))
+        self.data.logged.connect(self.log)
+        self.data.sampleRequested.connect(self.open_sample_data)
+        self.settings = SettingsPanel()
+        self.settings.changed.connect(self._update_state)
+
+        data_box = QGroupBox("Data")
+        QVBoxLayout(data_box).addWidget(self.data)
+        settings_box = QGroupBox("Settings")
+        QVBoxLayout(settings_box).addWidget(self.settings)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(data_box)
+        left_layout.addWidget(settings_box)
+        left_layout.addStretch(1)
+        self.left_scroll = QScrollArea()
+        self.left_scroll.setWidgetResizable(True)
+        self.left_scroll.setWidget(left)
+        self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.left_scroll.setMinimumWidth(400)
+
+        style = self.style()
+        self.train_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Train")
+        self.train_button.setToolTip("Start training (Ctrl+Return)")
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
+        self.stop_button.setToolTip("Stop after the current step and keep the best adapter (Esc)")
+        self.stop_button.clicked.connect(self.stop_training)
+        self.reason = QLabel()
+        self.reason.setWordWrap(True)
+        self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        run_bar = QHBoxLayout()
+        run_bar.addWidget(self.train_button)
+        run_bar.addWidget(self.stop_button)
+        run_bar.addWidget(self.reason, 1)
+
+        self.welcome = QLabel(WELCOME)
+        self.welcome.setWordWrap(True)
+        self.welcome.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.welcome.setMaximumWidth(720)
+        self.welcome.setContentsMargins(24, 12, 24, 48)
+        self.welcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        welcome_page = QWidget()
+        welcome_layout = QHBoxLayout(welcome_page)
+        welcome_layout.addWidget(self.welcome, 0, Qt.AlignmentFlag.AlignCenter)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(welcome_page)
+        self.results = ResultsPanel()
+        self.results.hide()
+        self.results.exportAdapter.connect(self.export_adapter_dialog)
+        self.results.exportMerged.connect(self.export_merged_dialog)
+        self.results.predictFolder.connect(self.predict_folder_dialog)
+        self.results.openRunFolder.connect(self.open_run_folder)
+        self.results.cancelPredict.connect(lambda: self._predict and self._predict.cancel())
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addLayout(run_bar)
+        right_layout.addWidget(self.progress)
+        right_layout.addWidget(self.stack, 1)
+        right_layout.addWidget(self.results)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.left_scroll)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([440, 960])
+        self.setCentralWidget(self.splitter)
+
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("LogDock")
+        self.log_dock.setWidget(self.log_view)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
+        self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
+        self.statusBar()  # made now: appearing later would shift the layout
+        self.resize(1400, 900)
+
+    # ------------------------------------------------------------------ start-up
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            QTimer.singleShot(0, self.firstShown.emit)
+            if self._background:
+                QTimer.singleShot(30, self._start_background)
+
+    def _start_background(self) -> None:
+        """Import pyqtgraph and torch, find devices and bundled files, off the GUI thread."""
+        self._background = False
+        if self._closed:
+            return
+        worker = StartupWorker()
+        worker.plotsReady.connect(lambda: QTimer.singleShot(0, self._build_training_view))
+        worker.devicesReady.connect(self._devices_ready)
+        worker.bundledReady.connect(self._bundled_ready)
+        worker.versionsReady.connect(self.info.update)
+        worker.failed.connect(lambda m, d: self.log(f"Start-up problem: {m}\n{d}", "error"))
+        self._track(worker)
+        worker.start()
+
+    def _devices_ready(self, devices: list) -> None:
+        self.info["devices"] = devices
+        self.settings.set_devices(devices)
+        self.settings.set_values({"device": self.prefs.train.get("device", "auto")})
+
+    def _bundled_ready(self, base: Path | None, samples: tuple[Path, Path] | None) -> None:
+        self.bundled_known = True
+        self.sample_dirs = samples
+        self.settings.set_bundled_base(base)
+        self.sample_action.setEnabled(samples is not None)
+        self.data.set_sample_available(samples is not None)
+        self._update_state()
+
+    # ------------------------------------------------------------------ data
+    def load_folders(self, images: Path, masks: Path) -> None:
+        self.data.load(Path(images), Path(masks))
+
+    def open_sample_data(self) -> None:
+        if self.sample_dirs is None:
+            dialogs.show_error(self, "No sample data is bundled with this installation.")
+            return
+        self.load_folders(*self.sample_dirs)
+
+    def dragEnterEvent(self, event) -> None:
+        from .dropzone import local_paths
+
+        if not self.training() and local_paths(event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        """A drop outside the zones: the images folder first, then the masks folder
+        (a folder holding images/ and masks/ fills both)."""
+        from .dropzone import folder_from_paths, local_paths
+
+        folder = folder_from_paths(local_paths(event.mimeData().urls()))
+        if folder is not None and not self.training():
+            event.acceptProposedAction()
+            target = "masks" if self.data.images_dir and not self.data.masks_dir else "images"
+            self.data.choose(target, folder)
+
+    def _data_changed(self) -> None:
+        name = self.data.dataset_name()
+        self.setWindowTitle(f"{name} — loragui" if name else "loragui")
+        folder = self.data.images_dir or self.data.masks_dir
+        if folder is not None:
+            self.prefs.browse_dir = str(folder.parent)
+            self.data.set_browse_dir(self.prefs.browse_dir)
+        if self.data.images_dir and self.data.masks_dir:
+            self.prefs.images_dir, self.prefs.masks_dir = str(self.data.images_dir), str(self.data.masks_dir)
+        self._update_state()
+
+    # ------------------------------------------------------------------ state
+    def training(self) -> bool:
+        return self.run is not None and self.run.is_running()
+
+    def train_blocker(self) -> str:
+        """Why Train is disabled ("" when it is not)."""
+        if self.training():
+            return "Stopping…" if self.run.stopping else "Training…"
+        if self.data.images_dir is None:
+            return "Add a folder of images to train."
+        if self.data.masks_dir is None:
+            return "Add the folder of masks to train."
+        if self.data.scanning:
+            return "Looking for image/mask pairs…"
+        if self.data.report is None:
+            return "These folders cannot be used (see the report)."
+        if self.data.pair_count == 0:
+            return "No image has a matching mask: nothing to train on."
+        if self.settings.needs_base:
+            return "Choose a base model (none is bundled)."
+        return ""
+
+    def _update_state(self) -> None:
+        blocker = self.train_blocker()
+        training = self.training()
+        self.train_button.setEnabled(not blocker)
+        self.train_action.setEnabled(not blocker)
+        self.stop_button.setEnabled(training and not self.run.stopping)
+        self.stop_action.setEnabled(training and not self.run.stopping)
+        self.settings.setEnabled(not training)
+        self.data.set_locked(training)
+        has_output = bool(self.result is not None and getattr(self.result, "output", None))
+        for action in (self.export_action, self.merged_action, self.predict_action):
+            action.setEnabled(has_output and not training)
+        if not training:
+            n = self.data.pair_count
+            self.reason.setText(blocker or f"Ready: {n} pair{'s' if n != 1 else ''}.")
+        self.settings.set_paths(str(self.data.images_dir or ""), str(self.data.masks_dir or ""))
+
+    def log(self, message: str, level: str = "info") -> None:
+        prefix = {"warning": "Warning: ", "error": "Error: "}.get(level, "")
+        self.log_view.appendPlainText(prefix + message)
+        if level in ("warning", "error"):
+            self.statusBar().showMessage(prefix + message.splitlines()[0], 8000)
+
+    # ------------------------------------------------------------------ training
+    def _build_training_view(self):
+        """The curves and previews (~0.1 s of pyqtgraph set-up): made while the
+        window is idle after start-up, so pressing Train does not pay for it."""
+        if self.training_view is None:
+            from .training import TrainingView  # pyqtgraph: imported by the start-up thread
+
+            self.training_view = TrainingView()
+            self.stack.addWidget(self.training_view)
+        return self.training_view
+
+    def _ensure_training_view(self):
+        self.stack.setCurrentWidget(self._build_training_view())
+        return self.training_view
+
+    def start_training(self) -> None:
+        blocker = self.train_blocker()
+        if blocker:
+            self.statusBar().showMessage(blocker, 5000)
+            return
+        from .training import TrainingRun
+
+        extra = {"out": str(new_run_dir())} | self.config_overrides
+        config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
+        self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
+        self.prefs.save()
+        self.result = None
+        self.results.show_running(config.out)
+        view = self._ensure_training_view()
+        if self.run is not None:
+            self.run.deleteLater()  # the previous, finished run
+        self.run = TrainingRun(view, config, self.run_training, parent=self)
+        self.run.progress.connect(self._progress)
+        self.run.logged.connect(self.log)
+        self.run.ended.connect(self._run_ended)
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Preparing the data and the model…")
+        self.progress.show()
+        self.log(f"Starting: {config.command_line()}")
+        self.reason.setText("Training…")
+        self.run.start()
+        self._update_state()
+
+    def stop_training(self) -> None:
+        if self.training() and not self.run.stopping:
+            self.run.stop()
+            self.log("Stopping after the current step; the best adapter so far is kept.")
+            self.progress.setFormat("Stopping after the current step…")
+            self.reason.setText("Stopping…")
+            self._update_state()
+
+    def _progress(self, step: int, total: int, text: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
+        self.progress.setFormat(text)
+
+    def _run_ended(self, result) -> None:
+        self.result = result
+        self.progress.hide()
+        self.results.show_result(result)
+        if hasattr(result, "best_dice"):
+            verb = "Stopped" if result.stopped else "Finished"
+            self.log(f"{verb} after {result.steps} steps. Adapter: {result.output}")
+            if self.results.is_warning:
+                self.log("The adapter is not better than the base model on the validation images.",
+                         "warning")
+        else:
+            self.log(f"{result.message}\n{result.details}".rstrip(), "error")
+            if not self._close_when_stopped:
+                dialogs.show_error(self, result.message, result.details, "Training failed")
+        self._update_state()
+        if self._close_when_stopped:
+            self.close()
+
+    # ------------------------------------------------------------------ closing
+    def _track(self, worker: Worker) -> None:
+        self._jobs.add(worker)
+        worker.finished.connect(lambda: self._jobs.discard(worker))
+
+    def busy(self) -> bool:
+        """Whether a background job is running or about to start (for the tests)."""
+        return (self._background and self._shown and not self._closed) or any(
+            w.isRunning() for w in self.jobs())
+
+    def jobs(self) -> list[Worker]:
+        """Every background thread this window owns (for the tests)."""
+        jobs = list(self._jobs) + self.data.workers()
+        if self.run is not None:
+            jobs.append(self.run.worker)
+        return jobs
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.training():
+            event.ignore()
+            if self._close_when_stopped:
+                return  # already stopping; the window closes when the thread ends
+            if dialogs.ask_yes_no(self, "Training is running",
+                                  "Stop training and close the window?\n\nThe best adapter "
+                                  "so far is kept in the run folder."):
+                self._close_when_stopped = True
+                self.stop_training()
+            return
+        for worker in list(self._jobs):
+            worker.cancel()
+        self.data.shutdown()
+        for worker in list(self._jobs):
+            worker.wait()
+        self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
+        self.prefs.save()
+        save_geometry(self)
+        self._closed = True
+        event.accept()

@@ -1,0 +1,316 @@
+"""Background jobs: every slow thing the window does runs in one of these threads.
+
+Each job is a ``QThread`` subclass with a few typed signals; ``run()`` catches
+everything and reports it (labelme's habit), so a failing job can never take the
+window down. ``cancel()`` asks a job to stop: it sets a ``threading.Event`` the
+engine checks between steps and requests Qt interruption. Engine modules (and so
+torch) are imported inside ``run()``, never on the GUI thread.
+
+Training events are not sent as signals: the worker puts them on a queue that a
+timer on the GUI thread drains a few times a second (see ``training.py``), so a
+fast GPU producing hundreds of steps a second cannot flood the event loop.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtGui import QImage
+
+_KEEP_ASPECT = Qt.AspectRatioMode.KeepAspectRatio
+_SMOOTH = Qt.TransformationMode.SmoothTransformation
+
+_LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def running_workers() -> list[Worker]:
+    """Workers whose thread is still running (the tests check this is empty)."""
+    running = []
+    for worker in list(_LIVE):
+        try:
+            if worker.isRunning():
+                running.append(worker)
+        except RuntimeError:  # the Qt object was deleted (with its finished thread)
+            pass
+    return running
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str]:
+    """(message for a person, technical details) for any exception."""
+    from loragui.engine.errors import LoraGuiError
+
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, LoraGuiError):
+        return str(exc), details
+    return f"Unexpected error: {type(exc).__name__}: {exc}", details
+
+
+class Worker(QThread):
+    """A job thread that can be cancelled; registered so leaks can be found."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.stop_event = threading.Event()
+        _LIVE.add(self)
+
+    def cancel(self) -> None:
+        self.stop_event.set()
+        self.requestInterruption()
+
+    def cancelled(self) -> bool:
+        return self.stop_event.is_set() or self.isInterruptionRequested()
+
+
+class CallWorker(Worker):
+    """Run one function off the GUI thread: ``succeeded(result)`` or ``failed(message, details)``."""
+
+    succeeded = Signal(object)
+    failed = Signal(str, str)
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, parent=None, **kwargs: Any) -> None:
+        super().__init__(parent)
+        self._call = (fn, args, kwargs)
+
+    def run(self) -> None:
+        fn, args, kwargs = self._call
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported, never lost
+            self.failed.emit(*describe_exception(exc))
+        else:
+            self.succeeded.emit(result)
+
+
+class TrainWorker(Worker):
+    """Iterate ``run_training`` and put every event on ``events``.
+
+    The last event put is always a ``RunFinished`` or ``RunFailed``: exceptions
+    escaping the engine are turned into ``RunFailed`` with the traceback as details.
+    """
+
+    def __init__(self, config, events: queue.SimpleQueue | None = None,
+                 run_training: Callable[..., Iterator] | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.config = config
+        self.events: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
+        self._run_training = run_training  # injectable for tests
+        self.last_step = 0  # the newest step reported by the engine
+
+    def run(self) -> None:
+        from loragui.engine.events import EpochEvent, RunFailed, RunFinished
+
+        terminal = False
+        try:
+            run_training = self._run_training
+            if run_training is None:
+                from loragui.engine.train import run_training
+            for event in run_training(self.config, self.stop_event):
+                if isinstance(event, EpochEvent) and event.previews:
+                    add_overlays(event)
+                self.last_step = getattr(event, "step", self.last_step)
+                self.events.put(event)
+                terminal = isinstance(event, RunFinished | RunFailed)
+                if terminal:
+                    break
+        except BaseException as exc:  # noqa: BLE001
+            message, details = describe_exception(exc)
+            self.events.put(RunFailed(message, details, run_dir=self.config.out or None))
+            terminal = True
+        if not terminal:
+            self.events.put(RunFailed("Training ended without reporting a result.",
+                                      run_dir=self.config.out or None))
+
+
+class ScanWorker(Worker):
+    """Resolve a dropped folder and pair images with masks.
+
+    ``target`` is "images", "masks" or "both" (the folder may hold images/ and
+    masks/ subfolders, which then fill both). A folder that cannot be used gives
+    ``failed(message, details)`` and changes nothing. Otherwise ``resolved(images,
+    masks)`` ("" for a folder not known yet) and, once both folders are known and
+    paired, ``succeeded(report)``; ``progress(done, total, "")`` while pairing.
+    """
+
+    resolved = Signal(str, str)
+    progress = Signal(int, int, str)
+    succeeded = Signal(object)
+    failed = Signal(str, str)
+
+    def __init__(self, target: str, folder: Path | None, images: Path | None,
+                 masks: Path | None, parent=None) -> None:
+        super().__init__(parent)
+        self.target, self.folder = target, folder
+        self.images, self.masks = images, masks
+
+    def run(self) -> None:
+        try:
+            from loragui.engine import data
+            from loragui.engine.errors import DataError
+
+            images, masks = self.images, self.masks
+            if self.folder is not None:
+                folder = self.folder
+                if not folder.exists():
+                    raise DataError(f"The folder {folder} does not exist.")
+                if not folder.is_dir():
+                    raise DataError(f"{folder} is not a folder.")
+                split = data.find_image_mask_dirs(folder)
+                if split is not None:
+                    images, masks = (Path(p) for p in split)
+                elif self.target == "masks":
+                    masks = folder
+                else:
+                    images = folder
+            if images is None or masks is None:
+                # Only one folder so far: check it holds images before showing it.
+                check_has_images(images or masks)
+                self.resolved.emit(str(images or ""), str(masks or ""))
+                return
+            report = data.pair_folders(images, masks, progress=self._progress,
+                                       stop=self.stop_event)
+            if not self.cancelled():
+                images = getattr(report, "images_dir", images)  # it may pick subfolders
+                masks = getattr(report, "masks_dir", masks)
+                self.resolved.emit(str(images), str(masks))
+                self.succeeded.emit(report)
+        except BaseException as exc:  # noqa: BLE001
+            if not self.cancelled():
+                self.failed.emit(*describe_exception(exc))
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.emit(done, total, "")
+
+
+class ThumbnailWorker(Worker):
+    """Decode a few pairs into small overlay thumbnails: ``thumbnail(index, image, name)``."""
+
+    thumbnail = Signal(int, QImage, str)
+
+    def __init__(self, pairs: list, size: int = 192, parent=None) -> None:
+        super().__init__(parent)
+        self.pairs, self.size = list(pairs), size
+
+    def run(self) -> None:
+        from loragui.engine import data
+
+        from .overlay import overlay
+
+        for index, pair in enumerate(self.pairs):
+            if self.cancelled():
+                return
+            try:
+                image = data.read_image(pair.image, data.Preprocessing(),
+                                        exif=getattr(pair, "exif", True))
+                mask, _ = data.read_mask(pair.mask)
+                rgb = overlay(image, mask, fill_mask=0.4)
+                qimage = numpy_to_qimage(rgb).scaled(
+                    self.size, self.size, aspectMode=_KEEP_ASPECT, mode=_SMOOTH)
+            except Exception:  # noqa: BLE001 - a broken file shows as a blank tile
+                qimage = QImage()
+            self.thumbnail.emit(index, qimage, pair.stem)
+
+
+class PredictWorker(Worker):
+    """Write masks for a folder of images with ``predict_folder``."""
+
+    progress = Signal(int, int, str)
+    succeeded = Signal(str)
+    failed = Signal(str, str)
+
+    def __init__(self, images_dir: Path, out_dir: Path, *, base: str | None,
+                 adapter: str | None, device: str = "auto", parent=None) -> None:
+        super().__init__(parent)
+        self.images_dir, self.out_dir = Path(images_dir), Path(out_dir)
+        self.base, self.adapter, self.device = base, adapter, device
+
+    def run(self) -> None:
+        try:
+            from loragui.engine.predict import predict_folder
+
+            for event in predict_folder(self.images_dir, self.out_dir, base=self.base,
+                                        adapter=self.adapter, device=self.device,
+                                        stop=self.stop_event):
+                self.progress.emit(event.done, event.total, event.message)
+            self.succeeded.emit(str(self.out_dir))
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(*describe_exception(exc))
+
+
+class StartupWorker(Worker):
+    """After the first paint: import the plotting library and torch, find the
+    devices and the bundled files. Each result is sent as soon as it is known."""
+
+    plotsReady = Signal()
+    devicesReady = Signal(object)  # list[DeviceInfo]
+    bundledReady = Signal(object, object)  # base path | None, (images, masks) | None
+    versionsReady = Signal(object)  # {"torch": "2.x", ...}
+    failed = Signal(str, str)
+
+    def run(self) -> None:
+        try:
+            import pyqtgraph  # noqa: F401  (0.5-0.8 s: kept off the GUI thread)
+
+            self.plotsReady.emit()
+            if self.cancelled():
+                return
+            from loragui.engine import data, devices, files  # noqa: F401
+
+            self.bundledReady.emit(files.bundled_base_path(), files.bundled_sample_dirs())
+            # Compile/import the rest now, not while the first training starts.
+            from loragui.engine import predict, train  # noqa: F401
+            found = devices.list_devices()
+            import torch
+
+            self.versionsReady.emit({"torch": torch.__version__})
+            self.devicesReady.emit(found)
+            # torch imports its compiler stack (~2 s, holding the GIL while it
+            # unmarshals code) when the first optimizer is made: do it now, while
+            # the user is still choosing data, not while the first curves draw.
+            import torch._dynamo  # noqa: F401
+            from PIL import Image
+
+            Image.init()
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(*describe_exception(exc))
+
+
+def add_overlays(event) -> None:
+    """Draw an epoch's preview overlays here, in the worker, not on the GUI thread:
+    ``event.overlays`` = [(RGB overlay, per-image Dice or None), ...]."""
+    from .overlay import dice, overlay
+
+    try:
+        event.overlays = [(overlay(p.image, p.mask, p.prediction), dice(p.mask, p.prediction))
+                          for p in event.previews]
+    except Exception:  # noqa: BLE001 - the view draws them itself then
+        pass
+
+
+def check_has_images(folder: Path) -> None:
+    """Raise DataError unless ``folder`` is a folder holding at least one image file."""
+    from loragui.engine import data
+    from loragui.engine.errors import DataError
+
+    if not folder.is_dir():
+        raise DataError(f"The folder {folder} does not exist.")
+    if not any(p.suffix.lower() in data.IMAGE_SUFFIXES and not p.name.startswith(".")
+               for p in folder.iterdir()):
+        raise DataError(f"{folder} holds no images (PNG, JPEG, TIFF, BMP or GIF files "
+                        "directly inside it).")
+
+
+def numpy_to_qimage(rgb) -> QImage:
+    """A deep-copied QImage from an (H, W, 3) uint8 array (safe off the GUI thread)."""
+    import numpy as np
+
+    a = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = a.shape[:2]
+    return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+

@@ -1,0 +1,198 @@
+"""Training from the window with the real engine: curves, previews, stop, close,
+export, predict; and the event coalescing that keeps the window responsive."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loragui.engine.events import (
+    EpochEvent,
+    Preview,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepEvent,
+)
+from loragui.gui.timing import EventLoopMonitor
+from tests.gui.helpers import TINY_OVERRIDES, TINY_TRAINING, drop, wait_idle
+
+
+def prepare(qtbot, window, dataset, tiny_base, **settings) -> None:
+    window.load_folders(*dataset)
+    qtbot.waitUntil(lambda: window.data.pair_count == 6, timeout=10000)
+    window.settings.set_base(str(tiny_base))
+    window.settings.set_values(TINY_TRAINING | settings)
+    window.config_overrides = dict(TINY_OVERRIDES)
+    qtbot.waitUntil(window.train_button.isEnabled, timeout=10000)
+
+
+def wait_result(qtbot, window, timeout: int = 60000):
+    qtbot.waitUntil(lambda: window.result is not None and not window.training(), timeout=timeout)
+    return window.result
+
+
+def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_base, dialogs,
+                                                  tmp_path, capsys):
+    prepare(qtbot, window, dataset, tiny_base)
+    assert window.train_action.shortcut().toString() == "Ctrl+Return"
+    monitor = EventLoopMonitor()
+    monitor.start()
+    window.train_action.trigger()
+    assert window.training() and window.stop_button.isEnabled()
+    assert not window.settings.isEnabled() and not window.data.images_zone.isEnabled()
+    result = wait_result(qtbot, window)
+    monitor.stop()
+    with capsys.disabled():
+        print(f"\n[GUI thread during a tiny CPU training] {monitor.summary()}")
+
+    assert isinstance(result, RunFinished), getattr(result, "details", result)
+    assert not result.stopped and Path(result.output, "adapter_config.json").is_file()
+    assert not dialogs.messages
+    curves = window.training_view.curves
+    assert curves.steps.n == 12  # 3 epochs x 4 steps
+    x, y = curves.raw_curve.getData()
+    assert len(x) == 12 and np.isfinite(y).all()
+    assert curves.epochs.n == 4  # epoch 0 (the base model) and 3 epochs
+    assert len(curves.dice_curve.getData()[0]) == 4
+    assert curves.base_dice is not None and curves.best is not None
+    previews = window.training_view.previews
+    assert len(previews.images) == 2 and previews.images[0].shape == (32, 32, 3)
+    assert previews.epoch == 3
+    assert window.results.isVisible() and "base model" in window.results.text.text()
+    assert window.train_button.isEnabled() and window.export_action.isEnabled()
+    assert "Epoch 3/3" in window.log_view.toPlainText()
+
+    # Export as one file, through the Ctrl+E dialog.
+    from loragui.engine.files import load_adapter, load_model
+
+    dialogs.save_path = str(tmp_path / "exported")
+    dialogs.save_filter = "Single adapter file (*.safetensors)"
+    assert window.export_action.shortcut().toString() == "Ctrl+E"
+    window.export_action.trigger()
+    single = tmp_path / "exported.safetensors"
+    qtbot.waitUntil(single.is_file, timeout=10000)
+    wait_idle(qtbot, window)
+    assert load_adapter(single).tensors
+    # ...and as a PEFT folder.
+    window.export_adapter(tmp_path / "peft", single_file=False)
+    wait_idle(qtbot, window)
+    assert (tmp_path / "peft" / "adapter_config.json").is_file()
+    assert load_adapter(tmp_path / "peft").tensors
+    # A merged model.
+    window.export_merged(tmp_path / "merged.safetensors")
+    wait_idle(qtbot, window)
+    model, _ = load_model(tmp_path / "merged.safetensors")
+    assert model is not None
+    # Predict a folder.
+    images, _ = dataset
+    window.predict_folder(images, tmp_path / "predicted")
+    wait_idle(qtbot, window)
+    assert len(list((tmp_path / "predicted").glob("*.png"))) == 6
+    assert not dialogs.messages
+
+
+def test_stop_keeps_the_best_adapter(qtbot, window, dataset, tiny_base):
+    prepare(qtbot, window, dataset, tiny_base, epochs=50)
+    window.config_overrides["steps_per_epoch"] = 50
+    window.start_training()
+    qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 2, timeout=30000)
+    t0 = time.perf_counter()
+    window.stop_action.trigger()  # Esc
+    step_at_stop = window.run.worker.last_step
+    assert window.stop_action.shortcut().toString() == "Esc"
+    assert not window.stop_button.isEnabled()
+    result = wait_result(qtbot, window, timeout=20000)
+    assert time.perf_counter() - t0 < 10
+    assert isinstance(result, RunFinished) and result.stopped
+    assert result.steps <= step_at_stop + 1  # the step under way finishes, no more
+    assert Path(result.output, "adapter_config.json").is_file()
+    assert "stopped" in window.results.text.text().lower()
+
+
+def test_close_during_training_asks_then_stops(qtbot, window, dataset, tiny_base, dialogs):
+    prepare(qtbot, window, dataset, tiny_base, epochs=50)
+    window.config_overrides["steps_per_epoch"] = 50
+    window.start_training()
+    qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 1, timeout=30000)
+    dialogs.answer_yes = False
+    window.close()
+    assert window.isVisible() and window.training() and len(dialogs.questions) == 1
+    dialogs.answer_yes = True
+    window.close()
+    assert len(dialogs.questions) == 2
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
+    assert not window.run.is_running()
+    assert isinstance(window.result, RunFinished) and window.result.stopped
+
+
+def test_drop_on_the_window_outside_the_zones(qtbot, window, dataset):
+    drop(window, [dataset[0].parent])  # a folder holding images/ and masks/
+    qtbot.waitUntil(lambda: window.data.pair_count == 6, timeout=10000)
+    wait_idle(qtbot, window)
+
+
+def fake_events(n_steps: int, epochs: int = 2):
+    """A fake run_training producing many steps quickly (to test the coalescing)."""
+    rng = np.random.default_rng(0)
+    preview = Preview("p", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+                      rng.random((16, 16)) > 0.5, rng.random((16, 16)).astype(np.float32))
+
+    def run_training(config, stop):
+        yield RunStarted(config.out, "cpu", 4, 2, epochs, n_steps // epochs, n_steps, 0, 10, 100,
+                         "lora")
+        yield EpochEvent(0, epochs, 0, None, 0.9, 0.1, 0.05, 0.1, 0.05, 0, 0.1, True, [preview])
+        for step in range(1, n_steps + 1):
+            if stop.is_set():
+                break
+            yield StepEvent(step, n_steps, 1 + (step - 1) * epochs // n_steps,
+                            1.0 / step, 1e-3, 100.0, 1.0)
+            if step % (n_steps // epochs) == 0:
+                e = step * epochs // n_steps
+                yield EpochEvent(e, epochs, step, 0.5, 0.4, 0.5 + 0.1 * e, 0.4, 0.5, 0.4, e,
+                                 0.5 + 0.1 * e, True, [preview])
+        yield RunFinished(config.out, "", epochs, 0.7, 0.1, n_steps, 1.0, stop.is_set())
+
+    return run_training
+
+
+def test_fast_event_stream_is_coalesced(qtbot, window, dataset, tiny_base, dialogs):
+    prepare(qtbot, window, dataset, tiny_base)
+    window.run_training = fake_events(20000)
+    monitor = EventLoopMonitor()
+    monitor.start()
+    window.start_training()
+    result = wait_result(qtbot, window)
+    monitor.stop()
+    assert isinstance(result, RunFinished)
+    assert window.training_view.curves.steps.n == 20000
+    assert window.run.drains < 2000  # 20,000 steps were drawn in far fewer redraws
+    assert monitor.worst_ms < 1000, monitor.summary()
+    # The fake wrote no adapter: nothing to export.
+    assert not window.export_action.isEnabled()
+
+
+@pytest.mark.parametrize("how", ["raises", "fails"])
+def test_training_failure_shows_a_dialog(qtbot, window, dataset, tiny_base, dialogs, how):
+    prepare(qtbot, window, dataset, tiny_base)
+
+    def broken(config, stop):
+        yield RunStarted(config.out, "cpu", 4, 2, 1, 1, 1, 0, 10, 100, "lora")
+        if how == "raises":
+            raise ValueError("boom")
+        yield RunFailed("The masks are empty.", "details here")
+
+    window.run_training = broken
+    window.start_training()
+    result = wait_result(qtbot, window)
+    assert isinstance(result, RunFailed)
+    assert len(dialogs.messages) == 1
+    title, text, details = dialogs.messages[0]
+    if how == "raises":
+        assert "boom" in text and "Traceback" in details
+    else:
+        assert text == "The masks are empty." and details == "details here"
+    assert window.train_button.isEnabled()  # usable again

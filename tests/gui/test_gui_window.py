@@ -1,0 +1,210 @@
+"""Start-up, settings, preferences, About, the exception hook, themes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from loragui.engine.config import TrainConfig
+from tests.gui.helpers import wait_idle
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_window_shows_before_torch_is_imported(capsys):
+    """Launch → visible window well under a second, without torch (nor pyqtgraph)."""
+    code = ("import sys\n"
+            "from loragui.gui import app, window\n"
+            "def probe():\n"
+            "    print('MODULES', 'torch' in sys.modules, 'pyqtgraph' in sys.modules, flush=True)\n"
+            "window.MainWindow.showEvent = (lambda old: lambda self, e: (old(self, e), probe()))("
+            "window.MainWindow.showEvent)\n"
+            "sys.exit(app.main(['--startup-time', '--quit-after-show']))\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    early = []
+    for line in proc.stdout:  # "window shown" is printed once the window has been shown
+        if line.startswith("window shown after"):
+            break
+        early.append(line.strip())
+    launch_to_window = time.perf_counter() - t0
+    shown = line.strip()
+    out = proc.stdout.read()  # (communicate() would skip what the loop has buffered)
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    lines = early + out.splitlines()
+    assert proc.returncode == 0, err
+    assert shown.startswith("window shown after"), (shown, out, err)
+    assert "MODULES False False" in lines, out
+    with capsys.disabled():
+        print(f"\n[start-up] process launch -> window shown: {1000 * launch_to_window:.0f} ms "
+              f"({shown}, counted from the app module's import)")
+    assert launch_to_window < 2.0
+
+
+def test_engine_never_imports_qt():
+    proc = run_python("import sys\n"
+                      "import loragui.engine.config, loragui.engine.events, loragui.engine.errors\n"
+                      "import loragui.engine.data, loragui.engine.train, loragui.engine.files\n"
+                      "import loragui.engine.predict, loragui.engine.devices\n"
+                      "print([m for m in sys.modules if m.startswith(('PySide6', 'PyQt', "
+                      "'pyqtgraph', 'shiboken'))])")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_settings_command_line_reset_and_preferences(qtbot, window, user_dirs):
+    s = window.settings
+    assert s.rank.value() == TrainConfig().rank and s.lr.value() == TrainConfig().lr
+    s.rank.setValue(16)
+    s.lr.lineEdit().setText("3e-4")
+    s.lr.interpretText()
+    assert abs(s.lr.value() - 3e-4) < 1e-12
+    s.layers.setCurrentIndex(1)  # encoder only
+    cmd = s.command.text()
+    assert "--rank 16" in cmd and "--lr 0.0003" in cmd and "--targets 'down.*,bottleneck.*'" in cmd
+    assert s.command.isReadOnly()
+    s.copy_button.click()
+    assert QApplication.clipboard().text() == cmd
+    s.reset()
+    assert s.rank.value() == TrainConfig().rank and "--rank" not in s.command.text()
+    assert s.targets() == ["*"]
+    for w in (s.rank, s.alpha, s.epochs, s.batch_size, s.lr, s.crop_size, s.val_percent,
+              s.layers, s.device, s.base):
+        assert w.toolTip(), w
+
+    s.rank.setValue(4)
+    s.epochs.setValue(7)
+    wait_idle(qtbot, window)
+    window.close()
+    saved = json.loads((user_dirs / "config" / "settings.json").read_text())
+    assert saved["train"]["rank"] == 4 and saved["train"]["epochs"] == 7
+    assert (user_dirs / "config" / "window.ini").is_file()
+
+    from loragui.gui.window import MainWindow
+
+    again = MainWindow(background=False)
+    qtbot.addWidget(again)
+    assert again.settings.rank.value() == 4 and again.settings.epochs.value() == 7
+
+
+def test_devices_listed_with_unavailable_ones_greyed(qtbot, window):
+    qtbot.waitUntil(lambda: "devices" in window.info, timeout=30000)
+    combo = window.settings.device
+    model = combo.model()
+    names = [combo.itemData(i) for i in range(combo.count())]
+    assert names[0] == "auto" and "cpu" in names
+    from loragui.engine.devices import list_devices
+
+    for info in list_devices():
+        item = model.item(names.index(info.name))
+        assert item.isEnabled() == info.available
+        if not info.available:
+            assert info.reason in item.toolTip()
+    wait_idle(qtbot, window)
+
+
+def test_about_dialog_shows_versions(qtbot, window, dialogs):
+    qtbot.waitUntil(lambda: "devices" in window.info, timeout=30000)
+    import torch
+
+    import loragui
+
+    window.about_action.trigger()
+    title, text, _ = dialogs.messages[-1]
+    assert loragui.__version__ in text and torch.__version__ in text and "cpu" in text
+    wait_idle(qtbot, window)
+
+
+def test_shortcuts(window):
+    from PySide6.QtGui import QKeySequence
+
+    assert window.open_action.shortcut() == QKeySequence(QKeySequence.StandardKey.Open)
+    assert window.train_action.shortcut().toString() == "Ctrl+Return"
+    assert window.stop_action.shortcut().toString() == "Esc"
+    assert window.export_action.shortcut().toString() == "Ctrl+E"
+
+
+def test_open_images_with_ctrl_o_and_sample_link(qtbot, window, dataset, dialogs):
+    images, masks = dataset
+    dialogs.folders = [str(images)]
+    window.open_action.trigger()  # Ctrl+O: the browse dialog of the Images zone
+    qtbot.waitUntil(lambda: window.data.images_dir == images, timeout=10000)
+    wait_idle(qtbot, window)
+    window._bundled_ready(None, (images, masks))  # as if sample data were bundled
+    assert window.sample_action.isEnabled()
+    window.data.sample_link.linkActivated.emit("sample")
+    qtbot.waitUntil(lambda: window.data.pair_count == 6, timeout=10000)
+    wait_idle(qtbot, window)
+
+
+def test_excepthook_shows_a_dialog(qtbot, window, dialogs, monkeypatch):
+    from loragui.gui import dialogs as gui_dialogs
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr("threading.excepthook", __import__("threading").excepthook)
+    monkeypatch.setattr(gui_dialogs, "_relay", None)
+    gui_dialogs.install_excepthook()
+    try:
+        raise RuntimeError("kaboom")
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    qtbot.waitUntil(lambda: bool(dialogs.messages), timeout=5000)
+    title, text, details = dialogs.messages[0]
+    assert "kaboom" in text and "Traceback" in details
+    wait_idle(qtbot, window)
+
+
+def test_plots_follow_a_dark_palette(qtbot):
+    from loragui.gui.plots import TrainingCurves
+
+    curves = TrainingCurves()
+    qtbot.addWidget(curves)
+    dark = QPalette()
+    dark.setColor(QPalette.ColorRole.Base, QColor(30, 30, 30))
+    dark.setColor(QPalette.ColorRole.Text, QColor(230, 230, 230))
+    curves.setPalette(dark)
+    assert curves.view.backgroundBrush().color().lightness() < 60
+    axis_colour = curves.loss_plot.getAxis("left").textPen().color()
+    assert axis_colour.lightness() > 180
+
+
+def test_drop_zone_follows_the_palette(qtbot):
+    from loragui.gui.dropzone import DropZone
+
+    zone = DropZone("Images", "hint")
+    qtbot.addWidget(zone)
+    zone.resize(200, 90)
+    light = zone.grab().toImage().pixelColor(100, 80)
+    dark = QPalette()
+    dark.setColor(QPalette.ColorRole.Base, QColor(17, 17, 17))
+    dark.setColor(QPalette.ColorRole.Text, QColor(238, 238, 238))
+    zone.setPalette(dark)
+    assert zone.grab().toImage().pixelColor(100, 80).lightness() < 40 < light.lightness()
+
+
+def test_self_test_trains_on_the_sample(qtbot, window, dataset):
+    from loragui.gui.selftest import SelfTest
+
+    qtbot.waitUntil(lambda: window.bundled_known, timeout=30000)
+    window._bundled_ready(None, dataset)  # this checkout may bundle no sample: use ours
+    said: list[str] = []
+    code = SelfTest(QApplication.instance(), window, said.append).run()
+    assert code == 0, said
+    assert said[0] == "self-test: window shown" and said[-1].startswith("self-test: OK")
+    assert not window.isVisible()
