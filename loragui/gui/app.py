@@ -23,6 +23,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"loragui {loragui.__version__}")
     parser.add_argument("--images", help="folder of images to load at start")
     parser.add_argument("--masks", help="folder of masks to load at start")
+    parser.add_argument("--sample", action="store_true", help="open the bundled sample data")
     parser.add_argument("--self-test", action="store_true",
                         help="open the window (offscreen unless a platform is set), train a few "
                         "CPU steps on the bundled sample, exit with status 0 when all worked")
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             window.load_folders(Path(args.images), Path(args.masks))
         else:
             window.data.choose("images" if args.images else "masks", Path(args.images or args.masks))
+    elif args.sample:
+        window.open_sample_when_ready = True
     if args.self_test:
         from .selftest import SelfTest
 

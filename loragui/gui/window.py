@@ -67,6 +67,7 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.result = None  # last RunFinished / RunFailed
         self.info: dict[str, Any] = {}  # torch version and devices, for About
         self.sample_dirs: tuple[Path, Path] | None = None
+        self.open_sample_when_ready = False  # `loragui --sample`
         self.bundled_known = False
         self._background = background
         self._shown = False
@@ -208,6 +209,9 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.sample_action.setEnabled(samples is not None)
         self.data.set_sample_available(samples is not None)
         self._update_state()
+        if self.open_sample_when_ready:
+            self.open_sample_when_ready = False
+            self.open_sample_data()
 
     # ------------------------------------------------------------------ data
     def load_folders(self, images: Path, masks: Path) -> None:
