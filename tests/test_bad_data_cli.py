@@ -312,7 +312,7 @@ def test_missing_folder_or_a_file_given(tmp_path, base, capsys):
     a_file = images / "tiny_00.png"
     for bad, command, words in [
             (tmp_path / "nope", ["train", "--out", tmp_path / "run", *FAST], "no such folder"),
-            (a_file, ["train", "--out", tmp_path / "run", *FAST], "no such folder"),
+            (a_file, ["train", "--out", tmp_path / "run", *FAST], "is a file, not a folder"),
             (tmp_path / "nope", ["evaluate"], "does not exist"),
             (a_file, ["evaluate"], "is a file, not a folder")]:
         status, out, err = main(capsys, command[0], "--images", bad, "--masks", masks,
