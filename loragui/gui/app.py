@@ -65,6 +65,9 @@ def make_app(argv: list[str]):
 
     import loragui
 
+    from .qtfix import keep_none_alive
+
+    keep_none_alive()  # a binding bug that would abort the program after minutes: see qtfix.py
     app = QApplication.instance()
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
@@ -76,7 +79,9 @@ def make_app(argv: list[str]):
     app.setOrganizationName("loragui")
     app.setOrganizationDomain("loragui.github.io")
     app.setDesktopFileName(DESKTOP_FILE_NAME)
-    app.setWindowIcon(make_icon())
+    from . import icons
+
+    app.setWindowIcon(icons.app_icon() if icons.png_paths() else make_icon())
     return app
 
 
