@@ -7,7 +7,9 @@ serialised as JSON lines.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,12 @@ class RunStarted:
     total_params: int
     mode: str  # "lora" or "full"
     config: dict[str, Any] = field(default_factory=dict)
+    # Data parallel (torchrun / --devices): processes, batch per process, batch per
+    # optimiser step (batch × processes) and the peak learning rate used (--lr scaled).
+    world_size: int = 1
+    batch_size: int = 0
+    effective_batch_size: int = 0
+    peak_lr: float = 0.0
 
 
 @dataclass
@@ -68,6 +76,9 @@ class EpochEvent:
     is_best: bool
     previews: list[Preview] = field(default_factory=list)
     seconds: float = 0.0
+    # JSON lines carry no arrays: ``loragui train --events jsonl`` writes the previews to
+    # this .npz file (see write_previews) and names it here instead.
+    previews_file: str | None = None
 
 
 @dataclass
@@ -123,3 +134,63 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     data = convert(asdict(event))
     data["event"] = type(event).__name__
     return data
+
+
+EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
+    RunStarted, StepEvent, EpochEvent, LogEvent, RunFinished, RunFailed, ProgressEvent)}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """The typed event back from :func:`event_to_dict`'s dict (for example one JSON line).
+
+    Unknown keys are ignored (a newer writer may add fields); a missing required
+    field or an unknown ``"event"`` raises ``ValueError``. Previews given inline
+    (lists) become :class:`Preview` objects with numpy arrays again.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"an event is a JSON object, not {type(data).__name__}")
+    cls = EVENT_TYPES.get(data.get("event"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('event')!r}")
+    known = {f.name for f in fields(cls)}
+    values = {k: v for k, v in data.items() if k in known}
+    if cls is EpochEvent:
+        values["previews"] = [_preview_from_dict(p) for p in values.get("previews") or []]
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field is missing
+        raise ValueError(f"malformed {cls.__name__}: {exc}") from None
+
+
+def _preview_from_dict(p: dict[str, Any]) -> Preview:
+    return Preview(str(p["name"]), np.asarray(p["image"], dtype=np.uint8),
+                   np.asarray(p["mask"], dtype=bool), np.asarray(p["prediction"], dtype=np.float32))
+
+
+# Previews as files: one .npz per epoch holding plain arrays only (``names`` a unicode
+# array, ``image_<i>``, ``mask_<i>``, ``prediction_<i>`` per preview: the validation
+# images may differ in size), so ``np.load(..., allow_pickle=False)`` reads it.
+
+def write_previews(path: str | os.PathLike, previews: list[Preview]) -> Path:
+    """Write ``previews`` to ``path`` (.npz) atomically: readers never see half a file."""
+    from .atomic import atomic_write  # torch-free
+
+    arrays: dict[str, np.ndarray] = {"names": np.array([p.name for p in previews], dtype=str)}
+    for i, p in enumerate(previews):
+        arrays[f"image_{i}"] = np.ascontiguousarray(p.image, dtype=np.uint8)
+        arrays[f"mask_{i}"] = np.ascontiguousarray(p.mask, dtype=bool)
+        arrays[f"prediction_{i}"] = np.ascontiguousarray(p.prediction, dtype=np.float32)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: savez would append ".npz" to a name
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
+
+
+def read_previews(path: str | os.PathLike) -> list[Preview]:
+    """The previews :func:`write_previews` wrote (never unpickles anything)."""
+    with np.load(path, allow_pickle=False) as data:
+        names = [str(n) for n in data["names"]]
+        return [Preview(name, data[f"image_{i}"], data[f"mask_{i}"], data[f"prediction_{i}"])
+                for i, name in enumerate(names)]

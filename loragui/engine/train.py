@@ -51,6 +51,7 @@ from .atomic import atomic_write, atomic_write_text, clean_folder
 from .config import TrainConfig
 from .data import CropSampler, DecodedDataset, Preprocessing, pair_folders, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
+from .distributed import LR_SCALING, AgreedFailure, Dist, PeerLost, lr_scale, parameters_digest
 from .errors import DataError, LoraGuiError, TrainingError
 from .events import (
     EpochEvent,
@@ -128,10 +129,36 @@ class _State:
 
 
 def run_training(config: TrainConfig, stop: threading.Event | None = None) -> Iterator[Event]:
-    """Train as ``config`` says, yielding events; ends with RunFinished or RunFailed."""
+    """Train as ``config`` says, yielding events; ends with RunFinished or RunFailed.
+
+    In a process started by torchrun (``WORLD_SIZE`` > 1) this is one rank of a
+    data-parallel run (see :mod:`.distributed`): rank 0 yields the events; the other
+    ranks yield nothing but a RunFailed of their own crash (with its traceback)."""
     trainer = Trainer(config, stop or threading.Event())
+    events = _run_guarded(trainer, config)
+    try:
+        if trainer.is_main:
+            yield from events
+        else:
+            for ev in events:
+                if isinstance(ev, RunFailed) and ev.details:
+                    yield ev
+    finally:
+        events.close()
+        if trainer.dist is not None:
+            trainer.dist.close()
+
+
+def _run_guarded(trainer: Trainer, config: TrainConfig) -> Iterator[Event]:
     try:
         yield from trainer.run()
+    except AgreedFailure:  # another rank failed; rank 0 says why
+        yield RunFailed("stopped because another training process failed", run_dir=config.out)
+    except PeerLost as exc:  # a collective failed: another process died
+        message = trainer.after_peer_lost(str(exc))
+        trainer.record_failure(message)
+        yield RunFailed(message, details=exc.detail if trainer.is_main else "",
+                        run_dir=config.out, output=trainer.best_output())
     except LoraGuiError as exc:
         trainer.record_failure(str(exc))
         yield RunFailed(str(exc), run_dir=config.out, output=trainer.best_output())
@@ -204,6 +231,12 @@ class Trainer:
         self.total_steps: int | None = None
         self._started = False  # RunStarted was reported
         self._t_start = time.perf_counter()
+        # Data parallel (torchrun): this process's rank; None in a single process.
+        self.dist = Dist.from_env()
+        self.world_size = self.dist.world_size if self.dist else 1
+        self.is_main = self.dist is None or self.dist.is_main
+        # --lr is the single-process peak; several processes scale it (distributed.LR_SCALING).
+        self.peak_lr = config.lr * (lr_scale(self.world_size) if self.dist else 1.0)
 
     # ------------------------------------------------------------------ setup
     def best_output(self) -> str | None:
@@ -240,7 +273,7 @@ class Trainer:
 
     def record_failure(self, message: str) -> None:
         """Best effort: note the failure in run.json (never raises)."""
-        if not self._started or self.out is None or not self.out.is_dir():
+        if not self.is_main or not self._started or self.out is None or not self.out.is_dir():
             return  # nothing ran: an earlier run's record in this folder stays as it was
         with contextlib.suppress(Exception):
             self._write_run_json(time.perf_counter() - self._t_start, False, failed=message)
@@ -254,13 +287,15 @@ class Trainer:
                                "(or 0 for auto)")
         if not 0 <= c.val_fraction < 1:
             raise LoraGuiError("the validation fraction must be in [0, 1)")
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LoraGuiError(f"cannot create the output folder {self.out}: "
-                               f"{exc.strerror or exc}. Choose another folder.") from None
-        clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
-        self.device = resolve_device(c.device)
+        if self.is_main:  # rank 0 alone writes the run folder
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LoraGuiError(f"cannot create the output folder {self.out}: "
+                                   f"{exc.strerror or exc}. Choose another folder.") from None
+            clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
+        if self.dist is None:
+            self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)
         random.seed(c.seed)
         np.random.seed(c.seed % 2**32)
@@ -298,9 +333,13 @@ class Trainer:
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
         mean_area = float(np.mean([im.shape[0] * im.shape[1] for im in self.train_data.images]))
+        # With several processes an epoch counts effective batches (batch × processes).
         self.steps_per_epoch = c.steps_per_epoch or default_steps_per_epoch(
-            len(train_idx), c.batch_size, self.crop_size, mean_area, c.steps)
+            len(train_idx), c.batch_size * self.world_size, self.crop_size, mean_area, c.steps)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
+        prior = self._schedule_of_other_world() if c.resume else None
+        if prior is not None:  # resumed with another number of processes: same epochs
+            self.steps_per_epoch, self.total_steps = prior
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         # Trainable parameters
         self.model.to(self.device)
@@ -336,28 +375,88 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         if c.resume:
             yield from self._load_checkpoint()
-        elif find_resumable(self.out) is not None:
+        elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
                            "and replaces it (use --resume to continue it instead)", "warning")
         self._started = True
+        if self.dist is not None:
+            yield LogEvent(
+                f"data-parallel training in {self.dist.describe()}: batch {self.batch_size} per "
+                f"process, effective batch {self.batch_size * self.world_size}; peak learning rate "
+                f"{format_lr(c.lr)} × √{self.world_size} = {format_lr(self.peak_lr)} "
+                "(square-root scaling with the effective batch)")
         yield RunStarted(
-            run_dir=str(self.out), device=str(self.device), n_train=len(train_idx),
+            run_dir=str(self.out), device=self._device_text(), n_train=len(train_idx),
             n_val=len(val_idx), epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps, start_step=self.state.step,
             trainable_params=count_parameters(self.model, trainable_only=True),
             total_params=sum(p.numel() for n_, p in self.model.named_parameters()
                              if ".lora_" not in n_),
-            mode="full" if c.full else "lora", config=c.to_dict())
+            mode="full" if c.full else "lora", config=c.to_dict(), world_size=self.world_size,
+            batch_size=self.batch_size, effective_batch_size=self.batch_size * self.world_size,
+            peak_lr=self.peak_lr)
+
+    def _device_text(self) -> str:
+        return ", ".join(self.dist.devices) if self.dist is not None else str(self.device)
+
+    def _schedule_of_other_world(self) -> tuple[int, int] | None:
+        """(steps per epoch, total steps) of a checkpoint made with another number of
+        processes, so that a resumed run keeps its epochs; None otherwise."""
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            return None
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            return None  # _load_checkpoint says what is wrong with it
+        if not isinstance(ckpt, dict) or int(ckpt.get("world_size", 1)) == self.world_size:
+            return None
+        spe, total = ckpt.get("steps_per_epoch"), ckpt.get("total_steps")
+        if not spe or not total or self.config.steps_per_epoch or self.config.steps:
+            return None
+        return int(spe), int(total)
+
+    def after_peer_lost(self, message: str) -> str:
+        """Another process died: rank 0 keeps the last completed step (every rank held the
+        same weights) as a checkpoint, and says how to resume."""
+        st = self.state
+        if (self.is_main and self._started and self.out is not None and st.step > 0
+                and st.step != self._checkpoint_step):
+            with contextlib.suppress(Exception):
+                self._save_checkpoint()
+        where = (f" Training stopped at step {st.step} of {self.total_steps}."
+                 if self._started and self.total_steps else "")
+        return f"{message}.{where}" + self._resume_hint()
 
     # ------------------------------------------------------------------ loop
     def run(self) -> Iterator[Event]:
         self._t_start = t_start = time.perf_counter()
-        yield from self._setup()
         c = self.config
         st = self.state
+        if self.dist is None:
+            yield from self._setup()
+        else:  # join the other processes first: from here on they all agree on each outcome
+            self.device, note = self.dist.resolve_device(c.device)
+            self.dist.start(self.device)
+            self.dist.watch_parent(self.stop)
+            if note:
+                yield LogEvent(note, "warning")
+            error = None
+            try:
+                yield from self._setup()
+            except Exception as exc:
+                error = exc
+            self.dist.check(error, "while starting")
+            self.dist.broadcast_parameters(self.params)  # identical weights on every rank
+            self.dist.write_debug(started=True, device=str(self.device))
         if st.step == 0 and not (c.full and not c.base):
-            yield self._validate(0, None)  # the base model alone
-            yield from self._drain_notes()
+            event = None
+            with self._agreed("validating the base model"):
+                if self.is_main:
+                    event = self._validate(0, None)  # the base model alone
+            if event is not None:
+                yield event
+                yield from self._drain_notes()
         elif st.step == 0:
             st.base_dice = None
         self._good = GoodState.capture(self.model, self.optimizer, st.step,
@@ -368,14 +467,21 @@ class Trainer:
         stopped = False
         self.model.train()
         while st.step < self.total_steps:
-            if self.stop.is_set():
+            if self.dist is None and self.stop.is_set():  # several processes: agreed in the step
                 stopped = True
                 break
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
-                group["lr"] = c.lr * st.lr_scale * lr_factor(step, self.total_steps, self.warmup)
-            loss_value, problem = yield from self._train_step()
+                group["lr"] = self.peak_lr * st.lr_scale * lr_factor(step, self.total_steps,
+                                                                     self.warmup)
+            if self.dist is None:
+                loss_value, problem = yield from self._train_step()
+            else:
+                loss_value, problem = yield from self._train_step_dist()
+            if problem == "stop":
+                stopped = True
+                break
             if problem is not None:
                 # The step is retried from the last good state with half the learning rate.
                 yield from self._back_off(step, loss_value, problem)
@@ -384,12 +490,13 @@ class Trainer:
             steps_done_here += 1
             st.epoch_loss_sum += loss_value
             st.epoch_loss_n += 1
-            n_window += self.batch_size
+            n_window += self.batch_size * self.world_size
             now = time.perf_counter()
             if now - t_window >= 0.5 or steps_done_here <= 2:
                 ips = n_window / max(now - t_window, 1e-9)
                 t_window, n_window = now, 0
-            remaining = (self.total_steps - st.step) * self.batch_size / max(ips, 1e-9)
+            remaining = ((self.total_steps - st.step) * self.batch_size * self.world_size
+                         / max(ips, 1e-9))
             yield StepEvent(st.step, self.total_steps, epoch, loss_value,
                             self.optimizer.param_groups[0]["lr"], ips, remaining)
             if st.step % self.steps_per_epoch == 0 or st.step == self.total_steps:
@@ -397,20 +504,27 @@ class Trainer:
                     yield from self._back_off(st.step - 1, float("nan"), "weights")
                 train_loss = st.epoch_loss_sum / max(1, st.epoch_loss_n)
                 st.epoch_loss_sum, st.epoch_loss_n = 0.0, 0
-                with self._writing():
-                    event = self._validate(epoch, train_loss)
-                    # Saved before the epoch is reported: a reported epoch survives a crash.
-                    self._save_checkpoint()
+                event = None
+                with self._agreed(f"at the end of epoch {epoch}"), self._writing():
+                    if self.is_main:  # several processes: rank 0 validates and writes
+                        event = self._validate(epoch, train_loss)
+                        # Saved before the epoch is reported: a reported epoch survives a crash.
+                        self._save_checkpoint()
                 self._good = GoodState.capture(self.model, self.optimizer, st.step, epoch)
-                yield from self._drain_notes()
-                yield event
+                if event is not None:
+                    yield from self._drain_notes()
+                    yield event
                 self.model.train()
-        with self._writing():
-            if stopped:
-                self._save_checkpoint()
-            if not self._best_written:
-                self._save_best()  # a run stopped before its first validation still leaves an output
-            self._write_run_json(time.perf_counter() - t_start, stopped)
+        if self.dist is not None:
+            self.dist.write_debug(step=st.step, stopped=stopped,
+                                  digest=parameters_digest(self.params))
+        if self.is_main:
+            with self._writing():
+                if stopped:
+                    self._save_checkpoint()
+                if not self._best_written:
+                    self._save_best()  # a run stopped before its first validation leaves one too
+                self._write_run_json(time.perf_counter() - t_start, stopped)
         if stopped:
             yield LogEvent(f"stopped at step {st.step} of {self.total_steps}; "
                            "resume with --resume", "info")
@@ -418,6 +532,20 @@ class Trainer:
             run_dir=str(self.out), output=self.best_output() or "", best_epoch=st.best_epoch,
             best_dice=st.best_dice, base_dice=st.base_dice, steps=st.step,
             seconds=time.perf_counter() - t_start, stopped=stopped)
+
+    @contextlib.contextmanager
+    def _agreed(self, when: str) -> Iterator[None]:
+        """Several processes: what the block raised on any rank stops every rank (rank 0
+        reports it). One process: nothing changes."""
+        if self.dist is None:
+            yield
+            return
+        error = None
+        try:
+            yield
+        except Exception as exc:
+            error = exc
+        self.dist.check(error, when)
 
     def _drain_notes(self) -> Iterator[LogEvent]:
         notes, self._notes = self._notes, []
@@ -471,6 +599,72 @@ class Trainer:
                 f"retrying with a batch of {self.batch_size} (the batch size is now "
                 f"{self.batch_size} for the rest of the run; the learning rate is unchanged)")
 
+    def _train_step_dist(self) -> Iterator[Event]:
+        """:meth:`_train_step` for one rank of several: the step's outcome is agreed in
+        the gradient all-reduce (see :mod:`.distributed`). Returns (loss, problem) with
+        problem None, "loss", "gradients" or "stop"; the loss is the mean over ranks."""
+        d, st = self.dist, self.state
+        while True:
+            # This rank's crops (and dropout) for this step: a pure function of (seed, rank,
+            # step, back-offs), so a resumed run draws what the uninterrupted run drew.
+            seed = d.step_seed(self.config.seed, st.step, st.backoffs)
+            self.sampler.load_state_dict(
+                {"generator": torch.Generator().manual_seed(seed).get_state()})
+            torch.manual_seed(seed)
+            loss_value, loss_bad, oom, detail = 0.0, False, False, ""
+            if not self.stop.is_set():
+                try:
+                    x, y = self.sampler.sample(self.batch_size)
+                    if self.device.type != "mps":
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                        enabled=self.autocast):
+                        logits = self.model(x)
+                    loss = dice_bce_loss(logits, y)
+                    loss_value = float(loss.detach())
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if math.isfinite(loss_value):
+                        loss.backward()
+                    else:
+                        loss_bad = True
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    oom, detail = True, _first_line(exc)
+                x = y = logits = loss = None
+                if oom:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    free_memory(self.device)
+            outcome = d.reduce_step(self.params, loss_value, stop=self.stop.is_set(),
+                                    loss_bad=loss_bad, oom=oom)
+            if not outcome.ok:
+                self.optimizer.zero_grad(set_to_none=True)
+            if outcome.stop:
+                return None, "stop"
+            if outcome.oom_ranks:
+                where = " and ".join(device_words(torch.device(d.devices[r]))
+                                     for r in outcome.oom_ranks)
+                if self.batch_size <= 1:
+                    raise TrainingError(
+                        f"{where} ran out of memory even with a batch of 1 crop of "
+                        f"{self.crop_size}×{self.crop_size} pixels per process"
+                        + (f" ({detail})" if detail else "") + ". Use a smaller --crop-size "
+                        "or close other programs using that memory." + self._resume_hint())
+                old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
+                yield self._fault(
+                    f"{where} ran out of memory at step {st.step + 1} with a batch of {old} per "
+                    f"process; every process retries with a batch of {self.batch_size} "
+                    f"(effective batch {self.batch_size * self.world_size} for the rest of the "
+                    "run; the learning rate is unchanged)")
+                continue
+            if outcome.loss_bad:
+                return float("nan"), "loss"
+            if not gradients_finite(self.params):  # the averaged gradients: same on every rank
+                self.optimizer.zero_grad(set_to_none=True)
+                return outcome.loss, "gradients"
+            self.optimizer.step()
+            return outcome.loss, None
+
     def _back_off(self, step: int, value: float, problem: str) -> Iterator[Event]:
         """Restore the last good weights and halve the learning rate, or give up."""
         st = self.state
@@ -478,7 +672,7 @@ class Trainer:
                 "gradients": "the gradients were not finite (inf or NaN)",
                 "weights": "the weights became inf or NaN"}[problem]
         st.backoffs += 1
-        lr_now = self.config.lr * st.lr_scale
+        lr_now = self.peak_lr * st.lr_scale
         if st.backoffs > MAX_BACKOFFS:
             raise TrainingError(
                 f"step {step + 1}: {what} again, after the learning rate was halved "
@@ -490,7 +684,7 @@ class Trainer:
         st.lr_scale /= 2
         yield self._fault(
             f"step {step + 1}: {what}; restored {self._good.describe()} and halved the learning "
-            f"rate to a peak of {format_lr(self.config.lr * st.lr_scale)} "
+            f"rate to a peak of {format_lr(self.peak_lr * st.lr_scale)} "
             f"(back-off {st.backoffs} of at most {MAX_BACKOFFS})")
 
     # ------------------------------------------------------------------ validation
@@ -647,6 +841,8 @@ class Trainer:
             "epoch_loss": [st.epoch_loss_sum, st.epoch_loss_n],
             "lr_scale": st.lr_scale, "backoffs": st.backoffs, "batch_size": self.batch_size,
             "faults": json.dumps(st.faults), "fingerprint": self.dataset_info["fingerprint"],
+            # Several processes: rank 0's state; each rank's crops follow from (seed, rank, step).
+            "world_size": self.world_size,
         }
         if self.device.type == "cuda":
             ckpt["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -704,7 +900,7 @@ class Trainer:
             st.backoffs = int(ckpt.get("backoffs", 0))
             if st.lr_scale != 1.0:
                 yield LogEvent(f"the learning rate stays at a peak of "
-                               f"{format_lr(self.config.lr * st.lr_scale)}, as lowered after "
+                               f"{format_lr(self.peak_lr * st.lr_scale)}, as lowered after "
                                "non-finite losses before the interruption", "warning")
         saved_batch = int(ckpt.get("batch_size", self.batch_size))
         if old.get("batch_size") == self.config.batch_size and saved_batch < self.batch_size:
@@ -716,8 +912,14 @@ class Trainer:
             yield LogEvent("the images or masks changed since this run's checkpoint was saved; "
                            "training continues on them as they are now (the result will differ "
                            "from an uninterrupted run)", "warning")
-        if any(r["epoch"] > 0 for r in st.history):  # rows of epochs after the checkpoint go
-            self._write_metrics()
+        old_world = int(ckpt.get("world_size", 1))
+        if old_world != self.world_size:
+            yield LogEvent(f"this run was started in {old_world} process(es) and continues in "
+                           f"{self.world_size}: the effective batch and learning rate change "
+                           "accordingly (the result will differ from an uninterrupted run)",
+                           "warning")
+        if self.is_main and any(r["epoch"] > 0 for r in st.history):  # rows of epochs after
+            self._write_metrics()  # the checkpoint go
 
     def _write_metrics(self) -> None:
         rows = [r for r in self.state.history if r["epoch"] > 0]
@@ -734,7 +936,7 @@ class Trainer:
         final = self.state.history[-1] if self.state.history else None
         info = {
             "loragui_version": __version__, "created": now_iso(), "config": self.config.to_dict(),
-            "device": str(self.device), "mode": "full" if self.config.full else "lora",
+            "device": self._device_text(), "mode": "full" if self.config.full else "lora",
             "status": "failed" if failed else "stopped" if stopped else "finished",
             "error": failed, "stopped": stopped,
             "steps": self.state.step, "total_steps": self.total_steps,
@@ -747,7 +949,19 @@ class Trainer:
             # What was changed to keep the run going (non-finite losses, out of memory).
             "batch_size_used": self.batch_size, "lr_scale": self.state.lr_scale,
             "backoffs": self.state.backoffs, "faults": self.state.faults,
+            # Data parallel: processes, and the batch and peak learning rate they trained with.
+            "world_size": self.world_size,
+            "effective_batch_size": self.batch_size * self.world_size,
         }
+        if self.dist is not None:
+            info["distributed"] = {
+                "world_size": self.world_size, "backend": self.dist.backend,
+                "devices": list(self.dist.devices), "batch_size_per_process": self.batch_size,
+                "effective_batch_size": self.batch_size * self.world_size,
+                "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr,
+                "crops": "each process its own, seeded by (seed, rank, step, back-offs)",
+                "sync": "all-reduce of the trainable parameters' gradients after each backward",
+            }
         atomic_write_text(self.out / "run.json", json.dumps(info, indent=2))
 
 
