@@ -65,9 +65,9 @@ def make_app(argv: list[str]):
 
     import loragui
 
-    from .qtfix import keep_none_alive
+    from .qtfix import keep_singletons_alive
 
-    keep_none_alive()  # a binding bug that would abort the program after minutes: see qtfix.py
+    keep_singletons_alive()  # a binding bug that would abort the program in minutes: qtfix.py
     app = QApplication.instance()
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(

@@ -1,5 +1,6 @@
-"""After training: export the adapter (PEFT folder or one file), export a merged
-model, predict masks for a folder of new images, open the run folder.
+"""After training: export the adapter (PEFT folder, one file, a PEFT-loadable
+copy, or ONNX of the merged model), export a merged model, predict masks for a
+folder of new images, open the run folder.
 
 A mixin of :class:`~loragui.gui.window.MainWindow` (kept apart to keep the
 window module short); every job runs in a worker thread.
@@ -14,19 +15,35 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog
 
 from . import dialogs
+from .exportdialog import ExportDialog, onnx_unavailable_reason
 from .workers import CallWorker, PredictWorker
 
 
-def _export(adapter: str, dest: str, single_file: bool) -> Path:
+def _export(adapter: str, dest: str, single_file: bool, peft_compatible: bool = False,
+            base: str | None = None) -> Path:
     from loragui.engine.files import export_adapter
 
-    return export_adapter(adapter, dest, single_file)
+    return export_adapter(adapter, dest, single_file, peft_compatible=peft_compatible, base=base)
 
 
-def _merge(base: str | None, adapter: str, out: str) -> Path:
+def _merge(base: str | None, adapter: str, out: str, on_warning=None) -> Path:
     from loragui.engine.files import merge_adapter_file
 
-    return merge_adapter_file(base, adapter, out)
+    return merge_adapter_file(base, adapter, out, on_warning=on_warning)
+
+
+def _export_onnx(adapter: str, dest: str, base: str | None, on_warning=None) -> Path:
+    from loragui.engine.onnx_export import export_model_onnx
+
+    return export_model_onnx(adapter, dest, base=base, on_warning=on_warning)
+
+
+def adapter_facts(adapter: str) -> dict:
+    """What the results panel and the export dialog say about an adapter (in a worker:
+    reading it imports torch, checking for ONNX imports onnx)."""
+    from loragui.engine.files import read_model_info
+
+    return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason()}
 
 
 class AfterTrainingMixin:
@@ -36,6 +53,29 @@ class AfterTrainingMixin:
     def _output(self) -> str | None:
         return getattr(self.result, "output", None) or None
 
+    def _base(self) -> str | None:
+        """The base model the run's adapter was trained on (None: the bundled one)."""
+        return self.run.config.base if self.run else None
+
+    def check_adapter(self) -> CallWorker | None:
+        """Find out (off the GUI thread) whether the new adapter is PEFT-loadable."""
+        self.adapter_facts = None
+        output = self._output()
+        if not output or not Path(output).is_dir():  # --full runs write a model file
+            return None
+        worker = CallWorker(adapter_facts, output)
+        worker.succeeded.connect(self._adapter_checked)
+        worker.failed.connect(lambda m, d: self.log(f"Could not read the adapter: {m}", "warning"))
+        self._track(worker)
+        worker.start()
+        return worker
+
+    def _adapter_checked(self, facts: dict) -> None:
+        self.adapter_facts = facts
+        info = facts["info"]
+        if info.get("path") == self._output():
+            self.results.set_peft_status(info.get("peft_loadable"), info.get("peft", ""))
+
     def _ask_save(self, title: str, name: str, filters: str) -> tuple[str, str]:
         start = str(Path(self.prefs.export_dir or Path.home()) / name)
         return QFileDialog.getSaveFileName(self, title, start, filters)
@@ -44,18 +84,47 @@ class AfterTrainingMixin:
         if not self._output() or self.training():
             self.statusBar().showMessage("Train an adapter first.", 5000)
             return
-        name = f"{self.data.dataset_name() or 'adapter'}-lora"
-        path, chosen = self._ask_save("Export adapter", name,
-                                      "Single adapter file (*.safetensors);;PEFT adapter folder (*)")
+        facts = self.adapter_facts or {}
+        reason = facts.get("onnx_reason")
+        if reason is None:  # not checked yet: do not import onnx on the GUI thread
+            import importlib.util
+
+            reason = "" if importlib.util.find_spec("onnx") else onnx_unavailable_reason()
+        kind = ExportDialog.ask(self, peft_note=(facts.get("info") or {}).get("peft", ""),
+                                onnx_reason=reason, choice=self.prefs.export_kind)
+        if kind is None:
+            return
+        self.prefs.export_kind = kind
+        name = self.data.dataset_name() or "adapter"
+        name, suffix, title, filters = {
+            "peft": (f"{name}-lora", "", "Export adapter folder", "Folder (*)"),
+            "single": (f"{name}-lora.safetensors", ".safetensors", "Export adapter file",
+                       "Adapter file (*.safetensors)"),
+            "peft_compatible": (f"{name}-lora-peft", "", "Export PEFT-loadable adapter folder",
+                                "Folder (*)"),
+            "onnx": (f"{name}-merged.onnx", ".onnx", "Export ONNX model", "ONNX model (*.onnx)"),
+        }[kind]
+        path, _ = self._ask_save(title, name, filters)
         if path:
-            single = chosen.startswith("Single")
-            if single and not path.endswith(".safetensors"):
-                path += ".safetensors"
-            self.export_adapter(Path(path), single)
+            if suffix and not path.endswith(suffix):
+                path += suffix
+            self.export_adapter_as(kind, Path(path))
 
     def export_adapter(self, dest: Path, single_file: bool) -> CallWorker:
+        return self.export_adapter_as("single" if single_file else "peft", dest)
+
+    def export_adapter_as(self, kind: str, dest: Path) -> CallWorker:
+        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx")."""
         self.prefs.export_dir = str(Path(dest).parent)
-        return self._job(_export, self._output(), str(dest), single_file, done="Adapter saved to {}")
+        adapter, base = self._output(), self._base()
+        if kind == "onnx":
+            return self._job(_export_onnx, adapter, str(dest), base, warnings=True,
+                             done="ONNX model (adapter merged in) saved to {}")
+        if kind == "peft_compatible":
+            return self._job(_export, adapter, str(dest), False, True, base,
+                             done="PEFT-loadable adapter saved to {}")
+        return self._job(_export, adapter, str(dest), kind == "single",
+                         done="Adapter saved to {}")
 
     def export_merged_dialog(self) -> None:
         if not self._output() or self.training():
@@ -67,11 +136,12 @@ class AfterTrainingMixin:
 
     def export_merged(self, dest: Path) -> CallWorker:
         self.prefs.export_dir = str(Path(dest).parent)
-        base = self.run.config.base if self.run else None
-        return self._job(_merge, base, self._output(), str(dest), done="Merged model saved to {}")
+        return self._job(_merge, self._base(), self._output(), str(dest), warnings=True,
+                         done="Merged model saved to {}")
 
-    def _job(self, fn, *args, done: str) -> CallWorker:
-        worker = CallWorker(fn, *args)
+    def _job(self, fn, *args, done: str, warnings: bool = False) -> CallWorker:
+        worker = CallWorker(fn, *args, warnings=warnings)
+        worker.warned.connect(lambda message: self.log(message, "warning"))
         worker.succeeded.connect(lambda path: self.log(done.format(path)))
         worker.succeeded.connect(lambda path: self.statusBar().showMessage(done.format(path), 8000))
         worker.failed.connect(lambda m, d: dialogs.show_error(self, m, d, "Export failed"))

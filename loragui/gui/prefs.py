@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -64,6 +63,7 @@ class Preferences:
     masks_dir: str = ""
     browse_dir: str = ""  # where the last file dialog was
     export_dir: str = ""
+    export_kind: str = "peft"  # the form last chosen in the export dialog
     train: dict[str, Any] = field(default_factory=dict)  # subset of TrainConfig
 
     @classmethod
@@ -86,15 +86,12 @@ class Preferences:
         return prefs
 
     def save(self) -> None:
-        """Write atomically (temporary file, then rename). Errors are ignored: a
-        read-only home folder must not stop the app."""
-        path = self.path()
+        """Write atomically (temporary file, fsync, rename: a crash leaves the old file
+        or the new one). Errors are ignored: a read-only home folder must not stop the app."""
+        from loragui.engine.atomic import atomic_write_text  # torch-free
+        from loragui.engine.errors import LoraGuiError
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(asdict(self), f, indent=2, sort_keys=True)
-                f.write("\n")
-            os.replace(tmp, path)
-        except OSError:
+            atomic_write_text(self.path(), json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        except (OSError, LoraGuiError):
             pass

@@ -56,10 +56,15 @@ class ResultsPanel(QFrame):
         self.text.setWordWrap(True)
         self.text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.peft_label = QLabel()  # whether PEFT can load the adapter (checked in a worker)
+        self.peft_label.setWordWrap(True)
+        self.peft_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.peft_label.hide()
+        self.peft_loadable: bool | None = None
 
         self.export_button = QPushButton("Export adapter…")
-        self.export_button.setToolTip("Save the adapter as a PEFT folder or a single "
-                                      ".safetensors file (Ctrl+E)")
+        self.export_button.setToolTip("Save the adapter as a PEFT folder, a single .safetensors "
+                                      "file, a PEFT-loadable copy, or ONNX (Ctrl+E)")
         self.merged_button = QPushButton("Export merged model…")
         self.merged_button.setToolTip("Fold the adapter into the base model and save one "
                                       "model file (as fast as the base model)")
@@ -82,7 +87,10 @@ class ResultsPanel(QFrame):
 
         top = QHBoxLayout()
         top.addWidget(self.icon)
-        top.addWidget(self.text, 1)
+        texts = QVBoxLayout()
+        texts.addWidget(self.text)
+        texts.addWidget(self.peft_label)
+        top.addLayout(texts, 1)
         buttons = QHBoxLayout()
         for b in (self.export_button, self.merged_button, self.predict_button, self.open_button):
             buttons.addWidget(b)
@@ -101,6 +109,7 @@ class ResultsPanel(QFrame):
         the plots are not re-laid out when the result arrives)."""
         self.output = None
         self.is_warning = False
+        self.set_peft_status(None, "")
         size = self.style().pixelMetric(QStyle.PixelMetric.PM_LargeIconSize)
         icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation)
         self.icon.setPixmap(icon.pixmap(size, size))
@@ -112,6 +121,7 @@ class ResultsPanel(QFrame):
 
     def show_result(self, result) -> None:
         """Show a ``RunFinished`` or a ``RunFailed``."""
+        self.set_peft_status(None, "")
         if hasattr(result, "best_dice"):  # RunFinished (events.py imports numpy: not at start-up)
             self.output = result.output or None
             text, warn = verdict(result.base_dice, result.best_dice)
@@ -135,6 +145,22 @@ class ResultsPanel(QFrame):
         for b in (self.export_button, self.merged_button, self.predict_button):
             b.setEnabled(has_output)
         self.show()
+
+    def set_peft_status(self, loadable: bool | None, note: str) -> None:
+        """Say whether ``peft.PeftModel.from_pretrained`` can load the adapter as written."""
+        self.peft_loadable = loadable
+        if loadable is None:
+            self.peft_label.hide()
+            return
+        if loadable:
+            text = "<b>PEFT:</b> loadable as is with <code>peft.PeftModel.from_pretrained</code>."
+        else:
+            text = ("<b>PEFT:</b> not loadable as is (LoRA on ConvTranspose2d layers, which PEFT "
+                    "lacks). <i>Export adapter… → PEFT-loadable adapter folder</i> writes a copy "
+                    "PEFT loads.")
+        self.peft_label.setText(text)
+        self.peft_label.setToolTip(note)
+        self.peft_label.show()
 
     def set_predicting(self, done: int, total: int, message: str = "") -> None:
         self.predict_bar.show()

@@ -1,6 +1,10 @@
-"""A training run seen from the window: the worker thread, the event queue and
-the timer that drains it, plus the view with the curves and the predictions.
+"""A training run seen from the window: the worker, the event queue and the
+timer that drains it, plus the view with the curves and the predictions.
 
+The training itself runs in a child process (``child.py``: ``loragui train
+--events jsonl``), so its Python work never holds this process's GIL; a thread
+reads the child's JSON lines back into engine events. (Tests may inject a
+``run_training`` generator instead: it then runs in a thread of this process.)
 The worker puts every engine event on a queue; a ``QTimer`` on the GUI thread
 drains it at most ten times a second, folds all the steps it finds into the
 curve buffers, draws only the newest previews, and redraws once. However fast
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
@@ -25,11 +30,16 @@ from loragui.engine.events import (
     StepEvent,
 )
 
+from .child import ProcessTrainWorker
 from .plots import TrainingCurves
 from .previews import PredictionPreviews
 from .workers import TrainWorker
 
 DRAIN_INTERVAL_MS = 100
+# New steps reach the curves and the progress bar at most twice a second (an epoch's
+# results at once): each redraw costs the GUI thread 10-20 ms of painting, CPU time
+# that a training on the same cores would otherwise get.
+REDRAW_INTERVAL_S = 0.5
 SWITCH_INTERVAL_S = 0.001
 
 
@@ -90,7 +100,11 @@ class TrainingRun(QObject):
         self.view = view
         self.config = config
         self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.worker = TrainWorker(config, self.events, run_training, parent=self)
+        self.in_process = run_training is not None
+        if self.in_process:
+            self.worker = TrainWorker(config, self.events, run_training, parent=self)
+        else:
+            self.worker = ProcessTrainWorker(config, self.events, parent=self)
         self.worker.finished.connect(self._thread_finished)
         self.timer = QTimer(self)
         self.timer.setInterval(DRAIN_INTERVAL_MS)
@@ -102,24 +116,35 @@ class TrainingRun(QObject):
         self._switch_interval = sys.getswitchinterval()
         self.drained = 0  # events handled (for tests and the measurements)
         self.drains = 0
+        self._drawn_at = 0.0  # time.monotonic() of the last redraw of curves and progress
+        self._pending_step: StepEvent | None = None  # newest step not yet shown
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
         self.view.reset()
         self.view.previews.prepare(getattr(self.config, "previews", 0))
         self.timer.start()
-        # While training, hand the GIL to the GUI thread sooner: pyqtgraph's paint
-        # calls into Python many times, and each call may wait a whole switch
-        # interval for a busy worker (5 ms by default).
         self._active = True
         self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
+        if self.in_process:
+            # Training in a thread of this process: hand the GIL to the GUI thread
+            # sooner (pyqtgraph's paint calls into Python many times, and each call
+            # may wait a whole switch interval for a busy worker, 5 ms by default).
+            sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         # Start the engine just after the view's first paint.
         QTimer.singleShot(50, self.worker.start)
 
     def stop(self) -> None:
         """Ask the engine to stop after the current step (it keeps the best adapter)."""
         self.worker.cancel()
+
+    def abort(self) -> None:
+        """Stop now, without waiting for the step (the child process is killed; the
+        checkpoint of the last finished epoch is kept)."""
+        if isinstance(self.worker, ProcessTrainWorker):
+            self.worker.abort()
+        else:
+            self.worker.cancel()  # a thread cannot be killed: it stops after its step
 
     def is_running(self) -> bool:
         """True from start() until the worker thread has ended and been reported."""
@@ -137,13 +162,14 @@ class TrainingRun(QObject):
         self._active = False
         self.timer.stop()
         sys.setswitchinterval(self._switch_interval)
-        self.drain()
+        self.drain(final=True)
         if self.result is None:  # cannot happen: the worker always ends with one
             self.result = RunFailed("Training ended without reporting a result.")
         self.ended.emit(self.result)
 
-    def drain(self) -> None:
-        """Handle every queued event; redraw once."""
+    def drain(self, final: bool = False) -> None:
+        """Handle every queued event; redraw once (for steps alone, at most every
+        ``REDRAW_INTERVAL_S``)."""
         batch = []
         while True:
             try:
@@ -151,6 +177,7 @@ class TrainingRun(QObject):
             except queue.Empty:
                 break
         if not batch:
+            self._redraw(final)  # what the last drain held back
             return
         self.drains += 1
         self.drained += len(batch)
@@ -186,13 +213,24 @@ class TrainingRun(QObject):
             elif isinstance(event, RunFinished | RunFailed):
                 self.result = event
         curves.add_steps(steps, losses)
-        curves.redraw()
+        if last_step is not None:
+            self._pending_step = last_step
+        self._redraw(final or any(isinstance(e, EpochEvent) for e in batch))
         if newest_previews is not None:
             self.view.previews.show_previews(newest_previews.previews, newest_previews.epoch,
                                              newest_previews.epochs,
                                              getattr(newest_previews, "overlays", None))
-        if last_step is not None and self.result is None:
-            self.progress.emit(last_step.step, last_step.total_steps, self._step_text(last_step))
+
+    def _redraw(self, now: bool = False) -> None:
+        """The curves and the progress bar, if due (or ``now``)."""
+        t = time.monotonic()
+        if not now and t - self._drawn_at < REDRAW_INTERVAL_S:
+            return
+        self._drawn_at = t
+        self.view.curves.redraw()  # (nothing to do without new data)
+        step, self._pending_step = self._pending_step, None
+        if step is not None and self.result is None:
+            self.progress.emit(step.step, step.total_steps, self._step_text(step))
 
     # -- text ---------------------------------------------------------------------------------
     def _step_text(self, e: StepEvent) -> str:

@@ -1,25 +1,26 @@
 """The main window: data and settings on the left, the run on the right.
 
-Nothing slow runs on the GUI thread: scanning, thumbnails, training, exporting
-and predicting all happen in worker threads (``workers.py``); the plotting
-library and torch are imported after the first paint (``StartupWorker``).
+Nothing slow runs on the GUI thread: training runs in a child process
+(``child.py``); scanning, thumbnails, exporting and predicting happen in worker
+threads (``workers.py``); the plotting library and torch are imported after the
+first paint (``StartupWorker``).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QPalette
 from PySide6.QtWidgets import (
     QDockWidget,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -31,14 +32,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import dialogs
+from . import dialogs, qtfix
 from .datapanel import DataPanel
+from .logview import LogView, level_colour
 from .menus import build_menus, restore_geometry, save_geometry
 from .outputs import AfterTrainingMixin
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
 from .results import ResultsPanel
+from .resume import ResumeMixin
 from .settings import SettingsPanel
 from .workers import PredictWorker, StartupWorker, Worker
+
+qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 
 WELCOME = """
 <h2>Adapt the segmentation model to your images</h2>
@@ -53,18 +58,22 @@ masks appear here while it trains; Stop (Esc) keeps the best adapter so far.</li
 """
 
 
-class MainWindow(AfterTrainingMixin, QMainWindow):
+class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
     firstShown = Signal()  # after the first show has been processed (start-up timing)
 
     def __init__(self, prefs: Preferences | None = None, *, background: bool = True,
                  run_training: Callable[..., Iterator] | None = None) -> None:
         super().__init__()
         self.prefs = prefs or Preferences.load()
-        self.run_training = run_training  # the engine's by default (tests may inject)
+        # None: train in a child process (the product). A generator function (tests):
+        # run it in a thread of this process instead.
+        self.run_training = run_training
         self.config_overrides: dict[str, Any] = {}  # extra TrainConfig fields (tests, tools)
         self.run = None  # TrainingRun
         self.training_view = None
         self.result = None  # last RunFinished / RunFailed
+        self.adapter_facts: dict | None = None  # read_model_info of the output, ONNX check
+        self.warnings: list[str] = []  # warnings and errors logged since the run started
         self.info: dict[str, Any] = {}  # torch version and devices, for About
         self.sample_dirs: tuple[Path, Path] | None = None
         self.open_sample_when_ready = False  # `loragui --sample`
@@ -117,6 +126,10 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
         self.stop_button.setToolTip("Stop after the current step and keep the best adapter (Esc)")
         self.stop_button.clicked.connect(self.stop_training)
+        self.resume_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSeekForward),
+                                         "Resume")
+        self.resume_button.clicked.connect(self.resume_training)
+        self.resume_button.hide()  # shown when an interrupted run can be continued
         self.reason = QLabel()
         self.reason.setWordWrap(True)
         self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -126,6 +139,7 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         run_bar = QHBoxLayout()
         run_bar.addWidget(self.train_button)
         run_bar.addWidget(self.stop_button)
+        run_bar.addWidget(self.resume_button)
         run_bar.addWidget(self.reason, 1)
 
         self.welcome = QLabel(WELCOME)
@@ -162,16 +176,16 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.splitter.setSizes([440, 960])
         self.setCentralWidget(self.splitter)
 
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(5000)
-        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.log_view = LogView()
         self.log_dock = QDockWidget("Log", self)
         self.log_dock.setObjectName("LogDock")
         self.log_dock.setWidget(self.log_view)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
         self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
-        self.statusBar()  # made now: appearing later would shift the layout
+        self.warning_label = QLabel()  # the latest warning, until the next run starts
+        self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning_label.hide()
+        self.statusBar().addPermanentWidget(self.warning_label)  # made now: no layout shift later
         self.resize(1400, 900)
 
     # ------------------------------------------------------------------ start-up
@@ -201,6 +215,8 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.info["devices"] = devices
         self.settings.set_devices(devices)
         self.settings.set_values({"device": self.prefs.train.get("device", "auto")})
+        if not self._closed and not self.training():
+            self.check_resumable()  # the last run, if it was interrupted
 
     def _bundled_ready(self, base: Path | None, samples: tuple[Path, Path] | None) -> None:
         self.bundled_known = True
@@ -280,6 +296,8 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.train_action.setEnabled(not blocker)
         self.stop_button.setEnabled(training and not self.run.stopping)
         self.stop_action.setEnabled(training and not self.run.stopping)
+        self.resume_button.setEnabled(not training and self.resumable_run is not None)
+        self.resume_action.setEnabled(not training)
         self.settings.setEnabled(not training)
         self.data.set_locked(training)
         has_output = bool(self.result is not None and getattr(self.result, "output", None))
@@ -291,20 +309,38 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.settings.set_paths(str(self.data.images_dir or ""), str(self.data.masks_dir or ""))
 
     def log(self, message: str, level: str = "info") -> None:
-        prefix = {"warning": "Warning: ", "error": "Error: "}.get(level, "")
-        self.log_view.appendPlainText(prefix + message)
-        if level in ("warning", "error"):
-            self.statusBar().showMessage(prefix + message.splitlines()[0], 8000)
+        """Add a line to the log; warnings and errors stand out there and in the status
+        bar, where the latest stays (with a count) until the next run starts."""
+        headline = self.log_view.add(message, level)
+        colour = level_colour(level, self.palette(), QPalette.ColorRole.Window)
+        if colour is None:
+            return
+        self.statusBar().showMessage(headline, 15000)
+        self.warnings.append(headline)
+        first = message.split("\n", 1)[0]
+        short = first if len(first) <= 110 else first[:107] + "…"
+        more = f"  (+{len(self.warnings) - 1} more in the log)" if len(self.warnings) > 1 else ""
+        self.warning_label.setText(f"<span style='color:{colour}'>⚠ {html.escape(short)}</span>"
+                                   + html.escape(more))
+        self.warning_label.setToolTip("\n".join(self.warnings[-10:]))
+        self.warning_label.show()
 
     # ------------------------------------------------------------------ training
     def _build_training_view(self):
         """The curves and previews (~0.1 s of pyqtgraph set-up): made while the
         window is idle after start-up, so pressing Train does not pay for it."""
         if self.training_view is None:
+            from loragui.engine.config import TrainConfig  # torch-free
+
             from .training import TrainingView  # pyqtgraph: imported by the start-up thread
 
             self.training_view = TrainingView()
             self.stack.addWidget(self.training_view)
+            self.training_view.previews.prepare(TrainConfig().previews)
+            # Lay it out and paint it once, off screen: the first real paint, when
+            # training starts, then finds its fonts and pictures ready.
+            self.training_view.resize(self.stack.size())
+            self.training_view.grab()
         return self.training_view
 
     def _ensure_training_view(self):
@@ -316,13 +352,22 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         if blocker:
             self.statusBar().showMessage(blocker, 5000)
             return
-        from .training import TrainingRun
-
         extra = {"out": str(new_run_dir())} | self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
         self.prefs.save()
+        self._start_run(config)
+
+    def _start_run(self, config) -> None:
+        """Train as ``config`` says (``config.resume``: continue the run in ``config.out``)."""
+        from .training import TrainingRun
+
         self.result = None
+        self.adapter_facts = None
+        self.warnings.clear()
+        self.warning_label.hide()
+        self.resumable_run = None
+        self.resume_button.hide()
         self.results.show_running(config.out)
         view = self._ensure_training_view()
         if self.run is not None:
@@ -331,10 +376,16 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.run.progress.connect(self._progress)
         self.run.logged.connect(self.log)
         self.run.ended.connect(self._run_ended)
-        self.progress.setRange(0, 0)
+        # Not the busy animation: it repaints continuously (an eighth of a core) while
+        # the child process starts, when the CPU is needed most.
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
         self.progress.setFormat("Preparing the data and the model…")
         self.progress.show()
-        self.log(f"Starting: {config.command_line()}")
+        if config.resume:
+            self.log(f"Resuming the run in {config.out}")
+        else:
+            self.log(f"Starting: {config.command_line()}")
         self.reason.setText("Training…")
         self.run.start()
         self._update_state()
@@ -356,6 +407,11 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
         self.result = result
         self.progress.hide()
         self.results.show_result(result)
+        if not self._close_when_stopped:
+            self.check_adapter()  # PEFT-loadable? (for the results panel and the export dialog)
+            if getattr(result, "run_dir", None) and not (
+                    hasattr(result, "best_dice") and not result.stopped):
+                self.check_resumable(result.run_dir)  # stopped or failed: offer Resume
         if hasattr(result, "best_dice"):
             verb = "Stopped" if result.stopped else "Finished"
             self.log(f"{verb} after {result.steps} steps. Adapter: {result.output}")
@@ -390,11 +446,19 @@ class MainWindow(AfterTrainingMixin, QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training():
             event.ignore()
-            if self._close_when_stopped:
-                return  # already stopping; the window closes when the thread ends
+            if self._close_when_stopped or self.run.stopping:
+                # Already stopping (a long validation, a slow disk): offer to quit now.
+                if dialogs.ask_yes_no(self, "Training is stopping",
+                                      "Training is finishing its current step. Quit now without "
+                                      "waiting?\n\nThe checkpoint of the last finished epoch and "
+                                      "the best adapter are kept; the steps since are lost."):
+                    self._close_when_stopped = True
+                    self.run.abort()
+                return
             if dialogs.ask_yes_no(self, "Training is running",
                                   "Stop training and close the window?\n\nThe best adapter "
-                                  "so far is kept in the run folder."):
+                                  "so far is kept in the run folder, and the run can be "
+                                  "resumed later."):
                 self._close_when_stopped = True
                 self.stop_training()
             return

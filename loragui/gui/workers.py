@@ -8,7 +8,8 @@ torch) are imported inside ``run()``, never on the GUI thread.
 
 Training events are not sent as signals: the worker puts them on a queue that a
 timer on the GUI thread drains a few times a second (see ``training.py``), so a
-fast GPU producing hundreds of steps a second cannot flood the event loop.
+fast GPU producing hundreds of steps a second cannot flood the event loop. The
+training itself runs in a child process (``child.py``).
 """
 
 from __future__ import annotations
@@ -69,13 +70,20 @@ class Worker(QThread):
 
 
 class CallWorker(Worker):
-    """Run one function off the GUI thread: ``succeeded(result)`` or ``failed(message, details)``."""
+    """Run one function off the GUI thread: ``succeeded(result)`` or ``failed(message, details)``.
+
+    With ``warnings=True`` the function is also given ``on_warning=``, whose messages
+    arrive as ``warned(message)`` signals (on the GUI thread, before ``succeeded``)."""
 
     succeeded = Signal(object)
     failed = Signal(str, str)
+    warned = Signal(str)
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, parent=None, **kwargs: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, parent=None, warnings: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(parent)
+        if warnings:
+            kwargs["on_warning"] = self.warned.emit
         self._call = (fn, args, kwargs)
 
     def run(self) -> None:
@@ -89,7 +97,8 @@ class CallWorker(Worker):
 
 
 class TrainWorker(Worker):
-    """Iterate ``run_training`` and put every event on ``events``.
+    """Iterate ``run_training`` in this process and put every event on ``events``
+    (the tests' fake runs; the window trains in a child process: ``child.py``).
 
     The last event put is always a ``RunFinished`` or ``RunFailed``: exceptions
     escaping the engine are turned into ``RunFailed`` with the traceback as details.
@@ -263,17 +272,15 @@ class StartupWorker(Worker):
             from loragui.engine import data, devices, files  # noqa: F401
 
             self.bundledReady.emit(files.bundled_base_path(), files.bundled_sample_dirs())
-            # Compile/import the rest now, not while the first training starts.
+            # Import the rest now (predicting, resuming), not when first needed. Training
+            # runs in a child process: this one never makes an optimizer, so torch's
+            # compiler stack (~2 s holding the GIL) is never imported here.
             from loragui.engine import predict, train  # noqa: F401
             found = devices.list_devices()
             import torch
 
             self.versionsReady.emit({"torch": torch.__version__})
             self.devicesReady.emit(found)
-            # torch imports its compiler stack (~2 s, holding the GIL while it
-            # unmarshals code) when the first optimizer is made: do it now, while
-            # the user is still choosing data, not while the first curves draw.
-            import torch._dynamo  # noqa: F401
             from PIL import Image
 
             Image.init()

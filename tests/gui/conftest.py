@@ -1,6 +1,6 @@
 """Fixtures for the window tests: offscreen Qt, settings in tmp_path, no dialog
-ever blocks (message boxes and file dialogs are intercepted), no thread is left
-running, and tiny generated data sets."""
+ever blocks (message boxes, file dialogs and the export dialog are intercepted),
+no thread or training child process is left running, and tiny generated data sets."""
 
 from __future__ import annotations
 
@@ -28,17 +28,21 @@ def user_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def no_thread_leaks():
-    """Fail a test that leaves a QThread worker or a Python thread running.
+    """Fail a test that leaves a QThread worker, a Python thread or a training child
+    process running.
 
     Autouse and independent of qtbot, so it is set up before qtbot and torn down
     after pytest-qt has closed the test's widgets (whose closeEvent joins threads).
     """
     before = {t.ident for t in threading.enumerate()}
     yield
+    from loragui.gui.child import running_processes
     from loragui.gui.workers import running_workers
 
     def leaks() -> list[str]:
         names = [f"QThread {type(w).__name__}" for w in running_workers()]
+        names += [f"child process {p.pid}: {' '.join(map(str, p.args))}"
+                  for p in running_processes()]
         names += [f"thread {t.name}" for t in threading.enumerate()
                   if t.ident not in before and t.is_alive()
                   and not isinstance(t, threading._DummyThread)]  # noqa: SLF001
@@ -48,6 +52,8 @@ def no_thread_leaks():
     if leaked:
         # Wait for them anyway, so one leak does not break the following tests.
         deadline = time.monotonic() + 30
+        for p in running_processes():
+            p.kill()
         for w in running_workers():
             w.cancel()
             w.wait(max(0, int(1000 * (deadline - time.monotonic()))))
@@ -64,6 +70,8 @@ class Dialogs:
     save_path: str = ""
     save_filter: str = ""
     folders: list[str] = field(default_factory=list)  # answers of getExistingDirectory, in order
+    export_choice: str | None = "peft"  # the export dialog's answer (None: Cancel)
+    export_offered: list[list[str]] = field(default_factory=list)  # its enabled choices
 
     def texts(self) -> list[str]:
         return [text for _, text, _ in self.messages]
@@ -71,9 +79,19 @@ class Dialogs:
 
 @pytest.fixture(autouse=True)
 def dialogs(monkeypatch) -> Dialogs:
-    from PySide6.QtWidgets import QFileDialog, QMessageBox
+    from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
+
+    from loragui.gui.exportdialog import ExportDialog
 
     record = Dialogs()
+
+    def fake_export_exec(dialog):
+        record.export_offered.append(dialog.available())
+        if record.export_choice is None:
+            return QDialog.DialogCode.Rejected
+        assert record.export_choice in dialog.available(), record.export_choice
+        dialog.select(record.export_choice)
+        return QDialog.DialogCode.Accepted
 
     def fake_exec(box):
         record.messages.append((box.windowTitle(), box.text(), box.detailedText()))
@@ -87,6 +105,7 @@ def dialogs(monkeypatch) -> Dialogs:
         return record.folders.pop(0) if record.folders else ""
 
     monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    monkeypatch.setattr(ExportDialog, "exec", fake_export_exec)
     monkeypatch.setattr(QMessageBox, "question", staticmethod(fake_question))
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(fake_existing))
     monkeypatch.setattr(QFileDialog, "getSaveFileName",

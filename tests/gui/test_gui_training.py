@@ -1,8 +1,11 @@
-"""Training from the window with the real engine: curves, previews, stop, close,
-export, predict; and the event coalescing that keeps the window responsive."""
+"""Training from the window with the real engine in a child process: curves,
+previews, stop, resume, close, a dying child, exports, predict; and the event
+coalescing that keeps the window responsive."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from loragui.engine.events import (
     RunStarted,
     StepEvent,
 )
+from loragui.gui.child import ProcessTrainWorker
 from loragui.gui.timing import EventLoopMonitor
 from tests.gui.helpers import TINY_OVERRIDES, TINY_TRAINING, drop, wait_idle
 
@@ -65,23 +69,43 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     assert window.results.isVisible() and "base model" in window.results.text.text()
     assert window.train_button.isEnabled() and window.export_action.isEnabled()
     assert "Epoch 3/3" in window.log_view.toPlainText()
+    # It ran in a child process, which wrote the settings and the previews into the run.
+    run_dir = Path(result.run_dir)
+    assert isinstance(window.run.worker, ProcessTrainWorker) and window.run.worker.returncode == 0
+    assert json.loads((run_dir / "config.json").read_text())["steps_per_epoch"] == 4
+    assert sorted(p.name for p in (run_dir / "previews").iterdir()) == [
+        f"epoch_{e:04d}.npz" for e in range(4)]
+    assert not window.resume_button.isVisible()  # a finished run has nothing to resume
+    # Whether PEFT loads the adapter as it is (it adapts ConvTranspose2d layers: no).
+    wait_idle(qtbot, window)
+    assert window.results.peft_label.isVisible() and window.results.peft_loadable is False
+    assert "not loadable" in window.results.peft_label.text()
 
     # Export as one file, through the Ctrl+E dialog.
-    from loragui.engine.files import load_adapter, load_model
+    from loragui.engine.files import load_adapter, load_model, read_model_info
 
     dialogs.save_path = str(tmp_path / "exported")
-    dialogs.save_filter = "Single adapter file (*.safetensors)"
+    dialogs.export_choice = "single"
     assert window.export_action.shortcut().toString() == "Ctrl+E"
     window.export_action.trigger()
     single = tmp_path / "exported.safetensors"
     qtbot.waitUntil(single.is_file, timeout=10000)
     wait_idle(qtbot, window)
     assert load_adapter(single).tensors
-    # ...and as a PEFT folder.
+    assert set(dialogs.export_offered[0]) == {"peft", "single", "peft_compatible", "onnx"}
+    # ...as a PEFT folder, as trained, and as a PEFT-loadable copy.
     window.export_adapter(tmp_path / "peft", single_file=False)
+    dialogs.save_path, dialogs.export_choice = str(tmp_path / "peft-ok"), "peft_compatible"
+    window.export_action.trigger()
     wait_idle(qtbot, window)
-    assert (tmp_path / "peft" / "adapter_config.json").is_file()
     assert load_adapter(tmp_path / "peft").tensors
+    assert read_model_info(tmp_path / "peft")["peft_loadable"] is False
+    assert read_model_info(tmp_path / "peft-ok")["peft_loadable"] is True
+    # ONNX of the merged model.
+    dialogs.save_path, dialogs.export_choice = str(tmp_path / "model"), "onnx"
+    window.export_action.trigger()
+    wait_idle(qtbot, window, timeout=60000)
+    assert (tmp_path / "model.onnx").stat().st_size > 1000
     # A merged model.
     window.export_merged(tmp_path / "merged.safetensors")
     wait_idle(qtbot, window)
@@ -95,11 +119,12 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     assert not dialogs.messages
 
 
-def test_stop_keeps_the_best_adapter(qtbot, window, dataset, tiny_base):
-    prepare(qtbot, window, dataset, tiny_base, epochs=50)
-    window.config_overrides["steps_per_epoch"] = 50
+def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base, dialogs):
+    # Crops big enough that a step takes a while: "the step under way" is then clear.
+    prepare(qtbot, window, dataset, tiny_base, epochs=3, crop_size=64, batch_size=4)
+    window.config_overrides["steps_per_epoch"] = 10
     window.start_training()
-    qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 2, timeout=30000)
+    qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 3, timeout=30000)
     t0 = time.perf_counter()
     window.stop_action.trigger()  # Esc
     step_at_stop = window.run.worker.last_step
@@ -108,16 +133,24 @@ def test_stop_keeps_the_best_adapter(qtbot, window, dataset, tiny_base):
     result = wait_result(qtbot, window, timeout=20000)
     assert time.perf_counter() - t0 < 10
     assert isinstance(result, RunFinished) and result.stopped
-    assert result.steps <= step_at_stop + 1  # the step under way finishes, no more
+    # The step under way finishes, no more (one more may have been in the pipe).
+    assert step_at_stop <= result.steps <= step_at_stop + 2
+    assert window.run.worker.returncode == 0  # it stopped by itself, it was not killed
     assert Path(result.output, "adapter_config.json").is_file()
     assert "stopped" in window.results.text.text().lower()
+    assert not dialogs.messages
 
+    # Resume is offered, and continues the run from the step it stopped at.
+    qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
+    assert window.resume_button.text() == f"Resume (step {result.steps} of 30)"
+    window.resume_button.click()
+    assert window.training() and not window.resume_button.isVisible()
+    curves = window.training_view.curves
+    qtbot.waitUntil(lambda: curves.steps.n >= 2, timeout=30000)
+    assert curves.steps.view()[0, 0] == result.steps + 1
+    assert f"resumed from step {result.steps}" in window.log_view.toPlainText()
 
-def test_close_during_training_asks_then_stops(qtbot, window, dataset, tiny_base, dialogs):
-    prepare(qtbot, window, dataset, tiny_base, epochs=50)
-    window.config_overrides["steps_per_epoch"] = 50
-    window.start_training()
-    qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 1, timeout=30000)
+    # Closing the window while it trains asks, stops the child after its step, then closes.
     dialogs.answer_yes = False
     window.close()
     assert window.isVisible() and window.training() and len(dialogs.questions) == 1
@@ -125,8 +158,51 @@ def test_close_during_training_asks_then_stops(qtbot, window, dataset, tiny_base
     window.close()
     assert len(dialogs.questions) == 2
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
-    assert not window.run.is_running()
+    assert not window.run.is_running() and window.run.worker.returncode == 0
     assert isinstance(window.result, RunFinished) and window.result.stopped
+    assert result.steps < window.result.steps < 30
+    assert not dialogs.messages
+
+
+def test_a_dying_child_fails_clearly_and_offers_resume(qtbot, window, dataset, tiny_base,
+                                                      dialogs):
+    prepare(qtbot, window, dataset, tiny_base, epochs=50)
+    window.config_overrides["steps_per_epoch"] = 5
+    window.start_training()
+    qtbot.waitUntil(lambda: window.training_view.curves.epochs.n >= 2, timeout=30000)
+    window.run.worker.proc.kill()  # as the out-of-memory killer would
+    result = wait_result(qtbot, window)
+    assert isinstance(result, RunFailed)
+    assert "ended unexpectedly (killed by SIGKILL)" in result.message
+    assert "Resume" in result.message and result.output
+    title, text, details = dialogs.messages[-1]
+    assert title == "Training failed" and "--events jsonl" in details
+    qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
+    assert window.resume_button.text().startswith("Resume (step ")
+    assert window.train_button.isEnabled()
+
+
+def test_the_last_interrupted_run_is_offered_at_start(qtbot, tiny_base, dataset, user_dirs):
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.train import run_training
+    from loragui.gui.window import MainWindow
+
+    run = user_dirs / "userdata" / "runs" / "2020-01-01_00-00-00"
+    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(run),
+                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 3}),
+                         steps_per_epoch=2)
+    stop = threading.Event()
+    for event in run_training(config, stop):  # interrupted after its first epoch
+        if isinstance(event, EpochEvent) and event.epoch == 1:
+            stop.set()
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(win.resume_button.isVisible, timeout=30000)
+    assert win.resume_button.text() == "Resume (step 2 of 6)"
+    assert "can be continued" in win.log_view.toPlainText()
+    wait_idle(qtbot, win)
 
 
 def test_drop_on_the_window_outside_the_zones(qtbot, window, dataset):

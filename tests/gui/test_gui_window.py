@@ -199,10 +199,14 @@ def test_drop_zone_follows_the_palette(qtbot):
 
 
 def test_self_test_trains_on_the_sample(qtbot, window, dataset):
+    from loragui.engine.train import run_training
     from loragui.gui.selftest import SelfTest
 
     qtbot.waitUntil(lambda: window.bundled_known, timeout=30000)
     window._bundled_ready(None, dataset)  # this checkout may bundle no sample: use ours
+    # In a thread of this process, to keep the tests fast (the training tests cover the
+    # child process that `loragui --self-test` uses).
+    window.run_training = run_training
     said: list[str] = []
     code = SelfTest(QApplication.instance(), window, said.append).run()
     assert code == 0, said
