@@ -185,7 +185,7 @@ class ProcessTrainWorker(Worker):
                 self.proc = subprocess.Popen(
                     train_command(config_file, out, self.config.resume),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                    env=child_environment(), cwd=str(out), **_popen_options())
+                    env=child_environment(), **_popen_options())
             with _PROCESSES_LOCK:
                 _PROCESSES.add(self.proc)
             batch_scheduling(self.proc.pid)

@@ -60,20 +60,22 @@ class ExportDialog(QDialog):
         self.buttons: dict[str, QRadioButton] = {}
         layout = QVBoxLayout(self)
         if peft_note:
-            note = QLabel(f"<i>This adapter: {html.escape(peft_note)}</i>")
+            note = QLabel(f"<i>This adapter: {html.escape(peft_note, quote=False)}</i>")
+            note.setTextFormat(Qt.TextFormat.RichText)
             note.setWordWrap(True)
             layout.addWidget(note)
         for kind, (label, explanation) in FORMS.items():
             button = QRadioButton(label)
-            text = QLabel(html.escape(explanation))
+            text = QLabel(html.escape(explanation, quote=False))
+            text.setTextFormat(Qt.TextFormat.RichText)
             text.setWordWrap(True)
             text.setContentsMargins(24, 0, 0, 6)
             text.setEnabled(kind != "onnx" or not onnx_reason)
             if kind == "onnx" and onnx_reason:
                 button.setEnabled(False)
                 button.setToolTip(onnx_reason)
-                text.setText(html.escape(explanation) + "<br><b>Not available:</b> "
-                             + html.escape(onnx_reason))
+                text.setText(html.escape(explanation, quote=False) + "<br><b>Not available:</b> "
+                             + html.escape(onnx_reason, quote=False))
                 text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.group.addButton(button)
             self.buttons[kind] = button

@@ -170,7 +170,10 @@ class TrainingCurves(QWidget):
             self.dice_plot.setXRange(-0.25, epochs + 0.25, padding=0)
             step = max(1, int(np.ceil(epochs / 10)))  # whole epochs only
             self.dice_plot.getAxis("bottom").setTickSpacing(step, step)
-        self.loss_plot.enableAutoRange(axis="y")
+        # The loss axis is fitted by _fit_loss_range, not auto-ranged at every point:
+        # each change of range redraws the axis, its tick labels and its grid.
+        self.loss_plot.disableAutoRange(axis="y")
+        self._loss_range: tuple[float, float] | None = None
         self._dirty = False
 
     def add_steps(self, steps: list[int], losses: list[float]) -> None:
@@ -209,6 +212,22 @@ class TrainingCurves(QWidget):
             self.base_line.label.setFormat(f"base model {dice:.2f}")
             self.base_line.show()
 
+    def _fit_loss_range(self, *values: np.ndarray) -> None:
+        """Show all the losses; move the axis only when one falls outside it, or when
+        they fill less than half of it (a falling loss: a few moves per run)."""
+        v = np.concatenate([np.asarray(a, dtype=np.float64) for a in values])
+        v = v[np.isfinite(v)]
+        if not len(v):
+            return
+        lo, hi = float(v.min()), float(v.max())
+        span = hi - lo or abs(hi) or 1.0
+        current = self._loss_range
+        if current is not None and current[0] <= lo and hi <= current[1] \
+                and hi - lo >= 0.5 * (current[1] - current[0]) - 1e-12:
+            return
+        self._loss_range = (lo - 0.08 * span, hi + 0.08 * span)
+        self.loss_plot.setYRange(*self._loss_range, padding=0)
+
     def redraw(self) -> None:
         """Push the buffers to the curves (cheap; call after a batch of events)."""
         if not self._dirty:
@@ -219,6 +238,7 @@ class TrainingCurves(QWidget):
             self.raw_curve.setData(s[:, 0], s[:, 1])
             self.ema_curve.setData(s[:, 0], s[:, 2])
         e = self.epochs.view()
+        self._fit_loss_range(s[:, 1], e[:, 2])
         if len(e):
             has_val = np.isfinite(e[:, 2])
             self.val_curve.setData(e[has_val, 1], e[has_val, 2])

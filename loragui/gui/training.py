@@ -40,6 +40,7 @@ DRAIN_INTERVAL_MS = 100
 # results at once): each redraw costs the GUI thread 10-20 ms of painting, CPU time
 # that a training on the same cores would otherwise get.
 REDRAW_INTERVAL_S = 0.5
+PREVIEWS_DELAY_MS = 40
 SWITCH_INTERVAL_S = 0.001
 
 
@@ -118,6 +119,7 @@ class TrainingRun(QObject):
         self.drains = 0
         self._drawn_at = 0.0  # time.monotonic() of the last redraw of curves and progress
         self._pending_step: StepEvent | None = None  # newest step not yet shown
+        self._previews: EpochEvent | None = None  # newest previews not yet shown
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,6 +165,7 @@ class TrainingRun(QObject):
         self.timer.stop()
         sys.setswitchinterval(self._switch_interval)
         self.drain(final=True)
+        self._show_previews()  # any still waiting for their moment
         if self.result is None:  # cannot happen: the worker always ends with one
             self.result = RunFailed("Training ended without reporting a result.")
         self.ended.emit(self.result)
@@ -217,9 +220,19 @@ class TrainingRun(QObject):
             self._pending_step = last_step
         self._redraw(final or any(isinstance(e, EpochEvent) for e in batch))
         if newest_previews is not None:
-            self.view.previews.show_previews(newest_previews.previews, newest_previews.epoch,
-                                             newest_previews.epochs,
-                                             getattr(newest_previews, "overlays", None))
+            # Drawn a moment later, not in the same event-loop pass as the curves: two
+            # shorter pauses of the GUI thread instead of one long one.
+            self._previews = newest_previews
+            if final:
+                self._show_previews()
+            else:
+                QTimer.singleShot(PREVIEWS_DELAY_MS, self._show_previews)
+
+    def _show_previews(self) -> None:
+        event, self._previews = self._previews, None
+        if event is not None:
+            self.view.previews.show_previews(event.previews, event.epoch, event.epochs,
+                                             getattr(event, "overlays", None))
 
     def _redraw(self, now: bool = False) -> None:
         """The curves and the progress bar, if due (or ``now``)."""

@@ -310,12 +310,11 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
 
     def log(self, message: str, level: str = "info") -> None:
         """Add a line to the log; warnings and errors stand out there and in the status
-        bar, where the latest stays (with a count) until the next run starts."""
+        bar, where the latest stays (with a count of the others) until the next run."""
         headline = self.log_view.add(message, level)
         colour = level_colour(level, self.palette(), QPalette.ColorRole.Window)
         if colour is None:
             return
-        self.statusBar().showMessage(headline, 15000)
         self.warnings.append(headline)
         first = message.split("\n", 1)[0]
         short = first if len(first) <= 110 else first[:107] + "…"
