@@ -31,6 +31,14 @@ from loragui.engine.train import run_training  # noqa: E402
 CHECK_IMAGES = 6
 
 
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The command that makes this file again (written to resources/base)."""
+    return (f"python benchmarks/make_base.py --name {args.name} --width {args.width} "
+            f"--depth {args.depth} --steps {args.steps} --batch-size {args.batch_size} "
+            f"--crop-size {args.crop_size} --lr {args.lr:g} --seed {args.seed} "
+            f"--device {args.device}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="small")
@@ -84,7 +92,7 @@ def main() -> int:
         shutil.copyfile(pair.mask, check / "masks" / pair.mask.name)
     scores = evaluate_folders(check / "images", check / "masks", base=target, device="cpu")
     record = {
-        "file": target.name, "command": " ".join(sys.argv), "architecture":
+        "file": target.name, "command": reproduce_command(args), "architecture":
         {"width": args.width, "depth": args.depth}, "trained_on": "DSB2018 stage-1 fluorescence (CC0)",
         "steps": args.steps, "batch_size": args.batch_size, "crop_size": args.crop_size,
         "lr": args.lr, "seed": args.seed, "device": run["device"], "seconds": round(seconds, 1),

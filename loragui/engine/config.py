@@ -27,13 +27,13 @@ class TrainConfig:
     train_bias: bool = True  # biases are tiny and help a domain shift a lot
     # Small modules trained whole instead of through LoRA (PEFT's modules_to_save): the
     # 1x1 head and the first convolution, which sees the new image colours first.
-    train_modules: list[str] = field(default_factory=lambda: ["head"])
+    train_modules: list[str] = field(default_factory=lambda: ["head", "down.0.conv1"])
     # Optimisation
     epochs: int = 40
     steps: int | None = None  # overrides epochs when set
     steps_per_epoch: int | None = None  # default: enough crops to see each image ~4 times
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 5e-3  # with the first convolution trained whole; 1e-2 diverged on a GPU
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
     crop_size: int = 0  # 0: auto, 256 on GPUs, 128 on CPUs (see auto_crop_size)
@@ -78,12 +78,15 @@ class TrainConfig:
             ("rank", "--rank"), ("alpha", "--alpha"), ("dropout", "--dropout"),
             ("epochs", "--epochs"), ("steps", "--steps"), ("batch_size", "--batch-size"),
             ("lr", "--lr"), ("crop_size", "--crop-size"), ("val_fraction", "--val-fraction"),
-            ("seed", "--seed"), ("device", "--device"), ("width", "--width"),
+            ("seed", "--seed"), ("width", "--width"),
             ("depth", "--depth"),
         ]:
             value = getattr(self, name)
             if value != getattr(default, name) and value is not None:
                 parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        device = (self.device or "auto").strip()
+        if device != default.device:  # "all" or a list: one process per device
+            parts += ["--devices" if device == "all" or "," in device else "--device", device]
         if self.rslora:
             parts.append("--rslora")
         if list(self.targets) != list(default.targets):

@@ -55,9 +55,20 @@ def loragui_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "loragui", *args]
 
 
-def train_command(config_file: Path, out: Path, resume: bool = False) -> list[str]:
+def is_multi_device(device: str | None) -> bool:
+    """"all" (every GPU) or a list such as "cuda:0,cuda:1": several training processes."""
+    text = (device or "").strip().lower()
+    return text == "all" or "," in text
+
+
+def train_command(config_file: Path, out: Path, resume: bool = False,
+                  devices: str | None = None) -> list[str]:
+    """The child's command line. ``devices``: run data-parallel over these devices
+    (``train --devices``: one process per device, rank 0's events on stdout)."""
     cmd = loragui_command("train", "--config", str(config_file), "--out", str(out),
                           "--events", "jsonl")
+    if devices:
+        cmd += ["--devices", devices]
     return cmd + ["--resume"] if resume else cmd
 
 
@@ -176,6 +187,9 @@ class ProcessTrainWorker(Worker):
         out.mkdir(parents=True, exist_ok=True)
         config_file = out / CONFIG_FILE
         settings = self.config.to_dict() | {"resume": False}  # --resume says it
+        devices = None
+        if is_multi_device(settings.get("device")):  # --devices says it
+            devices, settings["device"] = settings["device"], "auto"
         atomic_write_text(config_file, json.dumps(settings, indent=2) + "\n")
         self._t0 = time.monotonic()
         with open(out / STDERR_FILE, "wb") as stderr:
@@ -183,7 +197,7 @@ class ProcessTrainWorker(Worker):
                 if self.cancelled():
                     return None  # stopped before it started
                 self.proc = subprocess.Popen(
-                    train_command(config_file, out, self.config.resume),
+                    train_command(config_file, out, self.config.resume, devices),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                     env=child_environment(), **_popen_options())
             with _PROCESSES_LOCK:

@@ -35,6 +35,9 @@ LAYER_PRESETS: list[tuple[str, list[str] | None, str]] = [
 ]
 
 
+MULTI_GPU = "all"  # the device value of "All GPUs (N)": train --devices all
+
+
 class SciSpinBox(QDoubleSpinBox):
     """A spin box that shows and accepts numbers like 2e-3 (for learning rates)."""
 
@@ -277,6 +280,14 @@ class SettingsPanel(QWidget):
             index = self.device.count() - 1
             self._set_item_enabled(self.device, index, bool(info.available),
                                    info.name if info.available else f"Not available: {info.reason}")
+        gpus = [info for info in devices if info.available and info.name.startswith("cuda:")]
+        if len(gpus) > 1:  # data-parallel training over all of them (torch.distributed)
+            self.device.addItem(f"All GPUs ({len(gpus)})", MULTI_GPU)
+            self.device.setItemData(
+                self.device.count() - 1,
+                f"Train on all {len(gpus)} GPUs at once, one process each: the batch size is "
+                "per GPU and the learning rate is scaled by the square root of the GPU count",
+                Qt.ItemDataRole.ToolTipRole)
         index = self.device.findData(current)
         if index < 0 or not self.device.model().item(index).isEnabled():
             index = 0

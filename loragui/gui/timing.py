@@ -24,10 +24,12 @@ class EventLoopMonitor(QObject):
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
         self.gaps_ms: list[float] = []
+        self.tick_times: list[float] = []  # time.perf_counter() at the end of each gap
         self._last: float | None = None
 
     def start(self) -> None:
         self.gaps_ms.clear()
+        self.tick_times.clear()
         self._last = time.perf_counter()
         self.timer.start()
 
@@ -39,6 +41,7 @@ class EventLoopMonitor(QObject):
         now = time.perf_counter()
         if self._last is not None:
             self.gaps_ms.append(1000.0 * (now - self._last))
+            self.tick_times.append(now)
         self._last = now
 
     @property

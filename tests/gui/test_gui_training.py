@@ -273,3 +273,65 @@ def test_training_failure_shows_a_dialog(qtbot, window, dataset, tiny_base, dial
     else:
         assert text == "The masks are empty." and details == "details here"
     assert window.train_button.isEnabled()  # usable again
+
+
+def test_all_gpus_is_offered_only_with_several(qtbot):
+    from loragui.engine.devices import DeviceInfo
+    from loragui.gui.settings import MULTI_GPU, SettingsPanel
+
+    panel = SettingsPanel()
+    qtbot.addWidget(panel)
+    cpu = DeviceInfo("cpu", "CPU", True)
+    gpus = [DeviceInfo(f"cuda:{i}", "GPU", True) for i in range(3)]
+    panel.set_devices([cpu, gpus[0]])
+    assert panel.device.findData(MULTI_GPU) < 0  # one GPU: nothing to spread over
+    panel.set_devices([cpu, *gpus[:2], DeviceInfo("mps", "Apple GPU", False, "no")])
+    index = panel.device.findData(MULTI_GPU)
+    assert index >= 0 and panel.device.itemText(index) == "All GPUs (2)"
+    panel.device.setCurrentIndex(index)
+    assert panel.values()["device"] == "all"
+    config = panel.make_config("imgs", "masks", "out")
+    assert "--devices all" in config.command_line() and "--device " not in config.command_line()
+    panel.set_devices([cpu, *gpus])  # the choice survives a refresh, with the new count
+    assert panel.device.currentText() == "All GPUs (3)"
+
+
+def test_several_processes_from_the_window(qtbot, window, dataset, tiny_base, dialogs):
+    """A multi-device choice runs ``train --devices`` as the child: two gloo processes
+    here (the same path as "All GPUs" on a GPU machine); curves and previews come from
+    rank 0's events, and Stop stops both ranks."""
+    prepare(qtbot, window, dataset, tiny_base, epochs=3)
+
+    def two_processes() -> None:  # (the device list is filled again once GPUs are looked for)
+        combo = window.settings.device
+        if combo.findData("cpu,cpu") < 0:
+            combo.addItem("Two CPU processes", "cpu,cpu")
+        combo.setCurrentIndex(combo.findData("cpu,cpu"))
+
+    two_processes()
+    window.start_training()
+    result = wait_result(qtbot, window, timeout=180000)
+    assert isinstance(result, RunFinished), getattr(result, "details", result)
+    run = json.loads((Path(result.run_dir) / "run.json").read_text())
+    assert run["world_size"] == 2 and run["distributed"]["backend"] == "gloo"
+    assert run["effective_batch_size"] == 2 * run["batch_size_used"]
+    command = window.run.worker.proc.args
+    assert command[command.index("--devices") + 1] == "cpu,cpu"
+    assert json.loads((Path(result.run_dir) / "config.json").read_text())["device"] == "auto"
+    curves = window.training_view.curves
+    assert curves.epochs.n == 4 and curves.steps.n == run["steps"]
+    assert window.training_view.previews.epoch == 3
+    assert "effective batch" in window.log_view.toPlainText()
+
+    window.settings.set_values({"epochs": 200})  # Stop reaches both processes
+    two_processes()
+    window.start_training()
+    qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 3, timeout=120000)
+    window.stop_training()
+    result = wait_result(qtbot, window, timeout=60000)
+    assert isinstance(result, RunFinished) and result.stopped
+    assert window.run.worker.proc.poll() is not None
+    run = json.loads((Path(result.run_dir) / "run.json").read_text())
+    assert run["status"] == "stopped" and run["world_size"] == 2
+    assert run["steps"] < run["total_steps"]
+    assert not dialogs.messages
