@@ -244,3 +244,31 @@ def test_atomic_export_never_overwrites_its_source(models, tmp_path):
     with pytest.raises(ModelFileError, match="the adapter itself"):
         export_adapter(adapter, adapter)
     assert load_adapter(adapter).tensors
+
+
+def test_header_length_that_starts_like_a_pickle_loads(tmp_path):
+    """A header length of 0x...80 bytes makes a file start with the byte a pickle starts
+    with (0x80, PROTO); such a file is still safetensors and loads."""
+    import struct
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from loragui.engine.files import load_model
+
+    source = make_tiny_base(tmp_path / "base.safetensors", width=4, depth=2)
+    with safe_open(str(source), "pt") as fh:
+        metadata = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    seen = set()
+    for pad in range(0, 600):
+        path = tmp_path / f"padded{pad}.safetensors"
+        save_file(tensors, str(path), metadata=metadata | {"note": "x" * pad})
+        head = path.read_bytes()[:9]
+        (n,) = struct.unpack("<Q", head[:8])
+        if head[0] == 0x80:
+            seen.add(n)
+            model, _ = load_model(path)
+            assert model.config.width == 4
+        path.unlink()
+    assert seen  # at least one such length was made and loaded

@@ -180,7 +180,11 @@ def _parse_header(data: bytes, size: int, name: str) -> tuple[dict[str, Any], di
     if size < 8:
         raise ModelFileError(f"{name} is not a safetensors file: it is only {size} bytes long")
     head = data[:8]
-    if head[:1] == b"\x80":
+    (n,) = struct.unpack("<Q", head)
+    # A pickle starts with PROTO (0x80) and its protocol number, but so does a header
+    # length of 0x280, 0x380 ... bytes: a safetensors header then follows, opening with "{".
+    looks_like_header = n <= size - 8 and data[8:9] == b"{"
+    if head[:1] == b"\x80" and head[1] in (2, 3, 4, 5) and not looks_like_header:
         raise ModelFileError(f"{name} is a Python pickle (an old PyTorch .pt/.bin file), not "
                              "safetensors; loragui never unpickles files, which can run code. "
                              "Convert it to safetensors first.")
@@ -188,7 +192,6 @@ def _parse_header(data: bytes, size: int, name: str) -> tuple[dict[str, Any], di
         raise ModelFileError(f"{name} is a zip archive (a PyTorch .pt/.pth checkpoint holds "
                              "pickles), not safetensors; loragui never unpickles files. Convert "
                              "it to safetensors first.")
-    (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
         if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
             raise ModelFileError(f"{name} is not a safetensors file: it starts with text "
