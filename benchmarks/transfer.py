@@ -94,18 +94,21 @@ def main() -> int:
                 val_fraction=args.val_fraction, seed=args.seed, device=str(device), previews=0,
                 **overrides)
             t0 = time.perf_counter()
-            best = None
+            best, trace = None, []
             for ev in run_training(cfg):
                 if isinstance(ev, RunFailed):
                     print(ev.message, ev.details, file=sys.stderr)
                     return 1
                 if isinstance(ev, EpochEvent) and ev.epoch > 0:
                     best = ev.best_dice
+                    trace.append(f"{ev.dice:.2f}")
                 if isinstance(ev, RunFinished):
                     secs = time.perf_counter() - t0
                     run = json.loads((Path(tmp) / "run.json").read_text())
                     final = run["final"]
                     size = folder_size(Path(ev.output))
+                    print(f"loragui validation Dice by epoch: {' '.join(trace)}; back-offs "
+                          f"{run['backoffs']}", flush=True)
                     label = "defaults" if not overrides else json.dumps(overrides)
                     rows.append((f"loragui LoRA r={cfg.rank} ({label})", run["trainable_params"],
                                  size, secs, {"dice": final["dice"], "dice_pooled": final["dice_pooled"],

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=int, default=None, help="default: from the data size")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     t.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    t.add_argument("--whole-lr-scale", type=float, default=d.whole_lr_scale,
+                   help="learning rate of the weights trained whole (biases, --train-modules) "
+                        f"as a share of --lr (default {d.whole_lr_scale:g})")
     t.add_argument("--crop-size", type=int, default=d.crop_size,
                    help="side of the random training crops; default 0: auto (256 on GPUs, 128 on CPUs)")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction,
@@ -284,6 +287,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_bias=not args.no_train_bias,
         train_modules=[m.strip() for m in args.train_modules.split(",") if m.strip()], epochs=args.epochs, steps=args.steps,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
+        whole_lr_scale=args.whole_lr_scale,
         crop_size=args.crop_size, val_fraction=args.val_fraction, seed=args.seed,
         device=args.device, resume=args.resume, width=args.width, depth=args.depth)
     if args.config:  # the file's settings, then the options given on the command line

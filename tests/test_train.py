@@ -147,3 +147,23 @@ def test_bad_inputs_fail_cleanly(tmp_path):
     config = tiny_config(tmp_path, images=str(empty))
     events = list(run_training(config))
     assert isinstance(events[-1], RunFailed) and "empty" in events[-1].message
+
+
+def test_weights_trained_whole_learn_at_their_own_rate(tmp_path):
+    """--whole-lr-scale sets the learning rate of biases and --train-modules relative to
+    --lr: at 0 they keep the base model's values while the LoRA factors learn."""
+    config = tiny_config(tmp_path, epochs=1, whole_lr_scale=0.0, val_fraction=0.0)
+    collect(config)
+    base, _ = load_model(config.base)
+    base_weights = base.state_dict()
+    tensors = load_adapter(tmp_path / "run" / "adapter").tensors
+    whole = {k: v for k, v in tensors.items() if ".lora_" not in k}
+    assert any(k.startswith("head.") for k in whole) and any(".bias" in k for k in whole)
+    for name, value in whole.items():
+        assert torch.equal(value, base_weights[name.replace(".base_layer", "")]), name
+    assert any(v.abs().sum() > 0 for k, v in tensors.items() if ".lora_B" in k)
+
+    config = tiny_config(tmp_path / "again", epochs=1, whole_lr_scale=0.5, val_fraction=0.0)
+    collect(config)
+    tensors = load_adapter(tmp_path / "again" / "run" / "adapter").tensors
+    assert not torch.equal(tensors["head.weight"], base_weights["head.weight"])

@@ -287,6 +287,12 @@ class Trainer:
                                "(or 0 for auto)")
         if not 0 <= c.val_fraction < 1:
             raise LoraGuiError("the validation fraction must be in [0, 1)")
+        if not (math.isfinite(c.lr) and c.lr > 0):
+            raise LoraGuiError(f"the learning rate must be a positive number, not {c.lr:g} "
+                               "(try the default, --lr 5e-3)")
+        if not (math.isfinite(c.whole_lr_scale) and c.whole_lr_scale >= 0):
+            raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
+                               "(0 freezes the weights trained whole; the default is 0.2)")
         if self.is_main:  # rank 0 alone writes the run folder
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -362,13 +368,20 @@ class Trainer:
             set_forward_mode(self.model, default_forward_mode(self.device))
         if self.device.type != "mps":
             self.model.to(memory_format=torch.channels_last)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
+        # LoRA factors at the learning rate; weights trained whole (biases, --train-modules)
+        # at whole_lr_scale times it (full training: everything at the learning rate).
+        whole = 1.0 if c.full else c.whole_lr_scale
+        groups = []
+        for lr_mult, members in ((1.0, [p for n, p in named if c.full or ".lora_" in n]),
+                                 (whole, [p for n, p in named if not c.full and ".lora_" not in n])):
+            for decay, chosen in ((c.weight_decay, [p for p in members if p.ndim > 1]),
+                                  (0.0, [p for p in members if p.ndim <= 1])):
+                if chosen:
+                    groups.append({"params": chosen, "weight_decay": decay, "lr_mult": lr_mult})
         self.params = params
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": c.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}], lr=c.lr)
+        self.optimizer = torch.optim.AdamW(groups, lr=c.lr)
         self.warmup = int(c.warmup_fraction * self.total_steps)
         self.autocast = supports_bf16(self.device)
         if self.device.type == "cuda":
@@ -473,8 +486,8 @@ class Trainer:
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
-                group["lr"] = self.peak_lr * st.lr_scale * lr_factor(step, self.total_steps,
-                                                                     self.warmup)
+                group["lr"] = (self.peak_lr * st.lr_scale * group.get("lr_mult", 1.0)
+                               * lr_factor(step, self.total_steps, self.warmup))
             if self.dist is None:
                 loss_value, problem = yield from self._train_step()
             else:
