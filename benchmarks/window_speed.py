@@ -167,12 +167,16 @@ def main() -> int:
         from pyqtgraph import AxisItem, GraphicsView, ImageItem, PlotCurveItem
         from PySide6.QtWidgets import QApplication
 
-        from loragui.gui import plots, previews, results, training, window
+        from loragui.gui import logview, plots, prefs, previews, results, training, window
 
         app = QApplication.instance() or QApplication(["loragui"])
         calls = CallTimes()
         for owner, names in ((training.TrainingRun, ("drain", "_redraw", "_show_previews",
-                                                     "_finish")),
+                                                     "_finish", "start", "__init__")),
+                             (training.TrainingView, ("reset",)),
+                             (previews.PredictionPreviews, ("prepare",)),
+                             (logview.LogView, ("add",)), (prefs.Preferences, ("save",)),
+                             (window.MainWindow, ("start_training", "_ensure_training_view")),
                              (plots.TrainingCurves, ("redraw",)),
                              (previews.PredictionPreviews, ("show_previews",)),
                              (window.MainWindow, ("_start_run", "_run_ended", "log",

@@ -354,7 +354,7 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         extra = {"out": str(new_run_dir())} | self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
-        self.prefs.save()
+        QTimer.singleShot(0, self.prefs.save)  # a file write: not in the same pass as the view
         self._start_run(config)
 
     def _start_run(self, config) -> None:
