@@ -33,3 +33,21 @@ def test_bundled_defaults_exist():
     images, masks = dirs
     assert len(list(images.iterdir())) >= 24 and len(list(masks.iterdir())) >= 24
     assert (images.parent / "LICENSE.txt").is_file()
+
+
+def test_bundled_base_follows_the_device_and_the_adapter():
+    """No --base: the small model to train on the CPU, the medium one on a GPU; to use
+    an adapter, the bundled model it was trained on (by SHA-256)."""
+    from loragui.engine.files import Adapter, resolve_base, sha256_file
+
+    small = resolve_base(None, device_type="cpu")
+    medium = resolve_base(None, device_type="cuda")
+    assert small.name == "loragui-base-small.safetensors"
+    assert medium.name == "loragui-base-medium.safetensors"
+    assert resolve_base(None, device_type="mps") == medium and resolve_base(None) == small
+    for base in (small, medium):
+        adapter = Adapter({"loragui": {"base_sha256": sha256_file(base)}}, {}, Path("a"))
+        assert resolve_base(None, device_type="cpu", adapter=adapter) == base
+    stranger = Adapter({"loragui": {"base_sha256": "0" * 64}}, {}, Path("a"))
+    assert resolve_base(None, device_type="cpu", adapter=stranger) == small
+    assert resolve_base("given.safetensors", adapter=stranger) == Path("given.safetensors")

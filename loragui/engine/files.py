@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -436,9 +437,42 @@ def resources_dir() -> Path:
         return Path(__file__).resolve().parents[2] / "resources"
 
 
-def bundled_base_path() -> Path | None:
-    path = resources_dir() / "base" / "loragui-base-small.safetensors"
-    return path if path.is_file() else None
+SMALL_BASE = "loragui-base-small.safetensors"
+MEDIUM_BASE = "loragui-base-medium.safetensors"
+
+
+def bundled_base_path(device_type: str | None = None) -> Path | None:
+    """The bundled base model to train on: the medium one on a GPU (``"cuda"``,
+    ``"mps"``), where it scores higher at little cost; the small one on the CPU or
+    when the device is not known (a CPU trains it several times faster)."""
+    names = [MEDIUM_BASE, SMALL_BASE] if device_type in ("cuda", "mps") else [SMALL_BASE]
+    for name in names:
+        path = resources_dir() / "base" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def bundled_bases() -> list[Path]:
+    return [p for p in (resources_dir() / "base" / n for n in (SMALL_BASE, MEDIUM_BASE))
+            if p.is_file()]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def bundled_base_for(adapter: Adapter) -> Path | None:
+    """The bundled base model an adapter was trained on (by its recorded SHA-256)."""
+    want = adapter.loragui.get("base_sha256")
+    if not isinstance(want, str):
+        return None
+    for path in bundled_bases():
+        st = path.stat()
+        if _cached_sha256(str(path), st.st_size, st.st_mtime_ns) == want:
+            return path
+    return None
 
 
 def bundled_sample_dirs() -> tuple[Path, Path] | None:
@@ -447,10 +481,14 @@ def bundled_sample_dirs() -> tuple[Path, Path] | None:
     return (images, masks) if images.is_dir() and masks.is_dir() else None
 
 
-def resolve_base(base: str | os.PathLike | None) -> Path:
+def resolve_base(base: str | os.PathLike | None, *, device_type: str | None = None,
+                 adapter: Adapter | None = None) -> Path:
+    """``base``, or the bundled base model: the one ``adapter`` was trained on, else the
+    one for ``device_type`` (see :func:`bundled_base_path`)."""
     if base:
         return Path(base)
-    bundled = bundled_base_path()
+    bundled = bundled_base_for(adapter) if adapter is not None else None
+    bundled = bundled or bundled_base_path(device_type)
     if bundled is None:
         raise ModelFileError("no base model given and none is bundled with this installation; "
                              "pass --base FILE (make one with `loragui train --full`)")
@@ -1003,8 +1041,8 @@ def _apply(model: UNet, adapter: Adapter, base: BaseModelInfo | None,
 
 def merged_model(base_path: str | os.PathLike | None, adapter_path: str | os.PathLike,
                  *, force: bool = False) -> tuple[UNet, BaseModelInfo, Adapter, list[str]]:
-    model, info = load_model(resolve_base(base_path))
     adapter = load_adapter(adapter_path)
+    model, info = load_model(resolve_base(base_path, adapter=adapter))
     warnings = apply_adapter(model, adapter, info, force=force)
     strip_lora(model)
     return model, info, adapter, warnings
@@ -1043,7 +1081,7 @@ def peft_compatible_adapter(ad: Adapter, base: str | os.PathLike | None = None, 
     module, so the copy computes what the adapter computes. The base model is
     needed for ``W``; it must be the one the adapter was made for.
     """
-    model, info = load_model(resolve_base(base))
+    model, info = load_model(resolve_base(base, adapter=ad))
     _, plan = _apply(model, ad, info, force)
     layers = dict(lora_layers(model))
     fold = sorted(n for n, layer in layers.items() if layer.transposed)

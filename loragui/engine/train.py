@@ -311,7 +311,7 @@ class Trainer:
             self.base_info = None
             self.prep = Preprocessing()
         else:
-            base_path = resolve_base(c.base)
+            base_path = resolve_base(c.base, device_type=self.device.type)
             self.model, self.base_info = load_model(base_path)
             self.prep = Preprocessing.from_dict(self.base_info.preprocessing)
         # Data

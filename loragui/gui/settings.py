@@ -266,7 +266,10 @@ class SettingsPanel(QWidget):
             if self.base.currentIndex() == 0 and self.base.count() > 2:
                 self.base.setCurrentIndex(1)
         else:
-            self._set_item_enabled(self.base, 0, True, str(path))
+            self._set_item_enabled(
+                self.base, 0, True, "Pretrained on fluorescence nuclei (DSB2018): the small "
+                "model when training on the CPU, the medium one on a GPU, both in "
+                f"{path.parent}")
 
     def set_devices(self, devices: list) -> None:
         """Fill the device list from ``list_devices()``; unavailable ones greyed out."""
