@@ -1,6 +1,7 @@
 """Training speed: loragui's LoRA step against PEFT LoRA and a plain full fine-tune.
 
-In one process, on the same UNet, batch, crop size and decoded images, end to
+In one process, on the same UNet, batch, crop size and decoded images (the trainers
+timed in turns, the median turn kept), end to
 end (the data pipeline included):
 
 * ``loragui``: the engine's own step (crops built on the device, the LoRA
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import sys
 import threading
 import time
@@ -193,6 +195,9 @@ def main() -> int:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="turns: the trainers are timed one after another, --steps/--rounds "
+                         "steps each turn, and the median turn is kept")
     ap.add_argument("--peft-style", choices=["user", "tuned"], default="user")
     ap.add_argument("--modes", default="", help="loragui forward forms to time (default: the device's)")
     ap.add_argument("--images", type=int, default=64, help="decoded images to train on")
@@ -213,23 +218,31 @@ def main() -> int:
           f"({sum(p.numel() for p in base.parameters()):,} parameters); {args.size}² crops, batch "
           f"{args.batch}, rank {args.rank}; PEFT as '{args.peft_style}' (bf16={peft_bf16}, "
           f"channels_last={peft_cl}); loragui bf16={bf16}", flush=True)
-    results = {}
     modes = args.modes.split(",") if args.modes else [default_forward_mode(device)]
+    steps = {}  # every trainer built first, then timed in turns (see --rounds)
     if "peft" not in skip:
         m = peft_model(copy.deepcopy(base), args.rank, 2 * args.rank)
-        step = make_plain_step(m, data.images, data.masks, args.batch, args.size, device, peft_bf16, peft_cl)
-        results["PEFT LoRA"] = measure(step, device, args.steps, args.warmup, args.batch)
-        del m, step
+        steps["PEFT LoRA"] = make_plain_step(m, data.images, data.masks, args.batch, args.size,
+                                             device, peft_bf16, peft_cl)
     for mode in modes:
-        m = copy.deepcopy(base)
-        step = make_loragui_step(m, data, args.batch, args.size, device, args.rank, mode)
-        results[f"loragui LoRA ({mode})"] = measure(step, device, args.steps, args.warmup, args.batch)
-        del m, step
+        steps[f"loragui LoRA ({mode})"] = make_loragui_step(
+            copy.deepcopy(base), data, args.batch, args.size, device, args.rank, mode)
     if "full" not in skip:
-        m = copy.deepcopy(base)
-        step = make_plain_step(m, data.images, data.masks, args.batch, args.size, device, peft_bf16, peft_cl)
-        results["full fine-tune"] = measure(step, device, args.steps, args.warmup, args.batch)
-        del m, step
+        steps["full fine-tune"] = make_plain_step(copy.deepcopy(base), data.images, data.masks,
+                                                  args.batch, args.size, device, peft_bf16, peft_cl)
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    # Timed in turns, a share of the steps each, the median kept: a machine whose speed
+    # drifts (other work, clocks) then slows every trainer alike.
+    per_round = max(1, -(-args.steps // args.rounds))
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            runs[name].append(measure(step, device, per_round, 0, args.batch))
+    results = {name: (statistics.median(r[0] for r in rs), max(r[1] for r in rs))
+               for name, rs in runs.items()}
+    del steps
     if device.type == "cuda":
         torch.cuda.empty_cache()
     ceiling = None

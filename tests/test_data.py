@@ -950,7 +950,7 @@ def test_real_data_pairs_cleanly(kind):
 
 
 @pytest.mark.slow
-def test_10000_pairs_scan_quickly(tmp_path):
+def test_10000_pairs_are_all_paired(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -972,15 +972,10 @@ def test_10000_pairs_scan_quickly(tmp_path):
         except OSError:  # no hard links here: copy
             shutil.copyfile(pic, images / f"img_{i:05d}.png")
             shutil.copyfile(msk, masks / f"img_{i:05d}_mask.png")
-    start, cpu = time.perf_counter(), time.process_time()
-    report = pair_folders(images, masks)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"\n10,000 pairs scanned in {elapsed:.2f} s ({cpu:.2f} s of CPU)")
+    report = pair_folders(images, masks)  # its speed: benchmarks/pairing.py
     assert len(report.pairs) == 10_000 and not report.problem_groups()
-    # CPU time, not wall time: on a shared machine other processes' load must
-    # not fail this test. (Tiny files are scanned on one thread, so they agree
-    # on an idle machine.)
-    assert cpu < 5.0
+    assert report.pairs[9_999].image.name == "img_09999.png"
+    assert report.pairs[9_999].mask.name == "img_09999_mask.png"
 
 
 @pytest.mark.slow
