@@ -159,6 +159,7 @@ class TrainingCurves(QWidget):
         self._ema = self._ema_weight = 0.0
         self.best = None
         self.base_dice = None
+        self._epochs_drawn: tuple | None = None  # (epochs, best) the curves show
         # Smooth over ~2 % of the run (at least 10 steps) so short and long runs look alike.
         span = max(10.0, total_steps / 50.0)
         self.ema_beta = 1.0 - 1.0 / span
@@ -242,6 +243,11 @@ class TrainingCurves(QWidget):
             self.ema_curve.setData(s[:, 0], s[:, 2])
         e = self.epochs.view()
         self._fit_loss_range(s[:, 1], e[:, 2])
+        # The per-epoch items change once an epoch: between epochs they are left alone, so
+        # a redraw repaints the loss curves only (their symbols are the costly part).
+        if (len(e), self.best) == self._epochs_drawn:
+            return
+        self._epochs_drawn = (len(e), self.best)
         if len(e):
             has_val = np.isfinite(e[:, 2])
             self.val_curve.setData(e[has_val, 1], e[has_val, 2])

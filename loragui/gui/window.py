@@ -135,6 +135,11 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        # Its place is kept while hidden: showing it at Train then moves nothing, and the
+        # training view keeps its size (a resize repaints every plot and preview).
+        keep = self.progress.sizePolicy()
+        keep.setRetainSizeWhenHidden(True)
+        self.progress.setSizePolicy(keep)
         self.progress.hide()
         run_bar = QHBoxLayout()
         run_bar.addWidget(self.train_button)
@@ -398,7 +403,8 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             self._update_state()
 
     def _progress(self, step: int, total: int, text: str) -> None:
-        self.progress.setRange(0, max(total, 1))
+        if self.progress.maximum() != max(total, 1):  # each call repaints the bar
+            self.progress.setRange(0, max(total, 1))
         self.progress.setValue(step)
         self.progress.setFormat(text)
 
