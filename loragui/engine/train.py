@@ -287,12 +287,14 @@ class Trainer:
                                "(or 0 for auto)")
         if not 0 <= c.val_fraction < 1:
             raise LoraGuiError("the validation fraction must be in [0, 1)")
+        default = TrainConfig()
         if not (math.isfinite(c.lr) and c.lr > 0):
             raise LoraGuiError(f"the learning rate must be a positive number, not {c.lr:g} "
-                               "(try the default, --lr 5e-3)")
+                               f"(try the default, --lr {default.lr:g})")
         if not (math.isfinite(c.whole_lr_scale) and c.whole_lr_scale >= 0):
             raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
-                               "(0 freezes the weights trained whole; the default is 0.2)")
+                               "(0 freezes the weights trained whole; the default is "
+                               f"{default.whole_lr_scale:g})")
         if self.is_main:  # rank 0 alone writes the run folder
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -369,19 +371,20 @@ class Trainer:
         if self.device.type != "mps":
             self.model.to(memory_format=torch.channels_last)
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        params = [p for _, p in named]
-        # LoRA factors at the learning rate; weights trained whole (biases, --train-modules)
-        # at whole_lr_scale times it (full training: everything at the learning rate).
-        whole = 1.0 if c.full else c.whole_lr_scale
-        groups = []
-        for lr_mult, members in ((1.0, [p for n, p in named if c.full or ".lora_" in n]),
-                                 (whole, [p for n, p in named if not c.full and ".lora_" not in n])):
-            for decay, chosen in ((c.weight_decay, [p for p in members if p.ndim > 1]),
-                                  (0.0, [p for p in members if p.ndim <= 1])):
-                if chosen:
-                    groups.append({"params": chosen, "weight_decay": decay, "lr_mult": lr_mult})
-        self.params = params
-        self.optimizer = torch.optim.AdamW(groups, lr=c.lr)
+        # Groups by (learning-rate multiplier, weight decay): LoRA factors (full training:
+        # every weight) at the learning rate, weights trained whole (biases,
+        # --train-modules) at whole_lr_scale times it; no decay on 1-d tensors. At the
+        # default scale of 1 these are the two groups of earlier versions' checkpoints.
+        members: dict[tuple[float, float], list[torch.nn.Parameter]] = {
+            key: [] for key in ((1.0, c.weight_decay), (1.0, 0.0),
+                                (c.whole_lr_scale, c.weight_decay), (c.whole_lr_scale, 0.0))}
+        for name, p in named:
+            mult = 1.0 if c.full or ".lora_" in name else c.whole_lr_scale
+            members[(mult, c.weight_decay if p.ndim > 1 else 0.0)].append(p)
+        self.params = [p for _, p in named]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": ps, "weight_decay": decay, "lr_mult": mult}
+             for (mult, decay), ps in members.items() if ps], lr=c.lr)
         self.warmup = int(c.warmup_fraction * self.total_steps)
         self.autocast = supports_bf16(self.device)
         if self.device.type == "cuda":

@@ -175,7 +175,7 @@ class TrainingCurves(QWidget):
             step = max(1, int(np.ceil(epochs / 10)))  # whole epochs only
             self.dice_plot.getAxis("bottom").setTickSpacing(step, step)
         # The loss axis is fitted by _fit_loss_range, not auto-ranged at every point:
-        # each change of range redraws the axis, its tick labels and its grid.
+        # each change of range redraws the axis and its tick labels.
         self.loss_plot.disableAutoRange(axis="y")
         self._loss_range: tuple[float, float] | None = None
         self._dirty = False
