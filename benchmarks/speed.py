@@ -9,7 +9,10 @@ end (the data pipeline included):
 * ``peft``: PEFT LoRA on every Conv2d with a hand-written loop and numpy crops,
   as a user would write it (``--peft-style user``: float32, default memory
   format; ``--peft-style tuned``: bf16 autocast on CUDA + channels_last);
-* ``full``: a plain full fine-tune with the same hand-written loop.
+* ``full``: a plain full fine-tune with the same hand-written loop;
+* ``bound``: only the work every LoRA step must do (the forward pass and the
+  input gradients, no adapter, no weight gradient, no optimizer): no LoRA
+  trainer of this model can be faster on this device.
 
 Prints images/s, the ratio to PEFT, peak memory and the fraction of the
 device's ceiling (FLOPs of a training step counted with torch's FlopCounterMode
@@ -115,16 +118,13 @@ def make_plain_step(model, images, masks, batch, size, device, bf16, channels_la
     return step
 
 
-def make_loragui_step(model, data, batch, size, device, rank, mode):
-    inject_lora(model, LoRASettings(rank=rank, alpha=2 * rank))
-    model.to(device)
-    set_forward_mode(model, mode)
+def engine_step(model, data, batch, size, device, opt=None):
+    """A step as the engine takes it: crops built on the device, channels_last (not on
+    MPS), bf16 autocast where supported; with ``opt``, the optimizer's step too."""
     cl = device.type != "mps"
     if cl:
         model.to(memory_format=torch.channels_last)
     sampler = CropSampler(data, size, device, seed=0)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-3, fused=device.type == "cuda")
     bf16 = supports_bf16(device)
     model.train()
 
@@ -135,11 +135,34 @@ def make_loragui_step(model, data, batch, size, device, rank, mode):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         loss = dice_bce_loss(out, y)
-        opt.zero_grad(set_to_none=True)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        if opt is not None:
+            opt.step()
         loss.item()  # the engine reads the loss every step too (NaN guard, progress)
     return step
+
+
+def make_loragui_step(model, data, batch, size, device, rank, mode):
+    inject_lora(model, LoRASettings(rank=rank, alpha=2 * rank))
+    model.to(device)
+    set_forward_mode(model, mode)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, fused=device.type == "cuda")
+    return engine_step(model, data, batch, size, device, opt)
+
+
+def make_bound_step(model, data, batch, size, device):
+    """The work every LoRA step of this model must do (LoRA on every layer), and nothing
+    more: the forward pass and the input gradients of every layer but the first (the
+    frozen model, its first convolution's output made to require a gradient), with the
+    engine's crops, memory format and autocast; no adapter, no weight gradient, no
+    optimizer. No LoRA trainer running these layers as they are run here is faster."""
+    model.to(device).requires_grad_(False)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(lambda module, inputs, out: out.requires_grad_())
+    return engine_step(model, data, batch, size, device)
 
 
 def step_flops(model, device, batch, size, bf16) -> float:
@@ -201,7 +224,7 @@ def main() -> int:
     ap.add_argument("--peft-style", choices=["user", "tuned"], default="user")
     ap.add_argument("--modes", default="", help="loragui forward forms to time (default: the device's)")
     ap.add_argument("--images", type=int, default=64, help="decoded images to train on")
-    ap.add_argument("--skip", default="", help="comma list of: full,peft,inference,flops")
+    ap.add_argument("--skip", default="", help="comma list of: full,peft,bound,inference,flops")
     args = ap.parse_args()
 
     device = resolve_device(args.device)
@@ -227,6 +250,9 @@ def main() -> int:
     for mode in modes:
         steps[f"loragui LoRA ({mode})"] = make_loragui_step(
             copy.deepcopy(base), data, args.batch, args.size, device, args.rank, mode)
+    if "bound" not in skip:
+        steps["bound: forward + input gradients only"] = make_bound_step(
+            copy.deepcopy(base), data, args.batch, args.size, device)
     if "full" not in skip:
         steps["full fine-tune"] = make_plain_step(copy.deepcopy(base), data.images, data.masks,
                                                   args.batch, args.size, device, peft_bf16, peft_cl)
