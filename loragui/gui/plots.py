@@ -66,7 +66,7 @@ class TrainingCurves(QWidget):
         self.loss_plot = self.view.addPlot(row=0, col=0)
         self.dice_plot = self.view.addPlot(row=0, col=1)
         for plot in (self.loss_plot, self.dice_plot):
-            plot.setDownsampling(mode="peak")
+            plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
             plot.setMenuEnabled(False)
             # No grid: pyqtgraph draws a grid as part of each axis, which then covers the

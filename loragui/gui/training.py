@@ -6,7 +6,7 @@ The training itself runs in a child process (``child.py``: ``loragui train
 reads the child's JSON lines back into engine events. (Tests may inject a
 ``run_training`` generator instead: it then runs in a thread of this process.)
 The worker puts every engine event on a queue; a ``QTimer`` on the GUI thread
-drains it at most ten times a second, folds all the steps it finds into the
+drains it five times a second, folds all the steps it finds into the
 curve buffers, draws only the newest previews, and redraws once. However fast
 the engine runs, the event loop gets the same small amount of work.
 """
@@ -35,11 +35,13 @@ from .plots import TrainingCurves
 from .previews import PredictionPreviews
 from .workers import TrainWorker
 
-DRAIN_INTERVAL_MS = 100
-# New steps reach the curves and the progress bar at most twice a second (an epoch's
-# results at once): each redraw costs the GUI thread 10-20 ms of painting, CPU time
-# that a training on the same cores would otherwise get.
-REDRAW_INTERVAL_S = 0.5
+DRAIN_INTERVAL_MS = 200
+# New steps reach the curves and the progress bar once a second (an epoch's results at
+# once, within DRAIN_INTERVAL_MS): each redraw costs the GUI thread 5-20 ms of painting,
+# CPU time that a training on the same cores would otherwise get. On a CPU the cost is
+# doubled: while the window runs, one of the training's threads waits for it and the
+# other waits for that one at the end of each parallel operation.
+REDRAW_INTERVAL_S = 1.0
 PREVIEWS_DELAY_MS = 40
 SWITCH_INTERVAL_S = 0.001
 

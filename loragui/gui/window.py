@@ -45,6 +45,11 @@ from .workers import PredictWorker, StartupWorker, Worker
 
 qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 
+# Pressing Train: the training view is shown this much later, the preferences written
+# later still (each in an event-loop pass of its own, see _start_run).
+SHOW_VIEW_DELAY_MS = 20
+PREFS_SAVE_DELAY_MS = 400
+
 WELCOME = """
 <h2>Adapt the segmentation model to your images</h2>
 <ol>
@@ -347,9 +352,15 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             self.training_view.grab()
         return self.training_view
 
-    def _ensure_training_view(self):
-        self.stack.setCurrentWidget(self._build_training_view())
-        return self.training_view
+    def _show_training_view(self) -> None:
+        """The training view replaces the welcome page; its previews are painted in the
+        next pass (the plots' first paint after a re-layout is the costly part)."""
+        view = self.training_view
+        if view is None or self.stack.currentWidget() is view:
+            return
+        view.previews.setUpdatesEnabled(False)
+        self.stack.setCurrentWidget(view)
+        QTimer.singleShot(SHOW_VIEW_DELAY_MS, lambda: view.previews.setUpdatesEnabled(True))
 
     def start_training(self) -> None:
         blocker = self.train_blocker()
@@ -359,7 +370,8 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         extra = {"out": str(new_run_dir())} | self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
-        QTimer.singleShot(0, self.prefs.save)  # a file write: not in the same pass as the view
+        # A file write: later, not among the first paints of the run.
+        QTimer.singleShot(PREFS_SAVE_DELAY_MS, self.prefs.save)
         self._start_run(config)
 
     def _start_run(self, config) -> None:
@@ -373,7 +385,7 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.resumable_run = None
         self.resume_button.hide()
         self.results.show_running(config.out)
-        view = self._ensure_training_view()
+        view = self._build_training_view()
         if self.run is not None:
             self.run.deleteLater()  # the previous, finished run
         self.run = TrainingRun(view, config, self.run_training, parent=self)
@@ -393,6 +405,10 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.reason.setText("Training…")
         self.run.start()
         self._update_state()
+        # The curves and previews replace the welcome page in a pass of their own: its
+        # layout and first paint (~30 ms) then do not add to the repaint of the settings
+        # and buttons this press changed (two short pauses of the window instead of one long).
+        QTimer.singleShot(SHOW_VIEW_DELAY_MS, self._show_training_view)
 
     def stop_training(self) -> None:
         if self.training() and not self.run.stopping:
@@ -403,10 +419,17 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             self._update_state()
 
     def _progress(self, step: int, total: int, text: str) -> None:
-        if self.progress.maximum() != max(total, 1):  # each call repaints the bar
-            self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(step)
-        self.progress.setFormat(text)
+        # QProgressBar.setValue repaints at once (a paint and a flush of its own, ~4 ms);
+        # with updates held back, the bar is painted with the curves in the next pass.
+        bar = self.progress
+        bar.setUpdatesEnabled(False)
+        try:
+            if bar.maximum() != max(total, 1):
+                bar.setRange(0, max(total, 1))
+            bar.setValue(step)
+            bar.setFormat(text)
+        finally:
+            bar.setUpdatesEnabled(True)  # (schedules one update)
 
     def _run_ended(self, result) -> None:
         self.result = result

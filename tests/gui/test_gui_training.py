@@ -5,6 +5,7 @@ coalescing that keeps the window responsive."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from loragui.engine.events import (
     RunStarted,
     StepEvent,
 )
+from loragui.gui import child
 from loragui.gui.child import ProcessTrainWorker
 from loragui.gui.timing import EventLoopMonitor
 from tests.gui.helpers import TINY_OVERRIDES, TINY_TRAINING, drop, wait_idle
@@ -48,7 +50,10 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     window.train_action.trigger()
     assert window.training() and window.stop_button.isEnabled()
     assert not window.settings.isEnabled() and not window.data.images_zone.isEnabled()
+    # The curves replace the welcome page in the next pass of the event loop.
+    qtbot.waitUntil(lambda: window.stack.currentWidget() is window.training_view, timeout=2000)
     result = wait_result(qtbot, window)
+    assert window.training_view.previews.updatesEnabled()
     monitor.stop()
     with capsys.disabled():
         print(f"\n[GUI thread during a tiny CPU training] {monitor.summary()}")
@@ -126,6 +131,8 @@ def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base,
     window.config_overrides["steps_per_epoch"] = 10
     window.start_training()
     qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 3, timeout=30000)
+    if hasattr(os, "getpriority"):  # the child yields the CPU to the window's thread
+        assert os.getpriority(os.PRIO_PROCESS, window.run.worker.proc.pid) >= child.CHILD_NICE
     t0 = time.perf_counter()
     window.stop_action.trigger()  # Esc
     step_at_stop = window.run.worker.last_step
