@@ -81,30 +81,43 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def _popen_options() -> dict:
+def _popen_options(low_priority: bool) -> dict:
     if os.name == "nt":  # CTRL_BREAK_EVENT needs a process group; no console window
-        flags = (subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
-                 | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0))
+        flags = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        if low_priority:
+            flags |= getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
         return {"creationflags": flags}
     return {}
 
 
-# The training child's niceness: when the GUI thread wakes (a redraw, a click) it gets a
-# core at once instead of sharing one with a training thread, so a 20 ms paint takes
-# 20 ms, not 40. Training loses only the CPU time the window really uses.
+# The niceness of a child that trains on the CPU: when the GUI thread wakes (a redraw, a
+# click) it gets a core at once instead of sharing one with a training thread, so a
+# 20 ms paint takes 20 ms, not 40. The training loses only the CPU time the window
+# really uses. (A GPU training keeps its priority: its one busy thread feeds the GPU.)
 CHILD_NICE = 10
 
 
-def background_priority(pid: int) -> None:
-    """Linux and macOS: lower the child's priority (``CHILD_NICE``); on Linux also
-    schedule it as a batch job, so a waking GUI thread does not wait for the end of
-    its time slice (on a 2-core machine the worst 10 ms-timer gap of an idle window
-    fell from 44 to 28 ms). Set while the child is still starting, so the threads
+def trains_on_cpu(device: str | None) -> bool:
+    """Whether a run with this device setting trains on the CPU ("auto": no GPU here)."""
+    text = (device or "auto").strip().lower()
+    if text != "auto":
+        return text == "cpu"
+    import torch  # (imported by the start-up thread long before Train can be pressed)
+
+    mps = getattr(torch.backends, "mps", None)
+    return not (torch.cuda.is_available() or (mps is not None and mps.is_available()))
+
+
+def background_priority(pid: int, low_priority: bool) -> None:
+    """Linux: schedule the child as a batch job, so a waking GUI thread does not wait
+    for the end of its time slice (on a 2-core machine the worst 10 ms-timer gap of an
+    idle window fell from 44 to 28 ms); with ``low_priority`` (Linux and macOS) also
+    nice it to ``CHILD_NICE``. Set while the child is still starting, so the threads
     torch makes inherit it. (Windows: a creation flag, see ``_popen_options``.)"""
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
-    if hasattr(os, "setpriority"):
+    if low_priority and hasattr(os, "setpriority"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, pid, CHILD_NICE)
 
@@ -202,6 +215,7 @@ class ProcessTrainWorker(Worker):
         if is_multi_device(settings.get("device")):  # --devices says it
             devices, settings["device"] = settings["device"], "auto"
         atomic_write_text(config_file, json.dumps(settings, indent=2) + "\n")
+        low_priority = trains_on_cpu(settings.get("device")) and not devices
         self._t0 = time.monotonic()
         with open(out / STDERR_FILE, "wb") as stderr:
             with self._lock:
@@ -210,10 +224,10 @@ class ProcessTrainWorker(Worker):
                 self.proc = subprocess.Popen(
                     train_command(config_file, out, self.config.resume, devices),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                    env=child_environment(), **_popen_options())
+                    env=child_environment(), **_popen_options(low_priority))
             with _PROCESSES_LOCK:
                 _PROCESSES.add(self.proc)
-            background_priority(self.proc.pid)
+            background_priority(self.proc.pid, low_priority)
             terminal = None
             try:
                 for raw in self.proc.stdout:

@@ -121,6 +121,20 @@ def test_child_command_plain_and_frozen(monkeypatch, tmp_path):
     assert "--config" in cmd and "--events" in cmd
 
 
+def test_only_a_cpu_training_is_niced(monkeypatch):
+    import torch
+
+    from loragui.gui.child import trains_on_cpu
+
+    assert trains_on_cpu("cpu") and trains_on_cpu(" CPU ")
+    assert not trains_on_cpu("cuda:0") and not trains_on_cpu("mps") and not trains_on_cpu("all")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert trains_on_cpu("auto") and trains_on_cpu(None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not trains_on_cpu("auto")
+
+
 def test_warnings_stand_out_in_the_log_and_status_bar(qtbot, window, dataset, tiny_base):
     from tests.gui.test_gui_training import prepare, wait_result
 
