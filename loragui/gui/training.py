@@ -151,7 +151,7 @@ class TrainingRun(QObject):
             self.worker.cancel()  # a thread cannot be killed: it stops after its step
 
     def is_running(self) -> bool:
-        """True from start() until the worker thread has ended and been reported."""
+        """True from start() until the worker thread has ended and its end been reported."""
         return self._active
 
     @property
@@ -163,11 +163,15 @@ class TrainingRun(QObject):
 
     # -- events ---------------------------------------------------------------------------
     def _thread_finished(self) -> None:
-        self._active = False
         self.timer.stop()
         sys.setswitchinterval(self._switch_interval)
-        self.drain(final=True)
+        self.drain(final=True)  # the curves now, the last previews PREVIEWS_DELAY_MS later
+        # The window's response to the end (results panel, buttons) in a pass of its own.
+        QTimer.singleShot(2 * PREVIEWS_DELAY_MS, self._finish)
+
+    def _finish(self) -> None:
         self._show_previews()  # any still waiting for their moment
+        self._active = False
         if self.result is None:  # cannot happen: the worker always ends with one
             self.result = RunFailed("Training ended without reporting a result.")
         self.ended.emit(self.result)
@@ -225,10 +229,7 @@ class TrainingRun(QObject):
             # Drawn a moment later, not in the same event-loop pass as the curves: two
             # shorter pauses of the GUI thread instead of one long one.
             self._previews = newest_previews
-            if final:
-                self._show_previews()
-            else:
-                QTimer.singleShot(PREVIEWS_DELAY_MS, self._show_previews)
+            QTimer.singleShot(PREVIEWS_DELAY_MS, self._show_previews)
 
     def _show_previews(self) -> None:
         event, self._previews = self._previews, None
