@@ -82,7 +82,7 @@ class SelfTest:
 
     def _wait_data(self) -> bool:
         w = self.window
-        if w.data.scanning or w.data.report is None:
+        if w.data.scanning or w.data.report is None or w._awaiting_plots:
             return False
         if w.train_blocker():
             self._finish(False, w.train_blocker())

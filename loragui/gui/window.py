@@ -84,6 +84,9 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.open_sample_when_ready = False  # `loragui --sample`
         self.bundled_known = False
         self._background = background
+        # Train waits for the plots (pyqtgraph, imported by the start-up thread): made on
+        # the GUI thread at the press, they would freeze the window for half a second.
+        self._awaiting_plots = background
         self._shown = False
         self._close_when_stopped = False
         self._closed = False
@@ -217,9 +220,15 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         worker.devicesReady.connect(self._devices_ready)
         worker.bundledReady.connect(self._bundled_ready)
         worker.versionsReady.connect(self.info.update)
-        worker.failed.connect(lambda m, d: self.log(f"Start-up problem: {m}\n{d}", "error"))
+        worker.failed.connect(self._startup_failed)
         self._track(worker)
         worker.start()
+
+    def _startup_failed(self, message: str, details: str) -> None:
+        self.log(f"Start-up problem: {message}\n{details}", "error")
+        if self._awaiting_plots:  # Train then makes the plots itself
+            self._awaiting_plots = False
+            self._update_state()
 
     def _devices_ready(self, devices: list) -> None:
         self.info["devices"] = devices
@@ -297,6 +306,8 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             return "No image has a matching mask: nothing to train on."
         if self.settings.needs_base:
             return "Choose a base model (none is bundled)."
+        if self._awaiting_plots:
+            return "Starting up…"
         return ""
 
     def _update_state(self) -> None:
@@ -350,6 +361,9 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             # training starts, then finds its fonts and pictures ready.
             self.training_view.resize(self.stack.size())
             self.training_view.grab()
+        if self._awaiting_plots:
+            self._awaiting_plots = False
+            self._update_state()
         return self.training_view
 
     def _show_training_view(self) -> None:

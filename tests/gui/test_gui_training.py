@@ -45,6 +45,7 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
                                                   tmp_path, capsys):
     prepare(qtbot, window, dataset, tiny_base)
     assert window.train_action.shortcut().toString() == "Ctrl+Return"
+    assert window.training_view is not None  # Train waited for the plots (start-up thread)
     monitor = EventLoopMonitor()
     monitor.start()
     window.train_action.trigger()

@@ -198,6 +198,27 @@ def test_drop_zone_follows_the_palette(qtbot):
     assert zone.grab().toImage().pixelColor(100, 80).lightness() < 40 < light.lightness()
 
 
+def test_train_waits_for_the_plots(qtbot, dataset, tiny_base, dialogs):
+    """Until the start-up thread has imported the plotting library and the plots are
+    made, Train is disabled (made at the press, they would freeze the window)."""
+    from loragui.gui.window import MainWindow
+
+    for ready in ("plots", "failed start-up"):
+        win = MainWindow()  # not shown yet: its start-up thread has not started
+        qtbot.addWidget(win)
+        win.settings.set_base(str(tiny_base))
+        win.load_folders(*dataset)
+        qtbot.waitUntil(lambda w=win: w.data.pair_count == 6, timeout=10000)
+        assert win.train_blocker() == "Starting up…" and not win.train_button.isEnabled()
+        win.start_training()  # (Ctrl+Return while disabled) does nothing
+        assert win.run is None
+        if ready == "plots":
+            win._build_training_view()
+        else:
+            win._startup_failed("no plots", "details")
+        assert win.train_blocker() == "" and win.train_button.isEnabled()
+
+
 def test_self_test_trains_on_the_sample(qtbot, window, dataset):
     from loragui.engine.train import run_training
     from loragui.gui.selftest import SelfTest
