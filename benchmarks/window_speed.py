@@ -162,16 +162,16 @@ def window_run(app, epochs: int, skip: int, calls: CallTimes | None, dice: float
     if type(result).__name__ != "RunFinished":
         raise SystemExit(f"the window's training failed: {getattr(result, 'message', result)}")
     worst = sorted(zip(monitor.gaps_ms, monitor.tick_times, strict=True), reverse=True)[:5]
+    recorded = calls.calls[start:] if calls is not None else []
     stalls = []
     for gap_ms, end in worst:
         begin = end - gap_ms / 1000
-        during = sorted({f"{n} {1000 * (b - a):.0f} ms" for n, a, b in (calls.calls if calls
-                                                                         else [])[start:]
+        during = sorted({f"{n} {1000 * (b - a):.0f} ms" for n, a, b in recorded
                          if a < end and b > begin and b - a > 0.005})
         stalls.append({"gap_ms": round(gap_ms, 1), "calls": during,
                        "at_s": round(begin - reached["pressed"], 2)})
     totals: dict[str, float] = {}
-    for n, a, b in (calls.calls if calls else [])[start:]:
+    for n, a, b in recorded:
         totals[n] = totals.get(n, 0.0) + (b - a)
     return {"images_per_s": clock.images_per_s, "wall_s": wall, "steps": clock.last_step,
             "gui_seconds_by_call": dict(sorted(totals.items(), key=lambda kv: -kv[1])),
@@ -210,7 +210,7 @@ def main() -> int:
                              (training.TrainingView, ("reset",)),
                              (previews.PredictionPreviews, ("prepare",)),
                              (logview.LogView, ("add",)), (prefs.Preferences, ("save",)),
-                             (window.MainWindow, ("start_training", "_ensure_training_view")),
+                             (window.MainWindow, ("start_training", "_show_training_view")),
                              (plots.TrainingCurves, ("redraw",)),
                              (previews.PredictionPreviews, ("show_previews",)),
                              (window.MainWindow, ("_start_run", "_run_ended", "log",

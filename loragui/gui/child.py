@@ -102,6 +102,8 @@ def trains_on_cpu(device: str | None) -> bool:
     text = (device or "auto").strip().lower()
     if text != "auto":
         return text == "cpu"
+    # Availability only, as engine.devices.resolve_device("auto") decides: resolving the
+    # device itself would make a CUDA context in the window's process.
     import torch  # (imported by the start-up thread long before Train can be pressed)
 
     mps = getattr(torch.backends, "mps", None)
