@@ -78,8 +78,8 @@ def window_run(app, epochs: int, skip: int, calls: CallTimes | None, dice: float
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from loragui.gui import child
-    from loragui.gui.timing import EventLoopMonitor
     from loragui.gui.window import MainWindow
+    from tests.gui.watch import EventLoopMonitor, WorkerWatch
 
     clock = StepClock(skip)
     original = child.ProcessTrainWorker._event
@@ -98,6 +98,7 @@ def window_run(app, epochs: int, skip: int, calls: CallTimes | None, dice: float
         return event
 
     child.ProcessTrainWorker._event = timed_event
+    watch = WorkerWatch().__enter__()  # the window's background threads
     try:
         win = MainWindow()
         win.show()
@@ -133,7 +134,7 @@ def window_run(app, epochs: int, skip: int, calls: CallTimes | None, dice: float
         # Ready as a user finds it: the background start-up (torch, devices, thumbnails)
         # done, then a quiet second before Train is pressed.
         wait(lambda: win.train_button.isEnabled() and "devices" in win.info
-             and win.training_view is not None and not win.busy(), 120)
+             and win.training_view is not None and not watch.running(), 120)
         quiet_until = time.perf_counter() + 1.0
         wait(lambda: time.perf_counter() > quiet_until, 5)
         win.settings.set_values({"epochs": epochs})
@@ -158,6 +159,7 @@ def window_run(app, epochs: int, skip: int, calls: CallTimes | None, dice: float
         win.close()
         app.processEvents()
     finally:
+        watch.__exit__(None, None, None)
         child.ProcessTrainWorker._event = original
     if type(result).__name__ != "RunFinished":
         raise SystemExit(f"the window's training failed: {getattr(result, 'message', result)}")
@@ -205,16 +207,13 @@ def main() -> int:
 
         app = QApplication.instance() or QApplication(["loragui"])
         calls = CallTimes()
-        for owner, names in ((training.TrainingRun, ("drain", "_redraw", "_show_previews",
-                                                     "_finish", "start", "__init__")),
+        # The public methods the window's work passes through (and pyqtgraph's paints).
+        for owner, names in ((training.TrainingRun, ("drain", "start", "__init__")),
                              (training.TrainingView, ("reset",)),
-                             (previews.PredictionPreviews, ("prepare",)),
+                             (previews.PredictionPreviews, ("prepare", "show_previews")),
                              (logview.LogView, ("add",)), (prefs.Preferences, ("save",)),
-                             (window.MainWindow, ("start_training", "_show_training_view")),
+                             (window.MainWindow, ("start_training", "stop_training", "log")),
                              (plots.TrainingCurves, ("redraw",)),
-                             (previews.PredictionPreviews, ("show_previews",)),
-                             (window.MainWindow, ("_start_run", "_run_ended", "log",
-                                                  "_progress", "_update_state")),
                              (results.ResultsPanel, ("show_running", "show_result")),
                              (GraphicsView, ("paintEvent",)), (AxisItem, ("paint",)),
                              (PlotCurveItem, ("paint",)), (ImageItem, ("paint",))):

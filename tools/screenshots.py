@@ -40,10 +40,11 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from loragui.gui.app import make_app
-    from loragui.gui.timing import EventLoopMonitor
     from loragui.gui.window import MainWindow
+    from tests.gui.watch import EventLoopMonitor, WorkerWatch
 
     app = make_app(sys.argv[:1])
+    watch = WorkerWatch().__enter__()  # the window's background threads
     window = MainWindow()
     width, height = (int(v) for v in args.size.split("x"))
     window.resize(width, height)
@@ -73,7 +74,8 @@ def main() -> int:
 
     wait_until(lambda: "t" in shown, 30, "the window")
     print(f"window shown {1000 * shown['t']:.0f} ms after the script started")
-    wait_until(lambda: not window.busy(), 120, "start-up (torch, devices)")
+    wait_until(lambda: "devices" in window.info and not watch.running(), 120,
+               "start-up (torch, devices)")
     shoot("01-empty")
 
     # Data: the bundled sample, or the folders given.
@@ -83,7 +85,8 @@ def main() -> int:
         window.open_sample_data()
     else:
         raise SystemExit("no bundled sample data: pass --images and --masks")
-    wait_until(lambda: window.data.report is not None and not window.busy(), 300, "the report")
+    wait_until(lambda: window.data.report is not None and not watch.running(), 300,
+               "the report")
     shoot("02-data")
 
     # A base model.

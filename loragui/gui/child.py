@@ -37,16 +37,6 @@ CONFIG_FILE = "config.json"  # the run's settings, as passed to the child
 STDERR_FILE = "train-stderr.log"  # the child's standard error (warnings, tracebacks)
 STDERR_TAIL_LINES = 40
 
-_PROCESSES: set[subprocess.Popen] = set()
-_PROCESSES_LOCK = threading.Lock()
-
-
-def running_processes() -> list[subprocess.Popen]:
-    """Training child processes still alive (the tests check this is empty)."""
-    with _PROCESSES_LOCK:
-        return [p for p in _PROCESSES if p.poll() is None]
-
-
 def loragui_command(*args: str) -> list[str]:
     """How to run the ``loragui`` command line from this program: ``python -m loragui``,
     or, in a frozen build (where ``sys.executable`` is the app itself), the app."""
@@ -227,8 +217,6 @@ class ProcessTrainWorker(Worker):
                     train_command(config_file, out, self.config.resume, devices),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                     env=child_environment(), **_popen_options(low_priority))
-            with _PROCESSES_LOCK:
-                _PROCESSES.add(self.proc)
             background_priority(self.proc.pid, low_priority)
             terminal = None
             try:
@@ -243,8 +231,6 @@ class ProcessTrainWorker(Worker):
             finally:
                 self.proc.stdout.close()
                 self.returncode = self.proc.wait()
-                with _PROCESSES_LOCK:
-                    _PROCESSES.discard(self.proc)
         return terminal
 
     def _event(self, raw: bytes):
@@ -266,7 +252,7 @@ class ProcessTrainWorker(Worker):
                 self.events.put(LogEvent(f"the previews of epoch {event.epoch} could not be "
                                          f"read ({exc})", "warning"))
             else:
-                add_overlays(event)
+                event = add_overlays(event)
         return event
 
     def _no_result(self):

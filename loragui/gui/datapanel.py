@@ -176,9 +176,6 @@ class DataPanel(QWidget):
         self.changed.emit()
 
     # -- shutting down -----------------------------------------------------------------------
-    def workers(self) -> list[Worker]:
-        return list(self._workers)
-
     def shutdown(self) -> None:
         """Cancel and wait for the scanning and thumbnail threads."""
         for worker in list(self._workers):

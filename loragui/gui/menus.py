@@ -41,9 +41,10 @@ def build_menus(w) -> None:
     if last:
         w.reopen_action.setStatusTip(f"{last[0]} + {last[1]}")
     file.addSeparator()
-    w.export_action = _action(w, file, "&Export adapter…", w.export_adapter_dialog, "Ctrl+E")
-    w.merged_action = _action(w, file, "Export &merged model…", w.export_merged_dialog)
-    w.predict_action = _action(w, file, "&Predict folder…", w.predict_folder_dialog)
+    w.export_action = _action(w, file, "&Export adapter…", w.outputs.export_adapter_dialog,
+                              "Ctrl+E")
+    w.merged_action = _action(w, file, "Export &merged model…", w.outputs.export_merged_dialog)
+    w.predict_action = _action(w, file, "&Predict folder…", w.outputs.predict_folder_dialog)
     file.addSeparator()
     _action(w, file, "&Quit", w.close, QKeySequence.StandardKey.Quit)
     run = bar.addMenu("&Run")
@@ -51,7 +52,7 @@ def build_menus(w) -> None:
     w.train_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
     w.stop_action = _action(w, run, "&Stop", w.stop_training, "Esc")
     run.addSeparator()
-    w.resume_action = _action(w, run, "&Resume a run…", w.choose_run_to_resume)
+    w.resume_action = _action(w, run, "&Resume a run…", w.resume_offer.choose_run)
     w.resume_action.setStatusTip("Continue an interrupted run from its checkpoint")
     view = bar.addMenu("&View")
     view.addAction(w.log_dock.toggleViewAction())

@@ -2,21 +2,27 @@
 copy, or ONNX of the merged model), export a merged model, predict masks for a
 folder of new images, open the run folder.
 
-A mixin of :class:`~loragui.gui.window.MainWindow` (kept apart to keep the
-window module short); every job runs in a worker thread.
+:class:`AfterTraining` is owned by the window and given what it works on: the
+dialogs' parent, the preferences, the results panel, and a few callables. The
+window tells it which run ended (:meth:`AfterTraining.set_run`); every job runs
+in a worker thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from . import dialogs
 from .exportdialog import ExportDialog, onnx_unavailable_reason
-from .workers import CallWorker, PredictWorker
+from .prefs import Preferences
+from .results import ResultsPanel
+from .workers import CallWorker, PredictWorker, Worker
 
 
 def _export(adapter: str, dest: str, single_file: bool, peft_compatible: bool = False,
@@ -46,26 +52,55 @@ def adapter_facts(adapter: str) -> dict:
     return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason()}
 
 
-class AfterTrainingMixin:
-    """Needs from the window: ``result``, ``run``, ``prefs``, ``data``, ``results``,
-    ``training()``, ``log()``, ``_track()`` and ``_predict``."""
+class AfterTraining(QObject):
+    """What can be done with the adapter of the run that ended last.
 
-    def _output(self) -> str | None:
-        return getattr(self.result, "output", None) or None
+    ``parent`` is the dialogs' parent; ``dataset_name()`` names the suggested files;
+    ``training()`` says whether a run is under way (nothing starts then); ``log(message,
+    level)`` and ``status(message, ms)`` report; ``track(worker)`` hands each job to the
+    owner, which waits for it on closing.
+    """
+
+    def __init__(self, parent: QWidget, prefs: Preferences, results: ResultsPanel, *,
+                 dataset_name: Callable[[], str], training: Callable[[], bool],
+                 log: Callable[..., None], status: Callable[[str, int], None],
+                 track: Callable[[Worker], None]) -> None:
+        super().__init__(parent)
+        self.window, self.prefs, self.results = parent, prefs, results
+        self._dataset_name, self._training = dataset_name, training
+        self._log, self._status, self._track = log, status, track
+        self.result = None  # the RunFinished / RunFailed of the run that ended last
+        self.config = None  # its TrainConfig
+        self.adapter_facts: dict | None = None  # read_model_info of the output, ONNX check
+        self._predict: PredictWorker | None = None
+        results.exportAdapter.connect(self.export_adapter_dialog)
+        results.exportMerged.connect(self.export_merged_dialog)
+        results.predictFolder.connect(self.predict_folder_dialog)
+        results.openRunFolder.connect(self.open_run_folder)
+        results.cancelPredict.connect(lambda: self._predict and self._predict.cancel())
+
+    def set_run(self, result: Any, config: Any) -> None:
+        """The run that ended (``result`` None: a new run started, nothing to export yet)."""
+        self.result, self.config = result, config
+        self.adapter_facts = None
+
+    def output(self) -> str | None:
+        """The adapter (or, for a full fine-tune, the model file) the last run kept."""
+        return (self.result.output or None) if self.result is not None else None
 
     def _base(self) -> str | None:
         """The base model the run's adapter was trained on (None: the bundled one)."""
-        return self.run.config.base if self.run else None
+        return self.config.base if self.config is not None else None
 
     def check_adapter(self) -> CallWorker | None:
         """Find out (off the GUI thread) whether the new adapter is PEFT-loadable."""
         self.adapter_facts = None
-        output = self._output()
+        output = self.output()
         if not output or not Path(output).is_dir():  # --full runs write a model file
             return None
         worker = CallWorker(adapter_facts, output)
         worker.succeeded.connect(self._adapter_checked)
-        worker.failed.connect(lambda m, d: self.log(f"Could not read the adapter: {m}", "warning"))
+        worker.failed.connect(lambda m, d: self._log(f"Could not read the adapter: {m}", "warning"))
         self._track(worker)
         worker.start()
         return worker
@@ -73,16 +108,16 @@ class AfterTrainingMixin:
     def _adapter_checked(self, facts: dict) -> None:
         self.adapter_facts = facts
         info = facts["info"]
-        if info.get("path") == self._output():
+        if info.get("path") == self.output():
             self.results.set_peft_status(info.get("peft_loadable"), info.get("peft", ""))
 
     def _ask_save(self, title: str, name: str, filters: str) -> tuple[str, str]:
         start = str(Path(self.prefs.export_dir or Path.home()) / name)
-        return QFileDialog.getSaveFileName(self, title, start, filters)
+        return QFileDialog.getSaveFileName(self.window, title, start, filters)
 
     def export_adapter_dialog(self) -> None:
-        if not self._output() or self.training():
-            self.statusBar().showMessage("Train an adapter first.", 5000)
+        if not self.output() or self._training():
+            self._status("Train an adapter first.", 5000)
             return
         facts = self.adapter_facts or {}
         reason = facts.get("onnx_reason")
@@ -90,12 +125,12 @@ class AfterTrainingMixin:
             import importlib.util
 
             reason = "" if importlib.util.find_spec("onnx") else onnx_unavailable_reason()
-        kind = ExportDialog.ask(self, peft_note=(facts.get("info") or {}).get("peft", ""),
+        kind = ExportDialog.ask(self.window, peft_note=(facts.get("info") or {}).get("peft", ""),
                                 onnx_reason=reason, choice=self.prefs.export_kind)
         if kind is None:
             return
         self.prefs.export_kind = kind
-        name = self.data.dataset_name() or "adapter"
+        name = self._dataset_name() or "adapter"
         name, suffix, title, filters = {
             "peft": (f"{name}-lora", "", "Export adapter folder", "Folder (*)"),
             "single": (f"{name}-lora.safetensors", ".safetensors", "Export adapter file",
@@ -116,7 +151,7 @@ class AfterTrainingMixin:
     def export_adapter_as(self, kind: str, dest: Path) -> CallWorker:
         """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx")."""
         self.prefs.export_dir = str(Path(dest).parent)
-        adapter, base = self._output(), self._base()
+        adapter, base = self.output(), self._base()
         if kind == "onnx":
             return self._job(_export_onnx, adapter, str(dest), base, warnings=True,
                              done="ONNX model (adapter merged in) saved to {}")
@@ -127,47 +162,49 @@ class AfterTrainingMixin:
                          done="Adapter saved to {}")
 
     def export_merged_dialog(self) -> None:
-        if not self._output() or self.training():
+        if not self.output() or self._training():
             return
-        path, _ = self._ask_save("Export merged model", f"{self.data.dataset_name() or 'model'}"
+        path, _ = self._ask_save("Export merged model", f"{self._dataset_name() or 'model'}"
                                  "-merged.safetensors", "Model file (*.safetensors)")
         if path:
             self.export_merged(Path(path if path.endswith(".safetensors") else path + ".safetensors"))
 
     def export_merged(self, dest: Path) -> CallWorker:
         self.prefs.export_dir = str(Path(dest).parent)
-        return self._job(_merge, self._base(), self._output(), str(dest), warnings=True,
+        return self._job(_merge, self._base(), self.output(), str(dest), warnings=True,
                          done="Merged model saved to {}")
 
     def _job(self, fn, *args, done: str, warnings: bool = False) -> CallWorker:
         worker = CallWorker(fn, *args, warnings=warnings)
-        worker.warned.connect(lambda message: self.log(message, "warning"))
-        worker.succeeded.connect(lambda path: self.log(done.format(path)))
-        worker.succeeded.connect(lambda path: self.statusBar().showMessage(done.format(path), 8000))
-        worker.failed.connect(lambda m, d: dialogs.show_error(self, m, d, "Export failed"))
+        worker.warned.connect(lambda message: self._log(message, "warning"))
+        worker.succeeded.connect(lambda path: self._log(done.format(path)))
+        worker.succeeded.connect(lambda path: self._status(done.format(path), 8000))
+        worker.failed.connect(lambda m, d: dialogs.show_error(self.window, m, d, "Export failed"))
         self._track(worker)
         worker.start()
         return worker
 
     def predict_folder_dialog(self) -> None:
-        if not self._output() or self.training() or self._predict is not None:
+        if not self.output() or self._training() or self._predict is not None:
             return
-        images = QFileDialog.getExistingDirectory(self, "Folder of images to segment",
+        images = QFileDialog.getExistingDirectory(self.window, "Folder of images to segment",
                                                   self.prefs.browse_dir)
         if not images:
             return
         suggestion = str(Path(images).parent / f"{Path(images).name}-masks")
-        out = QFileDialog.getExistingDirectory(self, "Folder for the predicted masks", suggestion)
+        out = QFileDialog.getExistingDirectory(self.window, "Folder for the predicted masks",
+                                               suggestion)
         if out:
             self.predict_folder(Path(images), Path(out))
 
     def predict_folder(self, images: Path, out: Path) -> PredictWorker:
-        config = self.run.config if self.run else None
+        config = self.config
         worker = PredictWorker(images, out, base=config.base if config else None,
-                               adapter=self._output(), device=config.device if config else "auto")
+                               adapter=self.output(), device=config.device if config else "auto")
         worker.progress.connect(self.results.set_predicting)
-        worker.succeeded.connect(lambda path: self.log(f"Masks written to {path}"))
-        worker.failed.connect(lambda m, d: dialogs.show_error(self, m, d, "Prediction failed"))
+        worker.succeeded.connect(lambda path: self._log(f"Masks written to {path}"))
+        worker.failed.connect(lambda m, d: dialogs.show_error(self.window, m, d,
+                                                              "Prediction failed"))
         worker.finished.connect(self._predict_finished)
         self._predict = worker
         self._track(worker)
@@ -180,6 +217,6 @@ class AfterTrainingMixin:
         self.results.predicting_done()
 
     def open_run_folder(self) -> None:
-        run_dir = getattr(self.result, "run_dir", None)
+        run_dir = self.result.run_dir if self.result is not None else None
         if run_dir:
             QDesktopServices.openUrl(QUrl.fromLocalFile(run_dir))

@@ -7,7 +7,11 @@ distinguishable for the common red-green colour-vision deficiencies.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+
 import numpy as np
+
+from loragui.engine.events import EpochEvent
 
 GT_COLOUR = np.array([40, 230, 90], dtype=np.float32)  # green
 PRED_COLOUR = np.array([255, 40, 220], dtype=np.float32)  # magenta
@@ -75,3 +79,23 @@ def dice(mask: np.ndarray, prediction: np.ndarray, threshold: float = 0.5) -> fl
     if total == 0:
         return None
     return 2.0 * int((m & p).sum()) / total
+
+
+@dataclass
+class EpochWithOverlays(EpochEvent):
+    """An epoch's event with its previews already drawn, in the worker thread that
+    received it: the GUI thread then only shows the pictures."""
+
+    overlays: list[tuple[np.ndarray, float | None]] = field(default_factory=list)  # (RGB, Dice)
+
+
+def with_overlays(event: EpochEvent) -> EpochEvent:
+    """``event`` as an :class:`EpochWithOverlays` (unchanged if drawing fails: the view
+    then draws the previews itself)."""
+    try:
+        overlays = [(overlay(p.image, p.mask, p.prediction), dice(p.mask, p.prediction))
+                    for p in event.previews]
+    except Exception:  # noqa: BLE001 - the view draws them itself then
+        return event
+    return EpochWithOverlays(**{f.name: getattr(event, f.name) for f in fields(EpochEvent)},
+                             overlays=overlays)

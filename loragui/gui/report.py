@@ -100,7 +100,7 @@ class PairingReportView(QWidget):
             text = f"<b>{n} pair{'s' if n != 1 else ''}</b> of image and mask found."
         self.summary.setText(text)
         self.summary.setToolTip(full)
-        groups = report.problem_groups() if hasattr(report, "problem_groups") else []
+        groups = report.problem_groups()
         warn = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         for title, names in groups:
             names = list(names)

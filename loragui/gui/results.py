@@ -121,8 +121,10 @@ class ResultsPanel(QFrame):
 
     def show_result(self, result) -> None:
         """Show a ``RunFinished`` or a ``RunFailed``."""
+        from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
+
         self.set_peft_status(None, "")
-        if hasattr(result, "best_dice"):  # RunFinished (events.py imports numpy: not at start-up)
+        if isinstance(result, RunFinished):
             self.output = result.output or None
             text, warn = verdict(result.base_dice, result.best_dice)
             if result.best_epoch:

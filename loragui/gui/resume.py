@@ -5,20 +5,20 @@ that just stopped or failed, or a run folder chosen from the Run menu.
 a worker thread; when it finds a checkpoint short of the last step, the window
 shows "Resume (step X of Y)", which continues that run in its own folder with
 its own settings (``loragui train --resume``).
-
-A mixin of :class:`~loragui.gui.window.MainWindow`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog, QPushButton, QWidget
 
 from . import dialogs
 from .prefs import data_dir
-from .workers import CallWorker
+from .workers import CallWorker, Worker
 
 
 def _last_written(run: Path) -> float:
@@ -58,56 +58,76 @@ def resume_label(info: dict[str, Any]) -> str:
     return f"Resume (step {info['step']} of {info['total_steps']})"
 
 
-class ResumeMixin:
-    """Needs from the window: ``resume_button``, ``resume_action``, ``training()``,
-    ``_start_run(config)``, ``log()``, ``_track()``."""
+class ResumeOffer(QObject):
+    """The Resume button and what it continues.
 
-    resumable_run: dict[str, Any] | None = None
+    ``parent`` is the dialogs' parent; ``button`` is shown with the step to resume
+    from; ``training()`` says whether a run is under way (an offer found meanwhile is
+    dropped); ``start_run(config)`` starts the resumed run; ``log(message, level)``
+    reports; ``track(worker)`` hands each look-up to the owner, which waits for it on
+    closing; ``changed()`` is called whenever the offer changes.
+    """
 
-    def check_resumable(self, run_dir: str | Path | None = None, *,
-                        ask: bool = False) -> CallWorker:
+    def __init__(self, parent: QWidget, button: QPushButton, *, training: Callable[[], bool],
+                 start_run: Callable[[Any], None], log: Callable[..., None],
+                 track: Callable[[Worker], None], changed: Callable[[], None]) -> None:
+        super().__init__(parent)
+        self.window, self.button = parent, button
+        self._training, self._start_run, self._log = training, start_run, log
+        self._track, self._changed = track, changed
+        self.info: dict[str, Any] | None = None  # find_resumable's answer on offer, if any
+        button.clicked.connect(self.resume)
+        button.hide()  # shown when an interrupted run can be continued
+
+    def check(self, run_dir: str | Path | None = None, *, ask: bool = False) -> CallWorker:
         """Look for a resumable run off the GUI thread; offer Resume if there is one."""
         worker = CallWorker(resumable, run_dir)
-        worker.succeeded.connect(lambda info: self._resumable_found(info, run_dir, ask))
-        worker.failed.connect(lambda m, d: self.log(f"Could not check for a run to resume: {m}",
-                                                    "warning"))
+        worker.succeeded.connect(lambda info: self._found(info, run_dir, ask))
+        worker.failed.connect(lambda m, d: self._log(f"Could not check for a run to resume: {m}",
+                                                     "warning"))
         self._track(worker)
         worker.start()
         return worker
 
-    def _resumable_found(self, info: dict[str, Any] | None, run_dir, ask: bool) -> None:
-        if self.training():
+    def _found(self, info: dict[str, Any] | None, run_dir, ask: bool) -> None:
+        if self._training():
             return
-        self.set_resumable(info)
+        self.offer(info)
         if info is None:
             if ask:
-                dialogs.show_error(self, f"The run in {run_dir} cannot be resumed: it has no "
-                                   "checkpoint, its checkpoint cannot be read, or it reached its "
-                                   "last step.", title="Nothing to resume")
+                dialogs.show_error(self.window, f"The run in {run_dir} cannot be resumed: it has "
+                                   "no checkpoint, its checkpoint cannot be read, or it reached "
+                                   "its last step.", title="Nothing to resume")
             return
         where = Path(info["run_dir"]).name
-        self.log(f"The run {where} can be continued from step {info['step']} of "
-                 f"{info['total_steps']}: press {resume_label(info)}.")
-        if ask and dialogs.ask_yes_no(self, "Resume training",
+        self._log(f"The run {where} can be continued from step {info['step']} of "
+                  f"{info['total_steps']}: press {resume_label(info)}.")
+        if ask and dialogs.ask_yes_no(self.window, "Resume training",
                                       f"Continue the run in {info['run_dir']} from step "
                                       f"{info['step']} of {info['total_steps']}?"):
-            self.resume_training()
+            self.resume()
 
-    def set_resumable(self, info: dict[str, Any] | None) -> None:
-        self.resumable_run = info
+    def offer(self, info: dict[str, Any] | None) -> None:
+        """Show Resume for ``info`` (``find_resumable``'s answer), or hide it (None)."""
+        self.info = info
         if info is None:
-            self.resume_button.hide()
+            self.button.hide()
         else:
-            self.resume_button.setText(resume_label(info))
-            self.resume_button.setToolTip(
+            self.button.setText(resume_label(info))
+            self.button.setToolTip(
                 f"Continue the run in {info['run_dir']} from its checkpoint (saved "
                 f"{info.get('saved') or 'at its last epoch'}), with its own settings")
-            self.resume_button.show()
-        self._update_state()
+            self.button.show()
+        self._changed()
 
-    def resume_training(self) -> None:
-        info = self.resumable_run
-        if info is None or self.training():
+    def withdraw(self) -> None:
+        """A run starts: nothing is on offer until it ends."""
+        self.info = None
+        self.button.hide()
+
+    def resume(self) -> None:
+        info = self.info
+        if info is None or self._training():
             return
         from loragui.engine.config import TrainConfig  # torch-free
 
@@ -116,11 +136,12 @@ class ResumeMixin:
         config.out = info["run_dir"]
         self._start_run(config)
 
-    def choose_run_to_resume(self) -> None:
-        if self.training():
+    def choose_run(self) -> None:
+        """Ask for a run folder (Run → Resume a run…) and offer to continue it."""
+        if self._training():
             return
         start = data_dir() / "runs"
-        folder = QFileDialog.getExistingDirectory(self, "Run folder to resume",
+        folder = QFileDialog.getExistingDirectory(self.window, "Run folder to resume",
                                                   str(start if start.is_dir() else Path.home()))
         if folder:
-            self.check_resumable(folder, ask=True)
+            self.check(folder, ask=True)

@@ -82,7 +82,7 @@ class SelfTest:
 
     def _wait_data(self) -> bool:
         w = self.window
-        if w.data.scanning or w.data.report is None or w._awaiting_plots:
+        if w.data.scanning or w.data.report is None or w.starting_up():
             return False
         if w.train_blocker():
             self._finish(False, w.train_blocker())
@@ -97,11 +97,13 @@ class SelfTest:
         return True
 
     def _wait_training(self) -> bool:
+        from loragui.engine.events import RunFinished
+
         w = self.window
         if w.training() or w.result is None:
             return False
         result = w.result
-        if not hasattr(result, "best_dice"):
+        if not isinstance(result, RunFinished):
             self._finish(False, f"training failed: {result.message}")
         elif not Path(result.output).exists():
             self._finish(False, f"no adapter was written ({result.output})")

@@ -31,6 +31,7 @@ from loragui.engine.events import (
 )
 
 from .child import ProcessTrainWorker
+from .overlay import EpochWithOverlays
 from .plots import TrainingCurves
 from .previews import PredictionPreviews
 from .workers import TrainWorker
@@ -126,7 +127,7 @@ class TrainingRun(QObject):
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
         self.view.reset()
-        self.view.previews.prepare(getattr(self.config, "previews", 0))
+        self.view.previews.prepare(self.config.previews)
         self.timer.start()
         self._active = True
         self._switch_interval = sys.getswitchinterval()
@@ -234,8 +235,8 @@ class TrainingRun(QObject):
     def _show_previews(self) -> None:
         event, self._previews = self._previews, None
         if event is not None:
-            self.view.previews.show_previews(event.previews, event.epoch, event.epochs,
-                                             getattr(event, "overlays", None))
+            drawn = event.overlays if isinstance(event, EpochWithOverlays) else None
+            self.view.previews.show_previews(event.previews, event.epoch, event.epochs, drawn)
 
     def _redraw(self, now: bool = False) -> None:
         """The curves and the progress bar, if due (or ``now``)."""

@@ -36,12 +36,12 @@ from . import dialogs, qtfix
 from .datapanel import DataPanel
 from .logview import LogView, level_colour
 from .menus import build_menus, restore_geometry, save_geometry
-from .outputs import AfterTrainingMixin
+from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
 from .results import ResultsPanel
-from .resume import ResumeMixin
+from .resume import ResumeOffer
 from .settings import SettingsPanel
-from .workers import PredictWorker, StartupWorker, Worker
+from .workers import StartupWorker, Worker
 
 qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 
@@ -63,7 +63,7 @@ masks appear here while it trains; Stop (Esc) keeps the best adapter so far.</li
 """
 
 
-class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
+class MainWindow(QMainWindow):
     firstShown = Signal()  # after the first show has been processed (start-up timing)
 
     def __init__(self, prefs: Preferences | None = None, *, background: bool = True,
@@ -77,7 +77,6 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.run = None  # TrainingRun
         self.training_view = None
         self.result = None  # last RunFinished / RunFailed
-        self.adapter_facts: dict | None = None  # read_model_info of the output, ONNX check
         self.warnings: list[str] = []  # warnings and errors logged since the run started
         self.info: dict[str, Any] = {}  # torch version and devices, for About
         self.sample_dirs: tuple[Path, Path] | None = None
@@ -91,11 +90,17 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self._close_when_stopped = False
         self._closed = False
         self._jobs: set[Worker] = set()
-        self._predict: PredictWorker | None = None
 
         self.setWindowTitle("loragui")
         self.setAcceptDrops(True)  # a folder dropped anywhere on the window works too
         self._build()
+        self.outputs = AfterTraining(
+            self, self.prefs, self.results, dataset_name=self.data.dataset_name,
+            training=self.training, log=self.log, status=self.statusBar().showMessage,
+            track=self._track)
+        self.resume_offer = ResumeOffer(
+            self, self.resume_button, training=self.training, start_run=self._start_run,
+            log=self.log, track=self._track, changed=self._update_state)
         build_menus(self)
         restore_geometry(self)
         self.settings.set_values(self.prefs.train)
@@ -136,8 +141,6 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.stop_button.clicked.connect(self.stop_training)
         self.resume_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSeekForward),
                                          "Resume")
-        self.resume_button.clicked.connect(self.resume_training)
-        self.resume_button.hide()  # shown when an interrupted run can be continued
         self.reason = QLabel()
         self.reason.setWordWrap(True)
         self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -168,11 +171,6 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.stack.addWidget(welcome_page)
         self.results = ResultsPanel()
         self.results.hide()
-        self.results.exportAdapter.connect(self.export_adapter_dialog)
-        self.results.exportMerged.connect(self.export_merged_dialog)
-        self.results.predictFolder.connect(self.predict_folder_dialog)
-        self.results.openRunFolder.connect(self.open_run_folder)
-        self.results.cancelPredict.connect(lambda: self._predict and self._predict.cancel())
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -224,6 +222,10 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self._track(worker)
         worker.start()
 
+    def starting_up(self) -> bool:
+        """Whether Train still waits for the plots the start-up thread prepares."""
+        return self._awaiting_plots
+
     def _startup_failed(self, message: str, details: str) -> None:
         self.log(f"Start-up problem: {message}\n{details}", "error")
         if self._awaiting_plots:  # Train then makes the plots itself
@@ -235,7 +237,7 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.settings.set_devices(devices)
         self.settings.set_values({"device": self.prefs.train.get("device", "auto")})
         if not self._closed and not self.training():
-            self.check_resumable()  # the last run, if it was interrupted
+            self.resume_offer.check()  # the last run, if it was interrupted
 
     def _bundled_ready(self, base: Path | None, samples: tuple[Path, Path] | None) -> None:
         self.bundled_known = True
@@ -306,7 +308,7 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             return "No image has a matching mask: nothing to train on."
         if self.settings.needs_base:
             return "Choose a base model (none is bundled)."
-        if self._awaiting_plots:
+        if self.starting_up():
             return "Starting up…"
         return ""
 
@@ -317,11 +319,11 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         self.train_action.setEnabled(not blocker)
         self.stop_button.setEnabled(training and not self.run.stopping)
         self.stop_action.setEnabled(training and not self.run.stopping)
-        self.resume_button.setEnabled(not training and self.resumable_run is not None)
+        self.resume_button.setEnabled(not training and self.resume_offer.info is not None)
         self.resume_action.setEnabled(not training)
         self.settings.setEnabled(not training)
         self.data.set_locked(training)
-        has_output = bool(self.result is not None and getattr(self.result, "output", None))
+        has_output = self.outputs.output() is not None
         for action in (self.export_action, self.merged_action, self.predict_action):
             action.setEnabled(has_output and not training)
         if not training:
@@ -393,11 +395,10 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
         from .training import TrainingRun
 
         self.result = None
-        self.adapter_facts = None
+        self.outputs.set_run(None, None)
         self.warnings.clear()
         self.warning_label.hide()
-        self.resumable_run = None
-        self.resume_button.hide()
+        self.resume_offer.withdraw()
         self.results.show_running(config.out)
         view = self._build_training_view()
         if self.run is not None:
@@ -446,15 +447,18 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
             bar.setUpdatesEnabled(True)  # (schedules one update)
 
     def _run_ended(self, result) -> None:
+        from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
+
+        finished = isinstance(result, RunFinished)  # else a RunFailed
         self.result = result
+        self.outputs.set_run(result, self.run.config)
         self.progress.hide()
         self.results.show_result(result)
         if not self._close_when_stopped:
-            self.check_adapter()  # PEFT-loadable? (for the results panel and the export dialog)
-            if getattr(result, "run_dir", None) and not (
-                    hasattr(result, "best_dice") and not result.stopped):
-                self.check_resumable(result.run_dir)  # stopped or failed: offer Resume
-        if hasattr(result, "best_dice"):
+            self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)
+            if result.run_dir and not (finished and not result.stopped):
+                self.resume_offer.check(result.run_dir)  # stopped or failed: offer Resume
+        if finished:
             verb = "Stopped" if result.stopped else "Finished"
             self.log(f"{verb} after {result.steps} steps. Adapter: {result.output}")
             if self.results.is_warning:
@@ -472,18 +476,6 @@ class MainWindow(AfterTrainingMixin, ResumeMixin, QMainWindow):
     def _track(self, worker: Worker) -> None:
         self._jobs.add(worker)
         worker.finished.connect(lambda: self._jobs.discard(worker))
-
-    def busy(self) -> bool:
-        """Whether a background job is running or about to start (for the tests)."""
-        return (self._background and self._shown and not self._closed) or any(
-            w.isRunning() for w in self.jobs())
-
-    def jobs(self) -> list[Worker]:
-        """Every background thread this window owns (for the tests)."""
-        jobs = list(self._jobs) + self.data.workers()
-        if self.run is not None:
-            jobs.append(self.run.worker)
-        return jobs
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,6 @@ from PySide6.QtGui import QImage
 
 _KEEP_ASPECT = Qt.AspectRatioMode.KeepAspectRatio
 _SMOOTH = Qt.TransformationMode.SmoothTransformation
-
-_LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
-
-
-def running_workers() -> list[Worker]:
-    """Workers whose thread is still running (the tests check this is empty)."""
-    running = []
-    for worker in list(_LIVE):
-        try:
-            if worker.isRunning():
-                running.append(worker)
-        except RuntimeError:  # the Qt object was deleted (with its finished thread)
-            pass
-    return running
-
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:
     """(message for a person, technical details) for any exception."""
@@ -54,12 +38,11 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
 
 
 class Worker(QThread):
-    """A job thread that can be cancelled; registered so leaks can be found."""
+    """A job thread that can be cancelled."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.stop_event = threading.Event()
-        _LIVE.add(self)
 
     def cancel(self) -> None:
         self.stop_event.set()
@@ -113,7 +96,7 @@ class TrainWorker(Worker):
         self.last_step = 0  # the newest step reported by the engine
 
     def run(self) -> None:
-        from loragui.engine.events import EpochEvent, RunFailed, RunFinished
+        from loragui.engine.events import EpochEvent, RunFailed, RunFinished, StepEvent
 
         terminal = False
         try:
@@ -122,8 +105,9 @@ class TrainWorker(Worker):
                 from loragui.engine.train import run_training
             for event in run_training(self.config, self.stop_event):
                 if isinstance(event, EpochEvent) and event.previews:
-                    add_overlays(event)
-                self.last_step = getattr(event, "step", self.last_step)
+                    event = add_overlays(event)
+                if isinstance(event, StepEvent | EpochEvent):
+                    self.last_step = event.step
                 self.events.put(event)
                 terminal = isinstance(event, RunFinished | RunFailed)
                 if terminal:
@@ -185,9 +169,8 @@ class ScanWorker(Worker):
             report = data.pair_folders(images, masks, progress=self._progress,
                                        stop=self.stop_event)
             if not self.cancelled():
-                images = getattr(report, "images_dir", images)  # it may pick subfolders
-                masks = getattr(report, "masks_dir", masks)
-                self.resolved.emit(str(images), str(masks))
+                # (the report's folders: it may pick subfolders)
+                self.resolved.emit(str(report.images_dir), str(report.masks_dir))
                 self.succeeded.emit(report)
         except BaseException as exc:  # noqa: BLE001
             if not self.cancelled():
@@ -216,7 +199,7 @@ class ThumbnailWorker(Worker):
                 return
             try:
                 image = data.read_image(pair.image, data.Preprocessing(),
-                                        exif=getattr(pair, "exif", True))
+                                        exif=pair.exif)
                 mask, _ = data.read_mask(pair.mask)
                 rgb = overlay(image, mask, fill_mask=0.4)
                 qimage = numpy_to_qimage(rgb).scaled(
@@ -288,16 +271,12 @@ class StartupWorker(Worker):
             self.failed.emit(*describe_exception(exc))
 
 
-def add_overlays(event) -> None:
-    """Draw an epoch's preview overlays here, in the worker, not on the GUI thread:
-    ``event.overlays`` = [(RGB overlay, per-image Dice or None), ...]."""
-    from .overlay import dice, overlay
+def add_overlays(event):
+    """The epoch's event with its preview overlays drawn here, in the worker, not on the
+    GUI thread (an :class:`~loragui.gui.overlay.EpochWithOverlays`)."""
+    from .overlay import with_overlays
 
-    try:
-        event.overlays = [(overlay(p.image, p.mask, p.prediction), dice(p.mask, p.prediction))
-                          for p in event.previews]
-    except Exception:  # noqa: BLE001 - the view draws them itself then
-        pass
+    return with_overlays(event)
 
 
 def check_has_images(folder: Path) -> None:

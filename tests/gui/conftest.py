@@ -33,16 +33,19 @@ def no_thread_leaks():
 
     Autouse and independent of qtbot, so it is set up before qtbot and torn down
     after pytest-qt has closed the test's widgets (whose closeEvent joins threads).
+    The worker threads are known from the outside: ``WorkerWatch`` records each one
+    started during the test, and the training processes those started.
     """
+    from tests.gui.watch import WorkerWatch
+
     before = {t.ident for t in threading.enumerate()}
-    yield
-    from loragui.gui.child import running_processes
-    from loragui.gui.workers import running_workers
+    with WorkerWatch() as watch:
+        yield
 
     def leaks() -> list[str]:
-        names = [f"QThread {type(w).__name__}" for w in running_workers()]
+        names = [f"QThread {type(w).__name__}" for w in watch.running()]
         names += [f"child process {p.pid}: {' '.join(map(str, p.args))}"
-                  for p in running_processes()]
+                  for p in watch.processes()]
         names += [f"thread {t.name}" for t in threading.enumerate()
                   if t.ident not in before and t.is_alive()
                   and not isinstance(t, threading._DummyThread)]  # noqa: SLF001
@@ -52,9 +55,9 @@ def no_thread_leaks():
     if leaked:
         # Wait for them anyway, so one leak does not break the following tests.
         deadline = time.monotonic() + 30
-        for p in running_processes():
+        for p in watch.processes():
             p.kill()
-        for w in running_workers():
+        for w in watch.running():
             w.cancel()
             w.wait(max(0, int(1000 * (deadline - time.monotonic()))))
         pytest.fail(f"threads left running after the test: {leaked}")

@@ -38,8 +38,15 @@ def make_dataset(root: Path, n: int = 6, size: int = 32, seed: int = 0) -> tuple
 
 
 def wait_idle(qtbot, win, timeout: int = 20000) -> None:
-    """Until the window's background jobs (start-up, scans, thumbnails) are done."""
-    qtbot.waitUntil(lambda: not win.busy(), timeout=timeout)
+    """Until the shown window's background jobs (its start-up thread, scans, thumbnails,
+    exports) have started and are done."""
+    from loragui.gui.workers import StartupWorker
+    from tests.gui.watch import WorkerWatch
+
+    watch = WorkerWatch.current
+    assert watch is not None, "the no_thread_leaks fixture watches the threads"
+    qtbot.waitUntil(lambda: watch.started_a(StartupWorker) and not watch.running(),
+                    timeout=timeout)
 
 
 def drop(widget, paths: list[Path]) -> None:

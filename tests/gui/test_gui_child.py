@@ -174,11 +174,11 @@ def test_export_dialog_greys_onnx_when_it_cannot_be_imported(qtbot, window, dial
     assert "onnx" in dialog.buttons["onnx"].toolTip()
     assert dialog.available() == ["peft", "single", "peft_compatible"]
 
-    window.result = RunFinished("/r", "/r/adapter", 1, 0.7, 0.2, 15, 9.0)
+    window.outputs.set_run(RunFinished("/r", "/r/adapter", 1, 0.7, 0.2, 15, 9.0), None)
     monkeypatch.setattr(outputs, "onnx_unavailable_reason", lambda: "not installed")
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     dialogs.export_choice = None  # Cancel
-    window.export_adapter_dialog()
+    window.outputs.export_adapter_dialog()
     assert dialogs.export_offered == [["peft", "single", "peft_compatible"]]
     wait_idle(qtbot, window)
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from PySide6.QtGui import QColor, QPalette
@@ -24,8 +23,9 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
                           timeout=timeout, env=env, cwd=ROOT)
 
 
-def test_window_shows_before_torch_is_imported(capsys):
-    """Launch → visible window well under a second, without torch (nor pyqtgraph)."""
+def test_window_shows_before_torch_is_imported():
+    """Launch → visible window, without torch (nor pyqtgraph): they load after the first
+    paint. (``loragui --startup-time`` reports how long it takes.)"""
     code = ("import sys\n"
             "from loragui.gui import app, window\n"
             "def probe():\n"
@@ -34,7 +34,6 @@ def test_window_shows_before_torch_is_imported(capsys):
             "window.MainWindow.showEvent)\n"
             "sys.exit(app.main(['--startup-time', '--quit-after-show']))\n")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
-    t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     early = []
@@ -42,7 +41,6 @@ def test_window_shows_before_torch_is_imported(capsys):
         if line.startswith("window shown after"):
             break
         early.append(line.strip())
-    launch_to_window = time.perf_counter() - t0
     shown = line.strip()
     out = proc.stdout.read()  # (communicate() would skip what the loop has buffered)
     err = proc.stderr.read()
@@ -51,10 +49,6 @@ def test_window_shows_before_torch_is_imported(capsys):
     assert proc.returncode == 0, err
     assert shown.startswith("window shown after"), (shown, out, err)
     assert "MODULES False False" in lines, out
-    with capsys.disabled():
-        print(f"\n[start-up] process launch -> window shown: {1000 * launch_to_window:.0f} ms "
-              f"({shown}, counted from the app module's import)")
-    assert launch_to_window < 2.0
 
 
 def test_engine_never_imports_qt():
@@ -198,12 +192,17 @@ def test_drop_zone_follows_the_palette(qtbot):
     assert zone.grab().toImage().pixelColor(100, 80).lightness() < 40 < light.lightness()
 
 
-def test_train_waits_for_the_plots(qtbot, dataset, tiny_base, dialogs):
+def test_train_waits_for_the_plots(qtbot, dataset, tiny_base, dialogs, monkeypatch):
     """Until the start-up thread has imported the plotting library and the plots are
-    made, Train is disabled (made at the press, they would freeze the window)."""
+    made, Train is disabled (made at the press, they would freeze the window); a
+    failed start-up lets Train make them."""
     from loragui.gui.window import MainWindow
+    from loragui.gui.workers import StartupWorker
 
     for ready in ("plots", "failed start-up"):
+        if ready == "failed start-up":
+            monkeypatch.setattr(StartupWorker, "run",
+                                lambda self: self.failed.emit("no plots", "details"))
         win = MainWindow()  # not shown yet: its start-up thread has not started
         qtbot.addWidget(win)
         win.settings.set_base(str(tiny_base))
@@ -212,11 +211,12 @@ def test_train_waits_for_the_plots(qtbot, dataset, tiny_base, dialogs):
         assert win.train_blocker() == "Starting up…" and not win.train_button.isEnabled()
         win.start_training()  # (Ctrl+Return while disabled) does nothing
         assert win.run is None
-        if ready == "plots":
-            win._build_training_view()
-        else:
-            win._startup_failed("no plots", "details")
-        assert win.train_blocker() == "" and win.train_button.isEnabled()
+        win.show()  # the start-up thread starts after the first paint
+        qtbot.waitUntil(win.train_button.isEnabled, timeout=60000)
+        assert win.train_blocker() == ""
+        problem = "Start-up problem: no plots" in win.log_view.toPlainText()
+        assert problem == (ready == "failed start-up")
+        wait_idle(qtbot, win)
 
 
 def test_self_test_trains_on_the_sample(qtbot, window, dataset):
