@@ -34,20 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loragui.cli import main
-from loragui.engine import files
+from loragui.engine import adapters, safetensors_file
+from loragui.engine.adapter_plan import apply_adapter
+from loragui.engine.adapters import adapter_config, load_adapter, save_adapter, write_adapter
+from loragui.engine.basemodel import load_model
 from loragui.engine.errors import ModelFileError
-from loragui.engine.files import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    PEFT_PREFIX,
-    adapter_config,
-    apply_adapter,
-    load_adapter,
-    load_model,
-    merged_model,
-    save_adapter,
-    write_adapter,
-)
+from loragui.engine.exports import merged_model
+from loragui.engine.formats import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX
 from loragui.engine.lora import LoRASettings, inject_lora, set_extra_trainable
 from loragui.engine.unet import UNet
 from tests.tiny import make_tiny_base
@@ -357,7 +350,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
     _folder_with(ctx, r / "f_list", config=b"[1, 2, 3]")
     add("folder: config is a JSON list", r / "f_list", "the adapter config must be a JSON object",
         header_only=True)
-    _folder_with(ctx, r / "f_big", config=b" " * (files.MAX_CONFIG_BYTES + 1))
+    _folder_with(ctx, r / "f_big", config=b" " * (adapters.MAX_CONFIG_BYTES + 1))
     add("folder: 4 MiB config", r / "f_big", "adapter config", header_only=True)
     bin_dir = r / "f_bin"
     bin_dir.mkdir()
@@ -508,8 +501,8 @@ def test_every_case_refused_by_the_api(ctx, corpus, monkeypatch):
     """ModelFileError with the expected phrase, within a second; files whose header
     alone is bad are refused before any tensor is read; memory stays small."""
     loads = []
-    real_load = files._st_load
-    monkeypatch.setattr(files, "_st_load", lambda data: loads.append(len(data)) or real_load(data))
+    real_load = safetensors_file._st_load
+    monkeypatch.setattr(safetensors_file, "_st_load", lambda data: loads.append(len(data)) or real_load(data))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     previous = signal.signal(signal.SIGALRM, _alarm)
     messages = {}
