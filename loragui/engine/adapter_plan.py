@@ -64,7 +64,16 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
         raise ModelFileError("the model already carries LoRA layers; load a fresh base model")
     modules = {n: m for n, m in model.named_modules() if n}
     convs = {n: m for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)}
-    # modules trained whole
+    saved = _modules_to_save(modules, config, name)
+    targets = _lora_targets(modules, convs, set(saved), config, shapes, name)
+    ranks, alphas = _ranks_and_alphas(convs, targets, config, name)
+    expected = _expected_tensors(modules, convs, targets, ranks, saved, config, shapes)
+    _check_tensors(expected, shapes, convs, ranks, config.get("bias", "none"), name)
+    return AdapterPlan(targets, expected.transposed, ranks, alphas, saved, expected.renames)
+
+
+def _modules_to_save(modules: dict[str, nn.Module], config: dict[str, Any], name: str) -> list[str]:
+    """The modules trained whole, each entry matched exactly or as a dotted suffix."""
     saved: list[str] = []
     lacking = []
     for entry in config.get("modules_to_save") or []:
@@ -75,8 +84,12 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
     if lacking:
         raise ModelFileError(f"{name}: modules_to_save names module(s) this model lacks: "
                              f"{_few(lacking)}")
-    saved_set = set(saved)
-    # layers adapted with LoRA
+    return saved
+
+
+def _lora_targets(modules: dict[str, nn.Module], convs: dict[str, nn.Module], saved: set[str],
+                  config: dict[str, Any], shapes: dict[str, tuple[int, ...]], name: str) -> list[str]:
+    """The layers adapted with LoRA, sorted."""
     in_tensors = sorted({k.rsplit(".", 2)[0] for k in shapes
                          if k.endswith((".lora_A.weight", ".lora_B.weight"))})
     targets_cfg = config["target_modules"]
@@ -93,7 +106,7 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
         for entry in targets_cfg:
             # a wildcard (loragui's fnmatch patterns) skips modules trained whole
             hits = [n for n in convs if module_matches(n, entry) and (
-                n not in saved_set or n == entry or n.endswith("." + entry))]
+                n not in saved or n == entry or n.endswith("." + entry))]
             if not hits:
                 other = [n for n in modules if module_matches(n, entry)]
                 if other:
@@ -109,14 +122,19 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
                                  f"convolutions: {_few(wrong_kind)}")
         exclude = config.get("exclude_modules") or []
         targets = [t for t in targets if not any(module_matches(t, e) for e in exclude)]
-    both = sorted(set(targets) & saved_set)
+    both = sorted(set(targets) & saved)
     if both:
         raise ModelFileError(f"{name}: module(s) {_few(both)} are both LoRA targets and in "
                              "modules_to_save")
     if not targets:
         raise ModelFileError(f"{name}: target_modules selects no layer of this model")
-    targets.sort()
-    # ranks and alphas
+    return sorted(targets)
+
+
+def _ranks_and_alphas(convs: dict[str, nn.Module], targets: list[str], config: dict[str, Any],
+                      name: str) -> tuple[dict[str, int], dict[str, float]]:
+    """Each target's rank (rounded up to a multiple of its groups) and alpha; every
+    pattern entry must be used."""
     r, alpha = config["r"], float(config["lora_alpha"])
     rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
     ranks, alphas, used_r, used_a = {}, {}, set(), set()
@@ -135,7 +153,23 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
         if unused:
             raise ModelFileError(f"{name}: {what} names layer(s) the adapter does not adapt: "
                                  f"{_few(unused)}")
-    # expected tensors
+    return ranks, alphas
+
+
+@dataclass
+class _Expected:
+    """The tensors an adapter must hold (``required``) and may hold (``optional``), by
+    model-relative name and shape."""
+
+    required: dict[str, tuple[int, ...]]
+    optional: dict[str, tuple[int, ...]]
+    renames: dict[str, str]
+    transposed: list[str]
+
+
+def _expected_tensors(modules: dict[str, nn.Module], convs: dict[str, nn.Module],
+                      targets: list[str], ranks: dict[str, int], saved: list[str],
+                      config: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> _Expected:
     required: dict[str, tuple[int, ...]] = {}
     optional: dict[str, tuple[int, ...]] = {}
     renames: dict[str, str] = {}
@@ -159,6 +193,7 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
         for pname, tensor in modules[s].state_dict().items():
             required[f"{s}.{pname}"] = tuple(tensor.shape)
     if bias_mode == "all":
+        saved_set = set(saved)
         for mname, module in modules.items():
             if mname in targets or mname in saved_set or getattr(module, "bias", None) is None:
                 continue
@@ -166,11 +201,18 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
                 continue
             if isinstance(module.bias, torch.Tensor) and not mname.endswith((".lora_A", ".lora_B")):
                 optional[f"{mname}.bias"] = tuple(module.bias.shape)
-    present = {renames.get(k, k): v for k, v in shapes.items()}
-    missing = sorted(set(required) - set(present))
+    return _Expected(required, optional, renames, transposed)
+
+
+def _check_tensors(expected: _Expected, shapes: dict[str, tuple[int, ...]],
+                   convs: dict[str, nn.Module], ranks: dict[str, int], bias_mode: str,
+                   name: str) -> None:
+    """Refuse missing, unexpected and misshapen tensors, naming a rank that disagrees."""
+    present = {expected.renames.get(k, k): v for k, v in shapes.items()}
+    missing = sorted(set(expected.required) - set(present))
     if missing:
         raise ModelFileError(f"{name} is missing {len(missing)} tensor(s): {_few(missing, 3)}")
-    allowed = {**optional, **required}
+    allowed = {**expected.optional, **expected.required}
     unexpected = sorted(set(present) - set(allowed))
     if unexpected:
         biases = [k for k in unexpected if k.endswith(".base_layer.bias")]
@@ -191,7 +233,7 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
         layer, _, part = key.rpartition(".lora_")
         if part in ("A.weight", "B.weight") and len(shape) == 4:
             # the rank is axis 0 of a Conv2d's lora_A, else axis 1 (divided by groups)
-            axis = 0 if part == "A.weight" and layer not in transposed else 1
+            axis = 0 if part == "A.weight" and layer not in expected.transposed else 1
             others = [s for i, s in enumerate(shape) if i != axis]
             if others == [s for i, s in enumerate(want) if i != axis]:
                 got = shape[axis] * (convs[layer].groups if axis == 1 else 1)
@@ -199,7 +241,6 @@ def plan_adapter(model: nn.Module, config: dict[str, Any], shapes: dict[str, tup
                     f"{name}: layer {layer} has rank {got} in its lora_{part[0]} tensor but the "
                     f"config says rank {ranks[layer]} (r or rank_pattern disagrees with the tensors)")
         raise ModelFileError(f"{name}: tensor {key!r} has shape {tuple(shape)}, expected {want}")
-    return AdapterPlan(targets, transposed, ranks, alphas, saved, renames)
 
 
 def check_base(adapter: Adapter, base: BaseModelInfo | None, model: nn.Module | None = None,
