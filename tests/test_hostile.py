@@ -163,7 +163,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
     add("empty file", r / "empty.safetensors", "only 0 bytes long", header_only=True)
     (r / "trunc_data.safetensors").write_bytes(good_raw[:-100])
     add("truncated in the tensor data", r / "trunc_data.safetensors",
-        "is truncated or damaged: tensor", header_only=True)
+        "is truncated or damaged: the tensors its header declares do not fill", header_only=True)
     (r / "trunc_head.safetensors").write_bytes(good_raw[:8 + n // 2])
     add("truncated in the header", r / "trunc_head.safetensors",
         "is truncated or not safetensors: its header claims", header_only=True)
@@ -205,7 +205,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
         h[a_key]["shape"] = [2**20, 2**20, 1, 1]
     _with_header(ctx.single, r / "terabytes.safetensors", terabytes)
     add("shape that would allocate 4 TiB", r / "terabytes.safetensors",
-        "would need 4398046511104 bytes", header_only=True)
+        "a tensor's shape and dtype need a different number of bytes", header_only=True)
     _with_header(ctx.single, r / "neg_shape.safetensors",
                  lambda h: h[a_key].update(shape=[-2, 3, 3, 3]))
     add("negative dimension", r / "neg_shape.safetensors", "invalid shape [-2, 3, 3, 3]",
@@ -220,7 +220,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
     def span(h):
         h[a_key]["data_offsets"][1] -= 4
     _with_header(ctx.single, r / "span.safetensors", span)
-    add("offsets disagree with the shape", r / "span.safetensors", "but its offsets span",
+    add("offsets disagree with the shape", r / "span.safetensors", "than its data offsets span",
         header_only=True)
 
     def overlap(h):
@@ -232,7 +232,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
         header_only=True)
     st_write(r / "trailing.safetensors", header, data + b"\0" * 64)
     add("bytes after the last tensor", r / "trailing.safetensors",
-        "64 bytes follow the last tensor", header_only=True)
+        "bytes are missing or left over", header_only=True)
     _with_header(ctx.single, r / "extra_field.safetensors",
                  lambda h: h[a_key].update(code="__import__('os')"))
     add("tensor entry with an extra field", r / "extra_field.safetensors",
@@ -427,7 +427,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
         use="base", header_only=True)
     (r / "b_trunc.safetensors").write_bytes(ctx.base.read_bytes()[:-1])
     add("base: one byte short", r / "b_trunc.safetensors",
-        "holds only", use="base", header_only=True)
+        "is truncated or damaged", use="base", header_only=True)
     (r / "plain_dir").mkdir()
     add("base: a plain folder", r / "plain_dir", "is a folder, not a model file", use="base",
         header_only=True)
