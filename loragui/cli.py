@@ -272,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
 
     if args.sample:
-        from .engine.files import bundled_sample_dirs
+        from .engine.resources import bundled_sample_dirs
 
         dirs = bundled_sample_dirs()
         if dirs is None:
@@ -564,7 +564,9 @@ def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset:
     path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=_warn)
     print(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
     if onnxruntime_available():
-        from .engine.files import file_kind, load_model, merged_model
+        from .engine.basemodel import load_model
+        from .engine.exports import merged_model
+        from .engine.info import file_kind
 
         if file_kind(source) == "adapter":
             model = merged_model(base, source, force=force)[0]
@@ -575,7 +577,7 @@ def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .engine.files import merge_adapter_file
+    from .engine.exports import merge_adapter_file
 
     path = merge_adapter_file(args.base, args.adapter, args.out, force=args.force,
                               on_warning=_warn)
@@ -586,7 +588,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .engine.files import read_model_info, resolve_base
+    from .engine.basemodel import resolve_base
+    from .engine.info import read_model_info
 
     path = Path(args.path) if args.path else resolve_base(None)
     info = read_model_info(path)
@@ -603,8 +606,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .engine.adapters import load_adapter
     from .engine.errors import LoraGuiError
-    from .engine.files import adapter_peft_status, export_adapter, file_kind, load_adapter
+    from .engine.exports import export_adapter
+    from .engine.info import adapter_peft_status, file_kind
 
     kind = file_kind(args.path)
     if args.onnx:

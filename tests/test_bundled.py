@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loragui.engine.files import bundled_base_path, bundled_sample_dirs, load_model, resources_dir
+from loragui.engine.basemodel import load_model
 from loragui.engine.predict import evaluate_folders
+from loragui.engine.resources import bundled_base_path, bundled_sample_dirs, resources_dir
 
 CHECK = Path(__file__).parent / "data" / "base_check"
 
@@ -38,7 +39,9 @@ def test_bundled_defaults_exist():
 def test_bundled_base_follows_the_device_and_the_adapter():
     """No --base: the small model to train on the CPU, the medium one on a GPU; to use
     an adapter, the bundled model it was trained on (by SHA-256)."""
-    from loragui.engine.files import Adapter, resolve_base, sha256_file
+    from loragui.engine.adapters import Adapter
+    from loragui.engine.basemodel import resolve_base
+    from loragui.engine.formats import sha256_file
 
     small = resolve_base(None, device_type="cpu")
     medium = resolve_base(None, device_type="cuda")

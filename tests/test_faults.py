@@ -32,9 +32,10 @@ import pytest
 import torch
 
 from loragui import cli
-from loragui.engine import atomic, files
+from loragui.engine import adapters, atomic
 from loragui.engine import data as data_module
 from loragui.engine import train as train_module
+from loragui.engine.adapters import load_adapter, write_adapter
 from loragui.engine.atomic import (
     atomic_folder,
     atomic_write,
@@ -43,6 +44,7 @@ from loragui.engine.atomic import (
     recover_folder,
     stale_temporaries,
 )
+from loragui.engine.basemodel import load_model
 from loragui.engine.config import TrainConfig
 from loragui.engine.errors import LoraGuiError
 from loragui.engine.events import (
@@ -53,15 +55,9 @@ from loragui.engine.events import (
     RunStarted,
     StepEvent,
 )
+from loragui.engine.exports import export_adapter, merge_adapter_file
 from loragui.engine.faults import MAX_BACKOFFS, is_out_of_memory
-from loragui.engine.files import (
-    PEFT_PREFIX,
-    export_adapter,
-    load_adapter,
-    load_model,
-    merge_adapter_file,
-    write_adapter,
-)
+from loragui.engine.formats import PEFT_PREFIX
 from loragui.engine.train import find_resumable, lr_factor, run_training
 from loragui.engine.unet import UNet
 from tests.messy import make_tiny_dataset
@@ -668,7 +664,7 @@ def test_adapter_write_failure_keeps_previous_adapter(tmp_path, monkeypatch):
     # Without validation images every epoch is the best so far: the adapter is written each time.
     config = tiny_config(tmp_path, epochs=3, val_fraction=0.0)
     written = []
-    real = files.save_file
+    real = adapters.save_file
 
     def save_file(tensors, filename, metadata=None):
         if Path(filename).name == "adapter_model.safetensors":
@@ -678,7 +674,7 @@ def test_adapter_write_failure_keeps_previous_adapter(tmp_path, monkeypatch):
                                 "(os error 30)")
         real(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(files, "save_file", save_file)
+    monkeypatch.setattr(adapters, "save_file", save_file)
     events = run(config)
     fail = failed(events)
     adapter = Path(config.out) / "adapter"
@@ -913,7 +909,7 @@ def test_sigkill_at_the_worst_moment_of_an_adapter_write(tmp_path, moment):
                 Path(filename).write_bytes(b"\0" * 1000)  # half a file, then the power goes
                 os.kill(os.getpid(), signal.SIGKILL)
 
-            files.save_file = save_file
+            adapters.save_file = save_file
         else:
             real = os.replace
 

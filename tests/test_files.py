@@ -10,26 +10,16 @@ import pytest
 import torch
 
 from loragui.cli import main
+from loragui.engine.adapter_plan import apply_adapter
+from loragui.engine.adapters import adapter_config, load_adapter, save_adapter, write_adapter
+from loragui.engine.basemodel import load_model
 from loragui.engine.config import TrainConfig
 from loragui.engine.errors import AdapterMismatchError, ModelFileError
-from loragui.engine.files import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    PEFT_PREFIX,
-    adapter_config,
-    apply_adapter,
-    export_adapter,
-    load_adapter,
-    load_model,
-    merge_adapter_file,
-    merged_model,
-    read_model_info,
-    read_safetensors_header,
-    save_adapter,
-    sha256_file,
-    write_adapter,
-)
+from loragui.engine.exports import export_adapter, merge_adapter_file, merged_model
+from loragui.engine.formats import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, sha256_file
+from loragui.engine.info import read_model_info
 from loragui.engine.lora import LoRASettings, inject_lora, lora_layers, set_extra_trainable
+from loragui.engine.safetensors_file import read_safetensors_header
 from loragui.engine.train import run_training
 from tests.messy import make_tiny_dataset
 from tests.tiny import make_tiny_base
@@ -254,7 +244,7 @@ def test_header_length_that_starts_like_a_pickle_loads(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from loragui.engine.files import load_model
+    from loragui.engine.basemodel import load_model
 
     source = make_tiny_base(tmp_path / "base.safetensors", width=4, depth=2)
     with safe_open(str(source), "pt") as fh:

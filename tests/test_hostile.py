@@ -34,20 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loragui.cli import main
-from loragui.engine import files
+from loragui.engine import adapters, safetensors_file
+from loragui.engine.adapter_plan import apply_adapter
+from loragui.engine.adapters import adapter_config, load_adapter, save_adapter, write_adapter
+from loragui.engine.basemodel import load_model
 from loragui.engine.errors import ModelFileError
-from loragui.engine.files import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    PEFT_PREFIX,
-    adapter_config,
-    apply_adapter,
-    load_adapter,
-    load_model,
-    merged_model,
-    save_adapter,
-    write_adapter,
-)
+from loragui.engine.exports import merged_model
+from loragui.engine.formats import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX
 from loragui.engine.lora import LoRASettings, inject_lora, set_extra_trainable
 from loragui.engine.unet import UNet
 from tests.tiny import make_tiny_base
@@ -170,7 +163,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
     add("empty file", r / "empty.safetensors", "only 0 bytes long", header_only=True)
     (r / "trunc_data.safetensors").write_bytes(good_raw[:-100])
     add("truncated in the tensor data", r / "trunc_data.safetensors",
-        "is truncated or damaged: tensor", header_only=True)
+        "is truncated or damaged: the tensors its header declares do not fill", header_only=True)
     (r / "trunc_head.safetensors").write_bytes(good_raw[:8 + n // 2])
     add("truncated in the header", r / "trunc_head.safetensors",
         "is truncated or not safetensors: its header claims", header_only=True)
@@ -212,7 +205,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
         h[a_key]["shape"] = [2**20, 2**20, 1, 1]
     _with_header(ctx.single, r / "terabytes.safetensors", terabytes)
     add("shape that would allocate 4 TiB", r / "terabytes.safetensors",
-        "would need 4398046511104 bytes", header_only=True)
+        "a tensor's shape and dtype need a different number of bytes", header_only=True)
     _with_header(ctx.single, r / "neg_shape.safetensors",
                  lambda h: h[a_key].update(shape=[-2, 3, 3, 3]))
     add("negative dimension", r / "neg_shape.safetensors", "invalid shape [-2, 3, 3, 3]",
@@ -227,7 +220,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
     def span(h):
         h[a_key]["data_offsets"][1] -= 4
     _with_header(ctx.single, r / "span.safetensors", span)
-    add("offsets disagree with the shape", r / "span.safetensors", "but its offsets span",
+    add("offsets disagree with the shape", r / "span.safetensors", "than its data offsets span",
         header_only=True)
 
     def overlap(h):
@@ -239,7 +232,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
         header_only=True)
     st_write(r / "trailing.safetensors", header, data + b"\0" * 64)
     add("bytes after the last tensor", r / "trailing.safetensors",
-        "64 bytes follow the last tensor", header_only=True)
+        "bytes are missing or left over", header_only=True)
     _with_header(ctx.single, r / "extra_field.safetensors",
                  lambda h: h[a_key].update(code="__import__('os')"))
     add("tensor entry with an extra field", r / "extra_field.safetensors",
@@ -357,7 +350,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
     _folder_with(ctx, r / "f_list", config=b"[1, 2, 3]")
     add("folder: config is a JSON list", r / "f_list", "the adapter config must be a JSON object",
         header_only=True)
-    _folder_with(ctx, r / "f_big", config=b" " * (files.MAX_CONFIG_BYTES + 1))
+    _folder_with(ctx, r / "f_big", config=b" " * (adapters.MAX_CONFIG_BYTES + 1))
     add("folder: 4 MiB config", r / "f_big", "adapter config", header_only=True)
     bin_dir = r / "f_bin"
     bin_dir.mkdir()
@@ -434,7 +427,7 @@ def build_corpus(ctx: Ctx) -> list[Case]:
         use="base", header_only=True)
     (r / "b_trunc.safetensors").write_bytes(ctx.base.read_bytes()[:-1])
     add("base: one byte short", r / "b_trunc.safetensors",
-        "holds only", use="base", header_only=True)
+        "is truncated or damaged", use="base", header_only=True)
     (r / "plain_dir").mkdir()
     add("base: a plain folder", r / "plain_dir", "is a folder, not a model file", use="base",
         header_only=True)
@@ -508,8 +501,8 @@ def test_every_case_refused_by_the_api(ctx, corpus, monkeypatch):
     """ModelFileError with the expected phrase, within a second; files whose header
     alone is bad are refused before any tensor is read; memory stays small."""
     loads = []
-    real_load = files._st_load
-    monkeypatch.setattr(files, "_st_load", lambda data: loads.append(len(data)) or real_load(data))
+    real_load = safetensors_file._st_load
+    monkeypatch.setattr(safetensors_file, "_st_load", lambda data: loads.append(len(data)) or real_load(data))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     previous = signal.signal(signal.SIGALRM, _alarm)
     messages = {}

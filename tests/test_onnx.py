@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from loragui.cli import main
+from loragui.engine.adapters import adapter_config, save_adapter
+from loragui.engine.basemodel import load_model
 from loragui.engine.errors import LoraGuiError
-from loragui.engine.files import adapter_config, load_model, merged_model, save_adapter
+from loragui.engine.exports import merged_model
 from loragui.engine.lora import LoRASettings, inject_lora, set_extra_trainable
 from tests.tiny import make_tiny_base
 

@@ -18,18 +18,14 @@ import warnings
 import pytest
 import torch
 
-from loragui.engine.files import (
-    ADAPTER_WEIGHTS,
-    adapter_config,
-    apply_adapter,
-    export_adapter,
-    load_adapter,
-    load_model,
-    read_model_info,
-    read_safetensors_header,
-    save_adapter,
-)
+from loragui.engine.adapter_plan import apply_adapter
+from loragui.engine.adapters import adapter_config, load_adapter, save_adapter
+from loragui.engine.basemodel import load_model
+from loragui.engine.exports import export_adapter
+from loragui.engine.formats import ADAPTER_WEIGHTS
+from loragui.engine.info import read_model_info
 from loragui.engine.lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
+from loragui.engine.safetensors_file import read_safetensors_header
 from loragui.engine.unet import UNet
 from tests.tiny import make_tiny_base
 
@@ -176,7 +172,7 @@ def test_peft_adapter_loads_in_loragui(base, tmp_path):
 
 def test_branch_and_merged_agree_with_peft_merge(base, tmp_path):
     """PEFT's merge_and_unload gives the weights loragui's merge writes."""
-    from loragui.engine.files import merged_model
+    from loragui.engine.exports import merged_model
 
     folder = tmp_path / "from_peft"
     _peft_trained_adapter(base, folder)

@@ -9,6 +9,8 @@ import threading
 import pytest
 import torch
 
+from loragui.engine.adapters import load_adapter
+from loragui.engine.basemodel import load_model
 from loragui.engine.config import TrainConfig
 from loragui.engine.events import (
     EpochEvent,
@@ -18,7 +20,6 @@ from loragui.engine.events import (
     RunStarted,
     StepEvent,
 )
-from loragui.engine.files import load_adapter, load_model
 from loragui.engine.train import lr_factor, run_training
 from tests.messy import make_tiny_dataset
 from tests.tiny import make_tiny_base

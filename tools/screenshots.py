@@ -94,8 +94,8 @@ def main() -> int:
     if base is None and window.settings.needs_base:
         import torch
 
+        from loragui.engine.basemodel import save_model
         from loragui.engine.data import Preprocessing
-        from loragui.engine.files import save_model
         from loragui.engine.unet import UNet
 
         print("no bundled base model: using a randomly initialised one (Dice starts near 0)")

@@ -160,7 +160,10 @@ def export_model_onnx(source: str | os.PathLike, dest: str | os.PathLike, *,
                       base: str | os.PathLike | None = None, force: bool = False,
                       opset: int = MIN_OPSET, on_warning=None) -> Path:
     """ONNX file of a base/merged model file, or of an adapter merged into its base model."""
-    from .files import MERGED_FORMAT, file_kind, load_model, merged_model
+    from .basemodel import load_model
+    from .exports import merged_model
+    from .formats import MERGED_FORMAT
+    from .info import file_kind
 
     if file_kind(source) == "adapter":
         model, info, adapter, warns = merged_model(base, source, force=force)

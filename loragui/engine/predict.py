@@ -69,7 +69,8 @@ def list_images(folder: Path) -> list[Path]:
 def load_for_inference(base: str | Path | None, adapter: str | Path | None, *,
                        force: bool = False) -> tuple[UNet, Preprocessing, list[str]]:
     """A plain model (adapter merged in) and its preprocessing."""
-    from .files import load_model, merged_model, resolve_base
+    from .basemodel import load_model, resolve_base
+    from .exports import merged_model
 
     if adapter:
         model, info, _, warnings = merged_model(base, adapter, force=force)

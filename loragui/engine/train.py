@@ -47,7 +47,9 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .adapters import adapter_config, save_adapter
 from .atomic import atomic_write, atomic_write_text, clean_folder
+from .basemodel import load_model, resolve_base, save_model
 from .config import TrainConfig
 from .data import CropSampler, DecodedDataset, Preprocessing, pair_folders, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
@@ -73,14 +75,7 @@ from .faults import (
     is_out_of_memory,
     tensors_finite,
 )
-from .files import (
-    adapter_config,
-    load_model,
-    now_iso,
-    resolve_base,
-    save_adapter,
-    save_model,
-)
+from .formats import now_iso
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
 from .metrics import SegmentationScores, dice_bce_loss
 from .predict import predict_probability

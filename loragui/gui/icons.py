@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loragui.engine.resources import icons_dir
+
 APP_ID = "io.github.loragui.LoraGui"  # the .desktop file, the metainfo and setDesktopFileName
 PNG_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 
-
-def icons_dir() -> Path:
-    """The icon folder. Like ``engine.files.resources_dir()``, without importing torch."""
-    try:
-        import loragui.resources as res
-
-        return Path(res.__file__).resolve().parent / "icons"
-    except ImportError:  # a checkout that is not installed: the top-level resources/
-        return Path(__file__).resolve().parents[2] / "resources" / "icons"
+__all__ = ["APP_ID", "PNG_SIZES", "app_icon", "icns_path", "ico_path", "icons_dir", "png_path",
+           "png_paths", "svg_path"]
 
 
 def svg_path() -> Path:

@@ -27,13 +27,13 @@ from .workers import CallWorker, PredictWorker, Worker
 
 def _export(adapter: str, dest: str, single_file: bool, peft_compatible: bool = False,
             base: str | None = None) -> Path:
-    from loragui.engine.files import export_adapter
+    from loragui.engine.exports import export_adapter
 
     return export_adapter(adapter, dest, single_file, peft_compatible=peft_compatible, base=base)
 
 
 def _merge(base: str | None, adapter: str, out: str, on_warning=None) -> Path:
-    from loragui.engine.files import merge_adapter_file
+    from loragui.engine.exports import merge_adapter_file
 
     return merge_adapter_file(base, adapter, out, on_warning=on_warning)
 
@@ -47,7 +47,7 @@ def _export_onnx(adapter: str, dest: str, base: str | None, on_warning=None) -> 
 def adapter_facts(adapter: str) -> dict:
     """What the results panel and the export dialog say about an adapter (in a worker:
     reading it imports torch, checking for ONNX imports onnx)."""
-    from loragui.engine.files import read_model_info
+    from loragui.engine.info import read_model_info
 
     return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason()}
 

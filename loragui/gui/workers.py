@@ -252,9 +252,9 @@ class StartupWorker(Worker):
             self.plotsReady.emit()
             if self.cancelled():
                 return
-            from loragui.engine import data, devices, files  # noqa: F401
+            from loragui.engine import data, devices, resources  # noqa: F401
 
-            self.bundledReady.emit(files.bundled_base_path(), files.bundled_sample_dirs())
+            self.bundledReady.emit(resources.bundled_base_path(), resources.bundled_sample_dirs())
             # Import the rest now (predicting, resuming), not when first needed. Training
             # runs in a child process: this one never makes an optimizer, so torch's
             # compiler stack (~2 s holding the GIL) is never imported here.

@@ -82,7 +82,9 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     assert "not loadable" in window.results.peft_label.text()
 
     # Export as one file, through the Ctrl+E dialog.
-    from loragui.engine.files import load_adapter, load_model, read_model_info
+    from loragui.engine.adapters import load_adapter
+    from loragui.engine.basemodel import load_model
+    from loragui.engine.info import read_model_info
 
     dialogs.save_path = str(tmp_path / "exported")
     dialogs.export_choice = "single"
