@@ -58,9 +58,9 @@ class Progress:
             return
         if self._bar is None or self._bar.total != total:
             self.close()
-            self._bar = _bar_type()(total=total, initial=done, file=self.stream, leave=False,
-                                    dynamic_ncols=True,
-                                    bar_format="{desc} [{bar}] {n_fmt}/{total_fmt} {postfix}")
+            self._bar = _bar_type()(total=total, initial=done, desc=before, postfix=after,
+                                    file=self.stream, leave=False, dynamic_ncols=True,
+                                    bar_format="{desc} [{bar}] {n_fmt}/{total_fmt}{postfix}")
         self._bar.set_description_str(before, refresh=False)
         self._bar.set_postfix_str(after, refresh=False)
         self._bar.update(done - self._bar.n)
