@@ -56,13 +56,7 @@ def loragui(*args) -> subprocess.CompletedProcess:
 
 
 def main(capsys, *args) -> tuple[int, str, str]:
-    # cli._Printer's default stream is the sys.stdout of import time, not capsys's
-    defaults = cli._Printer.__init__.__defaults__
-    cli._Printer.__init__.__defaults__ = (sys.stdout,)
-    try:
-        status = cli.main([str(a) for a in args])
-    finally:
-        cli._Printer.__init__.__defaults__ = defaults
+    status = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return status, out, err
 

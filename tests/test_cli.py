@@ -109,3 +109,33 @@ def _has_cuda() -> bool:
 def test_help_and_version():
     assert "train" in loragui("--help").stdout
     assert loragui("--version").stdout.startswith("loragui ")
+
+
+def test_every_setting_has_an_option_and_the_command_line_reads_back():
+    """TrainConfig.command_line() parses back to the same settings: each field has a
+    ``loragui train`` option, and only the options given reach the settings."""
+    import dataclasses
+    import shlex
+
+    from loragui import cli
+    from loragui.cli_train import given_settings
+    from loragui.engine.config import TrainConfig
+
+    config = TrainConfig(
+        images="i", masks="m", out="o", base="b.safetensors", full=True, rank=8, alpha=2.5,
+        rslora=True, dropout=0.1, targets=["down.*", "up.*"], train_bias=False,
+        train_modules=[], epochs=3, steps=7, steps_per_epoch=2, batch_size=3, lr=1.2345678e-3,
+        weight_decay=0.0, whole_lr_scale=0.2, warmup_fraction=0.1, crop_size=64,
+        intensity_augment=False, val_fraction=0.3, seed=5, device="cpu", devices="cpu,cpu",
+        resume=True, previews=2, width=16, depth=2)
+    default = TrainConfig()
+    assert all(getattr(config, f.name) != getattr(default, f.name)
+               for f in dataclasses.fields(TrainConfig))
+    words = shlex.split(config.command_line())
+    assert words[:2] == ["loragui", "train"]
+    args = cli.build_parser().parse_args(words[1:])
+    assert TrainConfig.from_dict(given_settings(args)) == config
+    args = cli.build_parser().parse_args(["train", "--out", "o", "--rank", "4"])
+    assert given_settings(args) == {"out": "o", "rank": 4}
+    assert TrainConfig(images="i", masks="m").command_line() == \
+        "loragui train --images i --masks m --out OUT"

@@ -138,21 +138,20 @@ def test_parse_devices_and_forwarded_options(tmp_path, monkeypatch):
     assert d.step_seed(0, 5, 0) != d.step_seed(0, 6, 0) != d.step_seed(0, 6, 1)
     assert d.step_seed(0, 5, 0) == d.step_seed(0, 5, 0)  # resumable: a function of the step
 
-    from loragui import cli
+    from loragui import cli, cli_train
+    from loragui.engine.resources import bundled_sample_dirs
 
     args = cli.build_parser().parse_args(
         ["train", "--sample", "--out", "o", "--devices", "cpu,cpu", "--lr", "0.01", "--resume",
          "--events", "jsonl"])
-    args.images, args.masks = "i", "m"
-    cli._mark_given(args, "images")
-    cli._mark_given(args, "masks")
-    forwarded = cli._forwarded_train_options(args)
-    assert forwarded == ["--images", "i", "--masks", "m", "--out", "o", "--lr", "0.01",
+    images, masks = map(str, bundled_sample_dirs())
+    forwarded = cli_train.forwarded_options(args)
+    assert forwarded == ["--images", images, "--masks", masks, "--out", "o", "--lr", "0.01",
                          "--resume", "--events", "jsonl"]
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(LoraGuiError, match="under torchrun"):
-        cli._train_on_devices(args, None)
+        cli_train.train_on_devices(args, cli_train.train_config(args))
 
 
 def _agreement_worker(rank: int, port: int, folder: str) -> None:

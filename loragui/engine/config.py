@@ -1,9 +1,20 @@
-"""Training settings: one dataclass shared by the command line and the window."""
+"""Training settings: one dataclass shared by the command line and the window.
+
+Each field is declared with :func:`setting`: its default and the help of its
+``loragui train`` option side by side. The command line's options
+(:mod:`loragui.cli_train`), :meth:`TrainConfig.command_line`, the options a
+multi-process launch forwards and the check of a ``--config`` file are all made
+from these declarations (:func:`train_options`), so a new setting is one edit
+here and every setting has an option. The figures behind the defaults are in
+the README ("Defaults and why").
+"""
 
 from __future__ import annotations
 
+import json
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 # Module-name patterns (fnmatch) for the layers LoRA adapts by default: every
@@ -11,45 +22,86 @@ from typing import Any
 DEFAULT_TARGETS = ("*",)
 
 
+def setting(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | None = None,
+            option: str | None = None, metavar: str | None = None,
+            required: bool = False) -> Any:
+    """A TrainConfig field with its ``loragui train`` option.
+
+    ``help`` may name ``{default}`` (the default as the option takes it). ``option``
+    defaults to ``--field-name`` (``--no-field-name`` for a setting that is on by
+    default); ``required``: the option must be given on every command line.
+    """
+    metadata = {"help": help, "option": option, "metavar": metavar, "required": required}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    images: str = ""
-    masks: str = ""
-    out: str = ""
-    base: str | None = None  # None: the bundled base model
-    full: bool = False  # train every weight and write a base-model file
-    # LoRA
-    rank: int = 4  # rank of each update: 3.4 % of the medium base trainable; rank 8 did no better
-    alpha: float = 8.0  # scale alpha/rank = 2: usually 2 * rank
-    rslora: bool = False  # scale by alpha/sqrt(rank) instead
-    dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
-    train_bias: bool = True  # biases are tiny and help a domain shift a lot
-    # Small modules trained whole instead of through LoRA (PEFT's modules_to_save): the
-    # 1x1 head. (Adding the first convolution, "down.0.conv1", did no better.)
-    train_modules: list[str] = field(default_factory=lambda: ["head"])
+    images: str = setting("", help="folder of images", metavar="DIR")
+    masks: str = setting("", help="folder of masks (0 = background)", metavar="DIR")
+    out: str = setting("", help="run folder to write", metavar="DIR", required=True)
+    base: str | None = setting(  # None: the bundled base model
+        None, help="base model (.safetensors); default: the bundled base model", metavar="FILE")
+    full: bool = setting(
+        False, help="train every weight and write a base-model file (OUT/model.safetensors)")
+    # LoRA. Rank 4 trains 3.4 % of the medium base; a higher rank gains nothing there.
+    rank: int = setting(4, help="LoRA rank (default {default})")
+    alpha: float = setting(8.0, help="LoRA alpha (default {default}); the update is scaled by "
+                                     "alpha/rank, usually 2")
+    rslora: bool = setting(False, help="scale by alpha/sqrt(rank)")
+    dropout: float = setting(0.0, help="dropout on the LoRA input")
+    targets: list[str] = setting(
+        factory=lambda: list(DEFAULT_TARGETS),
+        help="comma-separated module-name patterns to adapt (default: every conv)")
+    # Biases are tiny and absorb much of a domain shift: trained unless switched off.
+    train_bias: bool = setting(True, help="keep the biases of adapted layers frozen")
+    # PEFT's modules_to_save: the 1x1 head, a few hundred numbers, is cheaper trained whole.
+    train_modules: list[str] = setting(
+        factory=lambda: ["head"],
+        help="comma-separated modules trained whole instead of through LoRA "
+             "(default: {default}; '' for none)")
     # Optimisation
-    epochs: int = 40
-    steps: int | None = None  # overrides epochs when set
-    steps_per_epoch: int | None = None  # default: enough crops to see each image ~4 times
-    batch_size: int = 8
-    lr: float = 5e-3  # 2e-3 learned more slowly; 1e-2 diverged on a GPU
-    weight_decay: float = 1e-4
-    # Weights trained whole (biases, train_modules) learn at whole_lr_scale × lr. Lower
-    # it when training large modules whole: the first convolution trained whole at 5e-3
-    # made 2 of 3 histology runs collapse late; at 0.2 × 5e-3 it did not.
-    whole_lr_scale: float = 1.0
-    warmup_fraction: float = 0.05
-    crop_size: int = 0  # 0: auto, 256 on GPUs, 128 on CPUs (see auto_crop_size)
-    intensity_augment: bool = True  # random brightness/contrast/gamma on training crops
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
-    previews: int = 4  # validation images shown each epoch
+    epochs: int = setting(40, help="epochs to train (default {default})")
+    steps: int | None = setting(None, help="total steps (overrides --epochs)")
+    steps_per_epoch: int | None = setting(
+        None, help="default: from the data size (about one crop per image's worth of "
+                   "pixels, at least 10)")
+    batch_size: int = setting(8, help="crops per step (default {default})")
+    # The highest rate that stays stable: a lower one learns more slowly, a higher diverges.
+    lr: float = setting(5e-3, help="peak learning rate (default {default})")
+    weight_decay: float = setting(
+        1e-4, help="AdamW weight decay of the weight matrices (default {default})")
+    # Lower it when training large modules whole: a large module trained whole at the
+    # full rate can collapse late in a run.
+    whole_lr_scale: float = setting(
+        1.0, help="learning rate of the weights trained whole (biases, --train-modules) "
+                  "as a share of --lr (default {default})")
+    warmup_fraction: float = setting(
+        0.05, help="share of the steps over which the learning rate rises linearly to its "
+                   "peak (default {default})")
+    crop_size: int = setting(  # see auto_crop_size
+        0, help="side of the random training crops; default 0: auto (256 on GPUs, 128 on CPUs)")
+    # Kept on although it costs a little on histology: other kinds of image need it.
+    intensity_augment: bool = setting(
+        True, help="no random brightness, contrast and gamma changes on the training crops")
+    val_fraction: float = setting(
+        0.2, help="share of pairs held out for validation (default {default})")
+    seed: int = setting(0, help="seed for the split and the crops")
+    device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    # Several devices: one process each (torchrun); None trains in this process on ``device``.
+    devices: str | None = setting(
+        None, metavar="LIST",
+        help="data-parallel training in one process per device, through torchrun: "
+             "all (every CUDA GPU), a list such as cuda:0,cuda:1, or cpu,cpu (gloo; "
+             "for tests). --batch-size is per device; the peak --lr is scaled by "
+             "the square root of the number of devices")
+    resume: bool = setting(False, help="continue the run in OUT from its checkpoint")
+    previews: int = setting(4, help="validation images shown each epoch (default {default})")
     # Full training only
-    width: int = 32
-    depth: int = 3
+    width: int = setting(32, help="--full without --base: first-level channels")
+    depth: int = setting(3, help="--full without --base: poolings")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,8 +109,8 @@ class TrainConfig:
     def auto_crop_size(self, device_type: str) -> int:
         """The crop side to train with: as set, or 128 on the CPU and 256 elsewhere.
 
-        On a 2-core CPU, 128-px crops reached the sample's Dice 0.80 in about two
-        minutes; 256-px crops cost four times as much per step for no gain there.
+        A 128-px crop costs a quarter of a 256-px one per step and reaches the same
+        Dice on the CPU, where steps are the bottleneck.
         """
         if self.crop_size:
             return self.crop_size
@@ -72,31 +124,111 @@ class TrainConfig:
     def command_line(self) -> str:
         """The equivalent ``loragui train`` command (only non-default options)."""
         default = TrainConfig()
-        parts = ["loragui", "train", "--images", self.images, "--masks", self.masks]
-        parts += ["--out", self.out or "OUT"]
-        if self.base:
-            parts += ["--base", self.base]
-        if self.full:
-            parts.append("--full")
-        for name, flag in [
-            ("rank", "--rank"), ("alpha", "--alpha"), ("dropout", "--dropout"),
-            ("epochs", "--epochs"), ("steps", "--steps"), ("batch_size", "--batch-size"),
-            ("lr", "--lr"), ("whole_lr_scale", "--whole-lr-scale"), ("crop_size", "--crop-size"), ("val_fraction", "--val-fraction"),
-            ("seed", "--seed"), ("width", "--width"),
-            ("depth", "--depth"),
-        ]:
-            value = getattr(self, name)
-            if value != getattr(default, name) and value is not None:
-                parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-        device = (self.device or "auto").strip()
-        if device != default.device:  # "all" or a list: one process per device
-            parts += ["--devices" if device == "all" or "," in device else "--device", device]
-        if self.rslora:
-            parts.append("--rslora")
-        if list(self.targets) != list(default.targets):
-            parts += ["--targets", ",".join(self.targets)]
-        if not self.train_bias:
-            parts.append("--no-train-bias")
-        if list(self.train_modules) != list(default.train_modules):
-            parts += ["--train-modules", ",".join(self.train_modules)]
-        return shlex.join(parts)
+        values = {"images": self.images, "masks": self.masks, "out": self.out or "OUT"}
+        values |= {f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name not in values and getattr(self, f.name) != getattr(default, f.name)}
+        return shlex.join(["loragui", "train", *train_options(values)])
+
+
+# ------------------------------------------------------------------ the options
+
+@dataclass(frozen=True)
+class TrainOption:
+    """How one TrainConfig field is set on ``loragui train``'s command line."""
+
+    name: str  # the field
+    flag: str  # "--batch-size", "--no-train-bias"
+    kind: str  # "value"; "on" / "off": a switch setting True / False; "list": comma-separated
+    type: type  # of a value (int, float or str; str for a list)
+    default: Any
+    help: str
+    metavar: str | None
+    required: bool
+
+    def parse(self, value: Any) -> Any:
+        """The field's value for the option's argument (a switch's: its constant)."""
+        if self.kind in ("on", "off"):
+            return self.kind == "on"
+        if self.kind == "list":
+            return [v.strip() for v in str(value).split(",") if v.strip()]
+        return value
+
+    def render(self, value: Any) -> list[str]:
+        """The command-line words that set the field to ``value`` ([] when it cannot)."""
+        if self.kind in ("on", "off"):
+            return [self.flag] if value is (self.kind == "on") else []
+        if value is None:
+            return []
+        if self.kind == "list":
+            return [self.flag, ",".join(value)]
+        return [self.flag, _number(value) if isinstance(value, float) else str(value)]
+
+
+def _number(value: float) -> str:
+    """A float as short as it reads back exactly (8.0 -> "8", 0.005 -> "0.005")."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+def _kinds(annotation: str) -> list[str]:
+    return [t.strip() for t in str(annotation).split("|")]
+
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "list[str]": str}
+
+
+def _option(f: Any) -> TrainOption:
+    default = f.default_factory() if f.default is MISSING else f.default
+    kinds = [k for k in _kinds(f.type) if k != "None"]
+    if kinds == ["bool"]:
+        kind = "off" if default else "on"
+        flag = f.metadata["option"] or ("--no-" if default else "--") + f.name.replace("_", "-")
+        return TrainOption(f.name, flag, kind, bool, default, f.metadata["help"], None,
+                           f.metadata["required"])
+    kind = "list" if kinds == ["list[str]"] else "value"
+    if kind == "list":
+        shown = ",".join(default) or "none"
+    else:
+        shown = _number(default) if isinstance(default, float) else default
+    return TrainOption(f.name, f.metadata["option"] or "--" + f.name.replace("_", "-"), kind,
+                       _TYPES[kinds[0]], default, f.metadata["help"].format(default=shown),
+                       f.metadata["metavar"], f.metadata["required"])
+
+
+TRAIN_OPTIONS: tuple[TrainOption, ...] = tuple(_option(f) for f in fields(TrainConfig))
+
+
+def train_options(values: Mapping[str, Any]) -> list[str]:
+    """``loragui train`` options that set these TrainConfig fields, in field order."""
+    words: list[str] = []
+    for option in TRAIN_OPTIONS:
+        if option.name in values:
+            words += option.render(values[option.name])
+    return words
+
+
+def check_values(data: Any) -> None:
+    """Raise ValueError unless ``data`` is a JSON object of TrainConfig fields, each of
+    its declared type (what :meth:`TrainConfig.to_dict` writes, or part of it)."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object of settings")
+    kinds = {"str": str, "int": int, "float": (int, float), "bool": bool, "None": type(None),
+             "list[str]": list}
+    allowed = {f.name: tuple(kinds[k] for k in _kinds(f.type)) for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+    for key, value in data.items():
+        ok = isinstance(value, allowed[key]) and not (
+            isinstance(value, bool) and bool not in allowed[key])
+        if isinstance(value, list):
+            ok = ok and all(isinstance(v, str) for v in value)
+        if not ok:
+            raise ValueError(f"{key} cannot be {json.dumps(value)}")
+
+
+def several_devices(setting: str | None) -> bool:
+    """Whether a device setting names several devices, one process each (what
+    ``devices`` holds): "all" (every GPU) or a list such as "cuda:0,cuda:1"."""
+    text = (setting or "").strip().lower()
+    return text == "all" or "," in text

@@ -2,12 +2,18 @@
 
 A terminal prints them, the window draws them. They carry plain Python values
 and numpy arrays only (never live tensors), so they can cross threads and be
-serialised as JSON lines.
+serialised as JSON lines: ``loragui train --events jsonl`` writes them with
+:class:`JsonLinesWriter`, the window's training child reads them back with
+:func:`event_from_line` and :func:`read_previews`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -162,6 +168,16 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"malformed {cls.__name__}: {exc}") from None
 
 
+def event_to_line(event: Event) -> str:
+    """One JSON line (without its newline) for ``event``."""
+    return json.dumps(event_to_dict(event))
+
+
+def event_from_line(line: str) -> Event:
+    """The typed event of one JSON line; ``ValueError`` for a line that is not one."""
+    return event_from_dict(json.loads(line))
+
+
 def _preview_from_dict(p: dict[str, Any]) -> Preview:
     return Preview(str(p["name"]), np.asarray(p["image"], dtype=np.uint8),
                    np.asarray(p["mask"], dtype=bool), np.asarray(p["prediction"], dtype=np.float32))
@@ -194,3 +210,47 @@ def read_previews(path: str | os.PathLike) -> list[Preview]:
         names = [str(n) for n in data["names"]]
         return [Preview(name, data[f"image_{i}"], data[f"mask_{i}"], data[f"prediction_{i}"])
                 for i, name in enumerate(names)]
+
+
+def previews_path(run_dir: str | os.PathLike, epoch: int) -> Path:
+    """Where the JSON-lines writer puts an epoch's previews: ``RUN/previews/epoch_NNNN.npz``."""
+    return Path(run_dir).absolute() / "previews" / f"epoch_{epoch:04d}.npz"
+
+
+class JsonLinesWriter:
+    """Writes events as JSON lines, flushed one by one, for another program to read.
+
+    An epoch's previews (arrays) go to a file under ``run_dir`` (:func:`previews_path`),
+    named in the line's ``previews_file``; a preview file that cannot be written is
+    reported to ``on_warning`` and the run goes on without it. When the reader has gone
+    (a broken pipe) :attr:`reader_gone` is set, nothing more is written, and what the
+    process prints later goes to the null device instead of failing.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, stream: Any = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        self.run_dir = run_dir
+        self.stream = stream if stream is not None else sys.stdout
+        self.on_warning = on_warning or (lambda message: print(message, file=sys.stderr))
+        self.reader_gone = False
+
+    def write(self, event: Event) -> None:
+        if isinstance(event, EpochEvent) and event.previews:
+            previews, event.previews = event.previews, []  # arrays: to a file, not the line
+            event.previews_file = self._write_previews(event.epoch, previews)
+        if self.reader_gone:
+            return
+        try:
+            self.stream.write(event_to_line(event) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, OSError):
+            self.reader_gone = True
+            with contextlib.suppress(OSError, ValueError):  # what is left goes nowhere
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def _write_previews(self, epoch: int, previews: list[Preview]) -> str | None:
+        try:
+            return str(write_previews(previews_path(self.run_dir, epoch), previews))
+        except Exception as exc:  # noqa: BLE001 - previews are not worth stopping a run for
+            self.on_warning(f"warning: the previews of epoch {epoch} were not written: {exc}")
+            return None

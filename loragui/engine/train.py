@@ -298,6 +298,9 @@ class Trainer:
                                    f"{exc.strerror or exc}. Choose another folder.") from None
             clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
         if self.dist is None:
+            if c.devices:  # each device is a process of its own, started by the launcher
+                raise LoraGuiError(f"devices {c.devices!r} train in one process each: start "
+                                   "them with loragui train --devices")
             self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)
         random.seed(c.seed)

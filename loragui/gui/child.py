@@ -4,7 +4,7 @@ The window never trains in its own process: the training loop's Python work
 would compete with the GUI thread for the GIL (a 10 ms timer then slips by
 hundreds of milliseconds). :class:`ProcessTrainWorker` starts the command line
 as a child process, reads its JSON lines in a thread, turns them back into the
-engine's typed events (:func:`~loragui.engine.events.event_from_dict`) and puts
+engine's typed events (:func:`~loragui.engine.events.event_from_line`) and puts
 them on the queue the window drains. Each epoch's previews arrive as an .npz
 file named in the line; they are read, and their overlays drawn, in this
 thread too.
@@ -43,12 +43,6 @@ def loragui_command(*args: str) -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, *args]
     return [sys.executable, "-m", "loragui", *args]
-
-
-def is_multi_device(device: str | None) -> bool:
-    """"all" (every GPU) or a list such as "cuda:0,cuda:1": several training processes."""
-    text = (device or "").strip().lower()
-    return text == "all" or "," in text
 
 
 def train_command(config_file: Path, out: Path, resume: bool = False,
@@ -202,12 +196,10 @@ class ProcessTrainWorker(Worker):
         out = Path(self.config.out)
         out.mkdir(parents=True, exist_ok=True)
         config_file = out / CONFIG_FILE
-        settings = self.config.to_dict() | {"resume": False}  # --resume says it
-        devices = None
-        if is_multi_device(settings.get("device")):  # --devices says it
-            devices, settings["device"] = settings["device"], "auto"
+        devices = self.config.devices
+        settings = self.config.to_dict() | {"resume": False, "devices": None}  # the options say these
         atomic_write_text(config_file, json.dumps(settings, indent=2) + "\n")
-        low_priority = trains_on_cpu(settings.get("device")) and not devices
+        low_priority = trains_on_cpu(self.config.device) and not devices
         self._t0 = time.monotonic()
         with open(out / STDERR_FILE, "wb") as stderr:
             with self._lock:
@@ -235,13 +227,13 @@ class ProcessTrainWorker(Worker):
 
     def _event(self, raw: bytes):
         """The typed event of one stdout line (its previews read), or None."""
-        from loragui.engine.events import EpochEvent, LogEvent, event_from_dict, read_previews
+        from loragui.engine.events import EpochEvent, LogEvent, event_from_line, read_previews
 
         line = raw.decode("utf-8", "replace").strip()
         if not line:
             return None
         try:
-            event = event_from_dict(json.loads(line))
+            event = event_from_line(line)
         except ValueError:  # not one of our lines (a library printing to stdout)
             self._noise.append(line)
             return None

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loragui.engine.config import TrainConfig
+from loragui.engine.config import TrainConfig, several_devices
 
 # Which convolutions get a LoRA update. Module names come from engine/unet.py:
 # down.N.convK (encoder), bottleneck.convK, up.N (transposed), dec.N.convK, head.
@@ -364,5 +364,7 @@ class SettingsPanel(QWidget):
                           "val_fraction", "targets")} | {"device": "auto", "base": None})
 
     def make_config(self, images: str, masks: str, out: str = "", **extra: Any) -> TrainConfig:
-        return TrainConfig(images=str(images), masks=str(masks), out=str(out),
-                           **(self.values() | extra))
+        values = self.values() | extra
+        if several_devices(values.get("device")):  # "All GPUs" or a list: one process each
+            values |= {"device": "auto", "devices": values["device"]}
+        return TrainConfig(images=str(images), masks=str(masks), out=str(out), **values)
