@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from loragui.engine.data import Preprocessing
 from loragui.engine.files import save_model
+from loragui.engine.preprocessing import Preprocessing
 from loragui.engine.unet import UNet, UNetConfig
 
 

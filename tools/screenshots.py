@@ -91,8 +91,8 @@ def main() -> int:
     if base is None and window.settings.needs_base:
         import torch
 
-        from loragui.engine.data import Preprocessing
         from loragui.engine.files import save_model
+        from loragui.engine.preprocessing import Preprocessing
         from loragui.engine.unet import UNet
 
         print("no bundled base model: using a randomly initialised one (Dice starts near 0)")

@@ -124,8 +124,8 @@ def tiny_base(tmp_path_factory) -> Path:
     """A tiny random base model (width 4, depth 2): a training step takes milliseconds."""
     import torch
 
-    from loragui.engine.data import Preprocessing
     from loragui.engine.files import save_model
+    from loragui.engine.preprocessing import Preprocessing
     from loragui.engine.unet import UNet, UNetConfig
 
     torch.manual_seed(0)
