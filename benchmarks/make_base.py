@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, data_root  # noqa: E402
 from loragui.engine.config import TrainConfig  # noqa: E402
-from loragui.engine.data import pair_folders, split_indices  # noqa: E402
+from loragui.engine.dataset import split_indices  # noqa: E402
 from loragui.engine.events import EpochEvent, LogEvent, RunFailed, RunFinished  # noqa: E402
+from loragui.engine.pairing import pair_folders  # noqa: E402
 from loragui.engine.predict import evaluate_folders  # noqa: E402
 from loragui.engine.train import run_training  # noqa: E402
 

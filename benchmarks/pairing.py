@@ -23,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loragui.engine.data import pair_folders  # noqa: E402
+from loragui.engine.pairing import pair_folders  # noqa: E402
 
 
 def main() -> int:

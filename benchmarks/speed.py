@@ -40,10 +40,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import data_root, numpy_crops, peft_model, sync
-from loragui.engine.data import CropSampler, DecodedDataset, Preprocessing, pair_folders
+from loragui.engine.dataset import DecodedDataset
 from loragui.engine.devices import default_forward_mode, resolve_device, supports_bf16
 from loragui.engine.lora import LoRASettings, inject_lora, set_forward_mode, strip_lora
 from loragui.engine.metrics import dice_bce_loss
+from loragui.engine.pairing import pair_folders
+from loragui.engine.preprocessing import Preprocessing
+from loragui.engine.sampler import CropSampler
 from loragui.engine.unet import UNet, UNetConfig
 
 

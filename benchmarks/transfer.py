@@ -34,9 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import data_root, evaluate_model, peft_model, train_plain
 from loragui.engine.basemodel import load_model
 from loragui.engine.config import TrainConfig
-from loragui.engine.data import DecodedDataset, Preprocessing, pair_folders, split_indices
+from loragui.engine.dataset import DecodedDataset, split_indices
 from loragui.engine.devices import resolve_device, supports_bf16
 from loragui.engine.events import EpochEvent, RunFailed, RunFinished
+from loragui.engine.pairing import pair_folders
+from loragui.engine.preprocessing import Preprocessing
 from loragui.engine.train import run_training
 from loragui.engine.unet import UNet
 

@@ -1,4 +1,4 @@
-"""Tests of loragui.engine.data: pairing messy folders, reading, decoding, sampling."""
+"""Tests of the data path: listing and pairing messy folders, reading, decoding, sampling."""
 
 from __future__ import annotations
 
@@ -20,23 +20,15 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from loragui.engine import imageio
-from loragui.engine.data import (
-    IMAGE_SUFFIXES,
-    CropSampler,
-    DecodedDataset,
-    Pair,
-    PairingReport,
-    Preprocessing,
-    find_image_mask_dirs,
-    list_images,
-    normalize_image,
-    pair_folders,
-    read_image,
-    read_mask,
-    split_indices,
-    to_model_input,
-)
+from loragui.engine.dataset import DecodedDataset, split_indices
 from loragui.engine.errors import DataError, LoraGuiError
+from loragui.engine.folders import IMAGE_SUFFIXES, find_image_mask_dirs, list_images
+from loragui.engine.imageio import read_image
+from loragui.engine.masks import read_mask
+from loragui.engine.model_input import to_model_input
+from loragui.engine.pairing import Pair, PairingReport, pair_folders
+from loragui.engine.preprocessing import Preprocessing, normalize_image
+from loragui.engine.sampler import CropSampler
 from tests.messy import (
     H,
     W,

@@ -33,7 +33,7 @@ import torch
 
 from loragui import cli
 from loragui.engine import adapters, atomic
-from loragui.engine import data as data_module
+from loragui.engine import dataset as dataset_module
 from loragui.engine import train as train_module
 from loragui.engine.adapters import load_adapter, write_adapter
 from loragui.engine.atomic import (
@@ -801,7 +801,7 @@ def test_files_changed_while_training_do_not_matter_then_resume_warns(tmp_path):
 
 def test_folder_deleted_during_decoding_is_a_clean_error(tmp_path, monkeypatch, capsys):
     config = tiny_config(tmp_path)
-    real = data_module.read_image
+    real = dataset_module.read_image
     calls = {"n": 0}
 
     def read_image(path, *args, **kwargs):
@@ -810,7 +810,7 @@ def test_folder_deleted_during_decoding_is_a_clean_error(tmp_path, monkeypatch, 
             shutil.rmtree(config.images)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(data_module, "read_image", read_image)
+    monkeypatch.setattr(dataset_module, "read_image", read_image)
     fail = failed(run(config))
     assert f"The folder {config.images} disappeared while loading" in fail.message
     assert "Put it back and start again" in fail.message

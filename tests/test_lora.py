@@ -194,7 +194,7 @@ def test_whole_model_merge_and_strip():
 def test_engine_imports_no_qt():
     code = (
         "import sys, loragui.engine.train, loragui.engine.exports, loragui.engine.info, loragui.engine.predict, "
-        "loragui.engine.data, loragui.cli\n"
+        "loragui.engine.pairing, loragui.engine.sampler, loragui.cli\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', "
         "'shiboken6', 'pyqtgraph')]\n"
         "assert not bad, bad\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from loragui.engine.basemodel import save_model
-from loragui.engine.data import Preprocessing
+from loragui.engine.preprocessing import Preprocessing
 from loragui.engine.unet import UNet, UNetConfig
 
 

@@ -95,7 +95,7 @@ def main() -> int:
         import torch
 
         from loragui.engine.basemodel import save_model
-        from loragui.engine.data import Preprocessing
+        from loragui.engine.preprocessing import Preprocessing
         from loragui.engine.unet import UNet
 
         print("no bundled base model: using a randomly initialised one (Dice starts near 0)")

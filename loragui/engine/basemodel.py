@@ -90,7 +90,7 @@ def load_model(path: str | os.PathLike) -> tuple[UNet, BaseModelInfo]:
     except (ValueError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{path.name}: invalid architecture: {exc}") from None
     prep = json_field(metadata, "preprocessing", path.name)
-    from .imageio import Preprocessing
+    from .preprocessing import Preprocessing
 
     try:
         Preprocessing.from_dict(prep)

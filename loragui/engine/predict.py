@@ -17,10 +17,13 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_write
-from .data import IMAGE_SUFFIXES, Preprocessing, read_image
 from .devices import resolve_device, supports_bf16
 from .errors import DataError
 from .events import ProgressEvent
+from .folders import list_images
+from .imageio import read_image
+from .model_input import to_model_input
+from .preprocessing import Preprocessing
 from .unet import UNet
 
 TILE = 1024  # tile side for big images
@@ -38,8 +41,7 @@ def predict_probability(model: UNet, image: np.ndarray, device: torch.device | s
     """Foreground probability (or logits) (H, W) on the CPU for one (H, W, C) uint8 image."""
     device = torch.device(device)
     h, w = image.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
-    x = x.permute(2, 0, 1)[None].float().div_(255)  # (1, C, H, W)
+    x = to_model_input(image, device)  # (1, C, H, W)
     if h <= TILE and w <= TILE:
         out = _forward(model, x, device)[0, 0]
     else:
@@ -54,16 +56,6 @@ def predict_probability(model: UNet, image: np.ndarray, device: torch.device | s
                 out[top:top + bh, left:left + bw] = tile[top - t0:top - t0 + bh, left - l0:left - l0 + bw]
     out = out.cpu()
     return out if logits else torch.sigmoid(out)
-
-
-def list_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise DataError(f"the image folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir()
-                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
-    if not files:
-        raise DataError(f"{folder} holds no images (PNG, JPEG, TIFF, BMP, GIF)")
-    return files
 
 
 def load_for_inference(base: str | Path | None, adapter: str | Path | None, *,
@@ -85,7 +77,7 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
                    stop: threading.Event | None = None, threshold: float = 0.5,
                    force: bool = False) -> Iterator[ProgressEvent]:
     """Write one 0/255 PNG mask per image (same stem, original size) into ``out_dir``."""
-    files = list_images(Path(images_dir))
+    files = list_images(images_dir)
     model, prep, warnings = load_for_inference(base, adapter, force=force)
     dev = resolve_device(device)
     model.to(dev).eval()
@@ -122,8 +114,9 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
                      adapter: str | Path | None = None, device: str = "auto",
                      force: bool = False) -> dict:
     """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair."""
-    from .data import pair_folders, read_mask
+    from .masks import read_mask
     from .metrics import SegmentationScores
+    from .pairing import pair_folders
 
     report = pair_folders(images_dir, masks_dir)
     if not report.ok:

@@ -51,7 +51,7 @@ from .adapters import adapter_config, save_adapter
 from .atomic import atomic_write, atomic_write_text, clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .config import TrainConfig
-from .data import CropSampler, DecodedDataset, Preprocessing, pair_folders, split_indices
+from .dataset import DecodedDataset, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
 from .distributed import LR_SCALING, AgreedFailure, Dist, PeerLost, lr_scale, parameters_digest
 from .errors import DataError, LoraGuiError, TrainingError
@@ -78,7 +78,11 @@ from .faults import (
 from .formats import now_iso
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
 from .metrics import SegmentationScores, dice_bce_loss
+from .model_input import to_model_input
+from .pairing import pair_folders
 from .predict import predict_probability
+from .preprocessing import Preprocessing
+from .sampler import CropSampler
 from .unet import UNet, UNetConfig, count_parameters
 
 CHECKPOINT = "checkpoint.pt"
@@ -799,8 +803,7 @@ class Trainer:
         if big:
             i = chunk[0]
             return {i: predict_probability(self.model, data.images[i], self.device, logits=True)}
-        x = torch.from_numpy(np.stack([data.images[i] for i in chunk])).to(self.device)
-        x = x.permute(0, 3, 1, 2).float().div_(255)
+        x = to_model_input([data.images[i] for i in chunk], self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model.forward_any_size(x).float()[:, 0].cpu()
         return {i: out[j] for j, i in enumerate(chunk)}

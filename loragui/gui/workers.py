@@ -144,8 +144,9 @@ class ScanWorker(Worker):
 
     def run(self) -> None:
         try:
-            from loragui.engine import data
             from loragui.engine.errors import DataError
+            from loragui.engine.folders import find_image_mask_dirs, list_images
+            from loragui.engine.pairing import pair_folders
 
             images, masks = self.images, self.masks
             if self.folder is not None:
@@ -154,7 +155,7 @@ class ScanWorker(Worker):
                     raise DataError(f"The folder {folder} does not exist.")
                 if not folder.is_dir():
                     raise DataError(f"{folder} is not a folder.")
-                split = data.find_image_mask_dirs(folder)
+                split = find_image_mask_dirs(folder)
                 if split is not None:
                     images, masks = (Path(p) for p in split)
                 elif self.target == "masks":
@@ -163,11 +164,11 @@ class ScanWorker(Worker):
                     images = folder
             if images is None or masks is None:
                 # Only one folder so far: check it holds images before showing it.
-                check_has_images(images or masks)
+                list_images(images or masks, "images" if images else "masks")
                 self.resolved.emit(str(images or ""), str(masks or ""))
                 return
-            report = data.pair_folders(images, masks, progress=self._progress,
-                                       stop=self.stop_event)
+            report = pair_folders(images, masks, progress=self._progress,
+                                  stop=self.stop_event)
             if not self.cancelled():
                 # (the report's folders: it may pick subfolders)
                 self.resolved.emit(str(report.images_dir), str(report.masks_dir))
@@ -190,7 +191,9 @@ class ThumbnailWorker(Worker):
         self.pairs, self.size = list(pairs), size
 
     def run(self) -> None:
-        from loragui.engine import data
+        from loragui.engine.imageio import read_image
+        from loragui.engine.masks import read_mask
+        from loragui.engine.preprocessing import Preprocessing
 
         from .overlay import overlay
 
@@ -198,9 +201,8 @@ class ThumbnailWorker(Worker):
             if self.cancelled():
                 return
             try:
-                image = data.read_image(pair.image, data.Preprocessing(),
-                                        exif=pair.exif)
-                mask, _ = data.read_mask(pair.mask)
+                image = read_image(pair.image, Preprocessing(), exif=pair.exif)
+                mask, _ = read_mask(pair.mask)
                 rgb = overlay(image, mask, fill_mask=0.4)
                 qimage = numpy_to_qimage(rgb).scaled(
                     self.size, self.size, aspectMode=_KEEP_ASPECT, mode=_SMOOTH)
@@ -252,7 +254,7 @@ class StartupWorker(Worker):
             self.plotsReady.emit()
             if self.cancelled():
                 return
-            from loragui.engine import data, devices, resources  # noqa: F401
+            from loragui.engine import devices, pairing, resources  # noqa: F401
 
             self.bundledReady.emit(resources.bundled_base_path(), resources.bundled_sample_dirs())
             # Import the rest now (predicting, resuming), not when first needed. Training
@@ -277,19 +279,6 @@ def add_overlays(event):
     from .overlay import with_overlays
 
     return with_overlays(event)
-
-
-def check_has_images(folder: Path) -> None:
-    """Raise DataError unless ``folder`` is a folder holding at least one image file."""
-    from loragui.engine import data
-    from loragui.engine.errors import DataError
-
-    if not folder.is_dir():
-        raise DataError(f"The folder {folder} does not exist.")
-    if not any(p.suffix.lower() in data.IMAGE_SUFFIXES and not p.name.startswith(".")
-               for p in folder.iterdir()):
-        raise DataError(f"{folder} holds no images (PNG, JPEG, TIFF, BMP or GIF files "
-                        "directly inside it).")
 
 
 def numpy_to_qimage(rgb) -> QImage:

@@ -128,7 +128,7 @@ def tiny_base(tmp_path_factory) -> Path:
     import torch
 
     from loragui.engine.basemodel import save_model
-    from loragui.engine.data import Preprocessing
+    from loragui.engine.preprocessing import Preprocessing
     from loragui.engine.unet import UNet, UNetConfig
 
     torch.manual_seed(0)

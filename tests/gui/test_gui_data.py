@@ -21,7 +21,8 @@ def test_drop_two_folders_fills_report(qtbot, window, dataset, dialogs):
     assert "6" in view.summary.text()
     qtbot.waitUntil(lambda: view.thumbs.count() == 6
                     and not view.thumbs.item(5).icon().isNull(), timeout=10000)
-    assert window.train_button.isEnabled(), window.reason.text()
+    # Train also waits for the start-up thread, which may finish after a fast scan.
+    qtbot.waitUntil(window.train_button.isEnabled, timeout=10000)
     assert "Ready" in window.reason.text()
     assert window.windowTitle().startswith("blobs")  # images/ is generic: its parent names it
     assert "--images" in window.settings.command.text() and str(images) in window.settings.command.text()
@@ -80,7 +81,7 @@ def test_bad_folders_show_a_message_and_the_app_stays_usable(qtbot, window, data
     images, masks = dataset  # still usable
     window.load_folders(images, masks)
     qtbot.waitUntil(lambda: window.data.pair_count == 6, timeout=10000)
-    assert window.train_button.isEnabled()
+    qtbot.waitUntil(window.train_button.isEnabled, timeout=10000)
     wait_idle(qtbot, window)
 
 

@@ -54,7 +54,7 @@ def test_window_shows_before_torch_is_imported():
 def test_engine_never_imports_qt():
     proc = run_python("import sys\n"
                       "import loragui.engine.config, loragui.engine.events, loragui.engine.errors\n"
-                      "import loragui.engine.data, loragui.engine.train, loragui.engine.exports\n"
+                      "import loragui.engine.pairing, loragui.engine.sampler, loragui.engine.train, loragui.engine.exports\n"
                       "import loragui.engine.predict, loragui.engine.devices\n"
                       "print([m for m in sys.modules if m.startswith(('PySide6', 'PyQt', "
                       "'pyqtgraph', 'shiboken'))])")

@@ -1,0 +1,106 @@
+"""Reading masks: which pixels are foreground, and what a scan reports about them.
+
+Non-zero is foreground, for grey, palette (by colour), RGB and RGBA masks
+alike, so label images (0 = background, 1..n = objects) work too. Lossy files
+(JPEG) are thresholded at half their maximum, because compression leaves
+faint non-zero noise everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .imageio import decode_pixels, is_animated, open_image, orient, orientation
+
+# Lossy formats: a mask saved this way has faint non-zero noise everywhere.
+LOSSY_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: the multi-picture JPEG of cameras
+
+
+@dataclass
+class MaskInfo:
+    """A decoded mask plus what a scan reports about it."""
+
+    mask: np.ndarray  # (H, W) bool foreground
+    n_values: int  # distinct values (or colours) found
+    lossy: bool  # JPEG: thresholded at half the maximum instead of "non-zero"
+    animated: bool
+    orientation: int
+
+
+def _distinct(values: np.ndarray) -> int:
+    """Number of distinct values, or colours when values is (H, W, C).
+
+    Most masks hold one or two values; that case is settled with a few cheap
+    passes before any full count, which keeps folder scans fast.
+    """
+    flat = values.reshape(-1, values.shape[2]) if values.ndim == 3 else values.ravel()
+    first = flat[0]
+    differs = flat != first
+    if differs.ndim == 2:
+        differs = differs.any(axis=1)
+    if not differs.any():
+        return 1
+    second = flat[int(np.argmax(differs))]
+    others = differs & (flat != second) if flat.ndim == 1 else \
+        differs & (flat != second).any(axis=1)
+    if not others.any():
+        return 2
+    if values.ndim == 3:
+        if values.shape[2] == 1:
+            values = values[..., 0]
+        elif values.dtype == np.uint8:  # pack RGB into one integer per pixel
+            packed = np.zeros(values.shape[:2], np.uint32)
+            for c in range(values.shape[2]):
+                packed = (packed << 8) | values[..., c]
+            values = packed
+        else:
+            return len(np.unique(values.reshape(-1, values.shape[2]), axis=0))
+    if values.dtype in (np.uint8, np.bool_):
+        return int(np.count_nonzero(np.bincount(values.view(np.uint8).ravel(), minlength=2)))
+    return len(np.unique(values))
+
+
+def _foreground(values: np.ndarray, lossy: bool) -> np.ndarray:
+    """Non-zero (any channel) is foreground; for lossy files, above half the maximum."""
+    if lossy:
+        top = values.max(initial=0)
+        fg = values > (top / 2) if top > 0 else np.zeros(values.shape, bool)
+    else:
+        fg = values != 0
+    return fg.any(axis=2) if fg.ndim == 3 else fg
+
+
+def _decode_mask(im: Image.Image) -> MaskInfo:
+    arr = decode_pixels(im)
+    value = orientation(im)
+    arr = orient(arr, value)
+    lossy = im.format in LOSSY_FORMATS
+    colour, alpha = arr, None
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        colour, alpha = arr[..., :-1], arr[..., -1]
+    # Alpha is ignored unless it is the only information: strokes painted on a
+    # transparent layer have one colour everywhere and differ only in alpha.
+    if alpha is not None and colour.min() == colour.max() and alpha.min() != alpha.max():
+        colour = alpha
+    return MaskInfo(_foreground(colour, lossy), _distinct(colour), lossy, is_animated(im), value)
+
+
+def inspect_mask(path: str | Path) -> MaskInfo:
+    """Decode a mask and describe it (used by the folder scan)."""
+    with open_image(path) as im:
+        return _decode_mask(im)
+
+
+def read_mask(path: str | Path) -> tuple[np.ndarray, int]:
+    """(H, W) bool foreground and the number of distinct values found.
+
+    Non-zero is foreground, for grey, palette (by colour), RGB and RGBA masks
+    alike; label images (0 = background, 1..n = objects) therefore work too.
+    """
+    info = inspect_mask(path)
+    return info.mask, info.n_values
+

@@ -1,0 +1,376 @@
+"""Pairing: match images to masks by name and check every pair cheaply.
+
+Images are read to their headers only; masks are decoded because they are
+small. Every problem goes into a :class:`PairingReport` instead of stopping at
+the first one: a user with 300 images wants to hear about all 7 bad files at
+once. Which files count as images is :mod:`loragui.engine.folders`' rule.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+from .folders import (
+    ImageFile,
+    check_folder,
+    find_image_mask_dirs,
+    list_folder,
+    name_key,
+    natural_key,
+    no_images_error,
+)
+from .imageio import ImageHeader, UnreadableFileError, probe_image
+from .masks import inspect_mask
+from .parallel import ordered_map
+
+Progress = Callable[[int, int], None]
+
+# Endings that mark a mask ("cell1_mask.png" pairs with "cell1.png"), compared
+# case-insensitively, and endings that mark an image ("cell1_img.png").
+MASK_ENDINGS = tuple(sep + word for word in ("mask", "masks", "label", "labels", "seg", "gt")
+                     for sep in ("_", "-", " ", "."))
+IMAGE_ENDINGS = ("_img", "-img", "_image", "-image")
+
+# When one name exists with several extensions, the likely original wins:
+# TIFF (may hold 16-bit or float data), then the other lossless ones, JPEG last.
+_FORMAT_RANK = {".tif": 0, ".tiff": 0, ".png": 1, ".bmp": 2, ".gif": 3, ".jpg": 4, ".jpeg": 4}
+
+
+def _strip_ending(key: str, endings: Sequence[str]) -> str | None:
+    for ending in endings:
+        if key.endswith(ending) and len(key) > len(ending):
+            return key[: -len(ending)]
+    return None
+
+
+def plural(n: int, word: str) -> str:
+    """``1 pair``, ``2 pairs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+@dataclass
+class Pair:
+    """One image and its mask. ``shape`` and ``exif`` come from the scan."""
+
+    stem: str
+    image: Path
+    mask: Path
+    shape: tuple[int, int] | None = None  # (height, width) as used, when known
+    exif: bool = True  # apply the image's EXIF orientation (False: its mask fits it unrotated)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stem": self.stem, "image": str(self.image), "mask": str(self.mask),
+                "shape": list(self.shape) if self.shape else None, "exif": self.exif}
+
+
+# (attribute, title, what to do). Problems that lose data first, then warnings.
+_GROUPS = [
+    ("unreadable", "Unreadable files",
+     "They are not used; re-save them (PNG or TIFF) or remove them."),
+    ("size_mismatch", "Image and mask sizes differ",
+     "These pairs are not used; a mask must have exactly its image's width and height."),
+    ("images_without_masks", "Images without masks",
+     "Not used; give each a mask with the same name (NAME.png or NAME_mask.png) in the masks "
+     "folder, or move them away."),
+    ("masks_without_images", "Masks without images",
+     "Not used; check that their names match an image (case does not matter)."),
+    ("duplicate_stems", "Same name with several extensions",
+     "Only one file per name is used (shown); remove the other to silence this."),
+    ("not_binary", "Masks with more than two values",
+     "Used with every non-zero value as foreground; save black (0) and white (255) masks if "
+     "that is not what you meant."),
+    ("empty_masks", "Masks without any foreground",
+     "Used as background-only examples; check they are not blank by mistake."),
+    ("full_masks", "Masks that are all foreground",
+     "Used, but check they are not inverted (foreground must be non-zero, background 0)."),
+    ("ignored_files", "Ignored files and folders",
+     "Only PNG, JPEG, TIFF, BMP and GIF files directly inside the folders are read."),
+    ("notes", "Notes", ""),
+]
+
+
+@dataclass
+class PairingReport:
+    """Everything a scan found. Names are file names; ``unreadable`` and
+    ``ignored_files`` say which folder (``images/x.png``) since both can hold
+    the same name; ``size_mismatch`` and ``duplicate_stems`` hold stems."""
+
+    images_dir: Path
+    masks_dir: Path
+    pairs: list[Pair] = field(default_factory=list)
+    images_without_masks: list[str] = field(default_factory=list)
+    masks_without_images: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    size_mismatch: list[str] = field(default_factory=list)
+    not_binary: list[str] = field(default_factory=list)
+    empty_masks: list[str] = field(default_factory=list)
+    full_masks: list[str] = field(default_factory=list)
+    duplicate_stems: list[str] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # {"size_mismatch": {stem: "image 64×48, mask 32×32"}, "duplicate_stems": {...}}
+    details: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.pairs)
+
+    def _entries(self, attr: str) -> list[str]:
+        """A group's entries as a person should read them (with reasons/details)."""
+        if attr == "unreadable":
+            return [f"{name}: {reason}" for name, reason in self.unreadable]
+        detail = self.details.get(attr, {})
+        return [f"{name} ({detail[name]})" if name in detail else name
+                for name in getattr(self, attr)]
+
+    def problem_groups(self) -> list[tuple[str, list[str]]]:
+        """(title with count, entries) for every non-empty group, for a GUI list."""
+        groups = []
+        for attr, title, _ in _GROUPS:
+            entries = self._entries(attr)
+            if entries:
+                groups.append((f"{title} ({len(entries)})", entries))
+        return groups
+
+    def summary(self, max_names: int = 5) -> str:
+        """First line: the pair count. Then one line per problem kind: count,
+        the first few names, and what to do."""
+        if self.images_dir == self.masks_dir:
+            where = f"{self.images_dir} (images and masks together)"
+        else:
+            where = f"{self.images_dir} and {self.masks_dir}"
+        n = len(self.pairs)
+        lines = [f"{plural(n, 'pair') if n else 'No pairs'} found in {where}."]
+        for attr, title, advice in _GROUPS:
+            entries = self._entries(attr)
+            if not entries:
+                continue
+            sep = ", " if attr not in ("unreadable", "notes") and not self.details.get(attr) \
+                else "; "
+            shown = sep.join(entry.rstrip(".") for entry in entries[:max_names])
+            if len(entries) > max_names:
+                shown += f" … and {len(entries) - max_names} more"
+            lines.append(f"{title} ({len(entries)}): {shown}." + (f" {advice}" if advice else ""))
+        if not n:
+            lines.append("To pair, an image and its mask need the same name (case does not matter; "
+                         "cell1.png pairs with cell1.png, cell1_mask.png or cell1_label.tif) and "
+                         "the same width and height.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the command line's --json output and the run record)."""
+        out: dict[str, Any] = {"images_dir": str(self.images_dir),
+                               "masks_dir": str(self.masks_dir), "ok": self.ok,
+                               "pairs": [p.to_dict() for p in self.pairs]}
+        for attr, _, _ in _GROUPS:
+            value = getattr(self, attr)
+            out[attr] = [list(v) for v in value] if attr == "unreadable" else list(value)
+        out["details"] = {k: dict(v) for k, v in self.details.items()}
+        return out
+
+
+@dataclass
+class _Checked:
+    """What checking one candidate pair found (computed on a worker thread)."""
+
+    header: ImageHeader | None = None
+    mask_shape: tuple[int, int] = (0, 0)  # (height, width)
+    mask_values: int = 0
+    mask_empty: bool = False
+    mask_full: bool = False
+    mask_lossy: bool = False
+    mask_animated: bool = False
+    image_problem: str | None = None
+    mask_problem: str | None = None
+
+
+def _check_pair(image: ImageFile, mask: ImageFile) -> _Checked:
+    out = _Checked(image_problem=image.problem, mask_problem=mask.problem)
+    if out.image_problem is None:
+        try:
+            out.header = probe_image(image.path)
+        except UnreadableFileError as exc:
+            out.image_problem = exc.reason
+    if out.mask_problem is None:
+        try:
+            info = inspect_mask(mask.path)
+        except UnreadableFileError as exc:
+            out.mask_problem = exc.reason
+        else:
+            out.mask_shape = info.mask.shape  # type: ignore[assignment]
+            out.mask_values = info.n_values
+            out.mask_empty = not info.mask.any()
+            out.mask_full = bool(info.mask.all())
+            out.mask_lossy = info.lossy
+            out.mask_animated = info.animated
+    return out
+
+
+def _pick(files: list[tuple[int, ImageFile]]) -> tuple[ImageFile, list[ImageFile]]:
+    """The file to use among same-named ones, and the others."""
+    ranked = sorted(files, key=lambda rf: (rf[1].problem is not None, rf[0],
+                                           _FORMAT_RANK.get(rf[1].path.suffix.lower(), 9),
+                                           rf[1].name))
+    return ranked[0][1], [f for _, f in ranked[1:]]
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a == b or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Progress | None = None,
+                 stop: threading.Event | None = None) -> PairingReport:
+    """Match images to masks by name and check every pair; see :class:`PairingReport`.
+
+    Raises :class:`DataError` for a missing/unreadable folder, a folder without
+    images, or one folder given for both with nothing telling images from masks.
+    Having no *pairs* is not an error: ``report.ok`` is False and the report says why.
+    """
+    images_dir = check_folder(images_dir, "images")
+    masks_dir = check_folder(masks_dir, "masks")
+    notes: list[str] = []
+    together = _same_folder(images_dir, masks_dir)
+    if together:
+        split = find_image_mask_dirs(images_dir)
+        if split is not None:
+            notes.append(f"{images_dir} was given as both folders; its {split[0].name}/ and "
+                         f"{split[1].name}/ subfolders were used.")
+            images_dir, masks_dir = split
+            together = False
+    image_files, ignored = list_folder(images_dir, "images")
+    if together:
+        mask_files = [f for f in image_files if _strip_ending(name_key(f.stem), MASK_ENDINGS)]
+        image_files = [f for f in image_files if f not in mask_files]
+        masks_dir = images_dir
+        if not mask_files or not image_files:
+            raise DataError(
+                f"The same folder ({images_dir}) was given for images and masks, and nothing "
+                "tells them apart. Put the masks in their own folder, or name each mask like its "
+                "image plus _mask (cell1.png and cell1_mask.png).")
+    else:
+        mask_files, ignored_masks = list_folder(masks_dir, "masks")
+        ignored += ignored_masks
+    if not image_files:
+        raise no_images_error(images_dir, "images", ignored)
+    if not mask_files:
+        raise no_images_error(masks_dir, "masks", ignored)
+
+    report = PairingReport(images_dir, masks_dir, ignored_files=ignored, notes=notes)
+    report.details = {"size_mismatch": {}, "duplicate_stems": {}}
+
+    # Group images by name; a stem like "cell1_img" can also be found as "cell1".
+    images_by_key: dict[str, list[tuple[int, ImageFile]]] = {}
+    for f in image_files:
+        images_by_key.setdefault(name_key(f.stem), []).append((0, f))
+    alias = {}
+    for key in images_by_key:
+        bare = _strip_ending(key, IMAGE_ENDINGS)
+        if bare and bare not in images_by_key:
+            alias.setdefault(bare, key)
+    # Each mask goes to the image with its exact name, else the name without "_mask".
+    masks_by_key: dict[str, list[tuple[int, ImageFile]]] = {}
+    for f in mask_files:
+        key = name_key(f.stem)
+        for rank, k in enumerate((key, _strip_ending(key, MASK_ENDINGS))):
+            target = k if k in images_by_key else alias.get(k or "")
+            if target:
+                masks_by_key.setdefault(target, []).append((rank, f))
+                break
+        else:
+            if f.problem:
+                report.unreadable.append((f"{masks_dir.name}/{f.name}", f.problem))
+            else:
+                report.masks_without_images.append(f.name)
+
+    candidates: list[tuple[ImageFile, ImageFile]] = []
+    for key in sorted(images_by_key, key=natural_key):
+        image, other_images = _pick(images_by_key[key])
+        mask, other_masks = _pick(masks_by_key[key]) if key in masks_by_key else (None, [])
+        if other_images or other_masks:
+            report.duplicate_stems.append(image.stem)
+            report.details["duplicate_stems"][image.stem] = "; ".join(
+                [f"used {f.name}, ignored " + ", ".join(o.name for o in others)
+                 for f, others in ((image, other_images), (mask, other_masks)) if others])
+        if mask is not None:
+            candidates.append((image, mask))
+        elif image.problem:
+            report.unreadable.append((f"{images_dir.name}/{image.name}", image.problem))
+        else:
+            report.images_without_masks.append(image.name)
+
+    for image, mask, result in _check_all(candidates, progress, stop):
+        _merge(report, image, mask, result)
+    report.images_without_masks.sort(key=natural_key)
+    report.masks_without_images.sort(key=natural_key)
+    report.unreadable.sort(key=lambda item: natural_key(item[0]))
+    report.details = {k: v for k, v in report.details.items() if v}
+    return report
+
+
+def _check_all(candidates: list[tuple[ImageFile, ImageFile]], progress: Progress | None,
+               stop: threading.Event | None) -> Iterator[tuple[ImageFile, ImageFile, _Checked]]:
+    """Check every candidate pair (image header, mask pixels), in order."""
+    total = len(candidates)
+    if progress is not None:
+        progress(0, total)
+    step = max(1, total // 100)  # at most ~100 progress calls: a GUI must not be flooded
+    results = ordered_map(lambda c: _check_pair(*c), candidates, stop=stop,
+                           stopped="Scan stopped")
+    for done, ((image, mask), result) in enumerate(zip(candidates, results, strict=True), 1):
+        yield image, mask, result
+        if progress is not None and (done % step == 0 or done == total):
+            progress(done, total)
+
+
+def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Checked) -> None:
+    """Fold one checked candidate into the report (on the calling thread, in order)."""
+    if result.image_problem:
+        report.unreadable.append((f"{report.images_dir.name}/{image.name}", result.image_problem))
+    if result.mask_problem:
+        report.unreadable.append((f"{report.masks_dir.name}/{mask.name}", result.mask_problem))
+    if result.header is None or result.mask_problem:
+        return
+    header = result.header
+    mask_size = (result.mask_shape[1], result.mask_shape[0])  # (width, height)
+    use_exif = True
+    if header.shown_size != mask_size:
+        if header.orientation != 1 and header.size == mask_size:
+            use_exif = False
+            report.notes.append(f"{image.name}: its EXIF tag says to rotate it, but its mask "
+                                "matches the image as stored, so it is used unrotated.")
+        else:
+            report.size_mismatch.append(image.stem)
+            (w, h), (mw, mh) = header.shown_size, mask_size
+            report.details["size_mismatch"][image.stem] = f"image {w}×{h}, mask {mw}×{mh}"
+            return
+    elif header.orientation != 1:
+        report.notes.append(f"{image.name}: EXIF rotation applied (the camera stored it sideways "
+                            "or mirrored).")
+    if header.animated:
+        report.notes.append(f"{image.name}: has several frames (animated or multi-page); the "
+                            "first is used.")
+    if result.mask_animated:
+        report.notes.append(f"{mask.name}: has several frames; the first is used as the mask.")
+    if result.mask_lossy:
+        report.notes.append(f"{mask.name}: a JPEG mask, so its compression noise was ignored by "
+                            "counting only pixels above half its maximum as foreground (save "
+                            "masks as PNG).")
+    elif result.mask_values > 2:
+        report.not_binary.append(mask.name)
+    if result.mask_empty:
+        report.empty_masks.append(mask.name)
+    elif result.mask_full:
+        report.full_masks.append(mask.name)
+    width, height = header.shown_size if use_exif else header.size
+    report.pairs.append(Pair(image.stem, image.path, mask.path, (height, width), use_exif))
+
+
