@@ -1,4 +1,4 @@
-"""LoRA layers: identity at init, only LoRA trains, exact merge/unmerge, both forward forms."""
+"""LoRA layers: identity at init, only LoRA trains, exact merge/unmerge, the three forward forms."""
 
 from __future__ import annotations
 
