@@ -32,7 +32,7 @@ import pytest
 import torch
 
 from loragui import cli
-from loragui.engine import adapters, atomic
+from loragui.engine import adapters
 from loragui.engine import dataset as dataset_module
 from loragui.engine import train as train_module
 from loragui.engine.adapters import load_adapter, write_adapter
@@ -61,26 +61,13 @@ from loragui.engine.formats import PEFT_PREFIX
 from loragui.engine.train import find_resumable, lr_factor, run_training
 from loragui.engine.unet import UNet
 from tests.messy import make_tiny_dataset
-from tests.tiny import make_tiny_base
+from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------
 # Helpers
-
-
-def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
-    """4 epochs x 5 steps of a width-4 UNet on 8 32x32 images: about a second."""
-    images, masks = make_tiny_dataset(tmp_path / "data", n=8, size=32)
-    base = tmp_path / "base.safetensors"
-    if not base.exists():
-        make_tiny_base(base, width=4)
-    values = dict(images=str(images), masks=str(masks), out=str(tmp_path / "run"), base=str(base),
-                  rank=4, alpha=8, epochs=4, steps_per_epoch=5, batch_size=4, crop_size=32,
-                  val_fraction=0.25, device="cpu", lr=1e-2, previews=0)
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def run(config: TrainConfig, stop=None, on_event=None) -> list:
@@ -220,11 +207,11 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     path = atomic_write_text(tmp_path / "a.txt", "x")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~atomic._UMASK
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     with atomic_folder(tmp_path / "adapter") as tmp:
         (tmp / "w.bin").write_bytes(b"w")
-    assert stat.S_IMODE((tmp_path / "adapter").stat().st_mode) == 0o777 & ~atomic._UMASK
-    assert stat.S_IMODE((tmp_path / "adapter" / "w.bin").stat().st_mode) == 0o666 & ~atomic._UMASK
+    assert stat.S_IMODE((tmp_path / "adapter").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "adapter" / "w.bin").stat().st_mode) == 0o666 & ~umask
 
 
 def _make_folder(path: Path, text: str) -> None:

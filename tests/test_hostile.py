@@ -498,37 +498,44 @@ def test_corpus_is_large_and_varied(corpus):
 
 
 def test_every_case_refused_by_the_api(ctx, corpus, monkeypatch):
-    """ModelFileError with the expected phrase, within a second; files whose header
-    alone is bad are refused before any tensor is read; memory stays small."""
+    """ModelFileError with the expected phrase and no hang; files whose header alone is
+    bad are refused before any tensor is read; memory stays small. Every case is tried
+    and every failing one is reported (one failure does not hide the others); the
+    slowest cases are printed, not asserted (the suite asserts no wall-clock times)."""
     loads = []
     real_load = safetensors_file._st_load
     monkeypatch.setattr(safetensors_file, "_st_load", lambda data: loads.append(len(data)) or real_load(data))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     previous = signal.signal(signal.SIGALRM, _alarm)
-    messages = {}
+    messages, problems, seconds = {}, [], {}
     try:
         for case in corpus:
             loads.clear()
-            signal.alarm(10)  # a hang fails the test instead of stalling it
+            signal.alarm(10)  # a hang fails the case instead of stalling the test
             t0 = time.perf_counter()
             try:
                 message = _message(ctx, case)
             except _Hang:
-                pytest.fail(f"{case.name}: hung")
+                problems.append((case.name, "hung"))
+                continue
             finally:
                 signal.alarm(0)
-            elapsed = time.perf_counter() - t0
-            assert case.expect in message, (case.name, message)
-            assert elapsed < 1.0, (case.name, elapsed)
-            assert "\n" not in message, (case.name, message)
-            if case.header_only:
-                # only the valid companion file (the good adapter or base) may be read
-                assert all(size < 10**6 for size in loads), (case.name, loads)
-                if case.use == "adapter":
-                    assert len(loads) <= 1, (case.name, loads)  # the base model only
+            seconds[case.name] = time.perf_counter() - t0
+            if case.expect not in message:
+                problems.append((case.name, f"expected {case.expect!r} in {message!r}"))
+            if "\n" in message:
+                problems.append((case.name, f"a message of several lines: {message!r}"))
+            # only the valid companion file (the good adapter or base) may be read
+            if case.header_only and not all(size < 10**6 for size in loads):
+                problems.append((case.name, f"tensors read from a bad header: {loads}"))
+            if case.header_only and case.use == "adapter" and len(loads) > 1:
+                problems.append((case.name, f"more than the base model read: {loads}"))
             messages[case.name] = message.replace(str(ctx.root), "")
     finally:
         signal.signal(signal.SIGALRM, previous)
+    slowest = sorted(seconds.items(), key=lambda item: -item[1])[:3]
+    print("slowest cases:", ", ".join(f"{name} {t:.3f} s" for name, t in slowest))
+    assert not problems, "\n".join(f"{name}: {why}" for name, why in problems)
     growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     assert growth_kib < 200 * 1024, growth_kib
     assert not (ctx.root / "PWNED").exists(), "a pickle was executed"
@@ -537,13 +544,19 @@ def test_every_case_refused_by_the_api(ctx, corpus, monkeypatch):
 
 
 def test_every_case_refused_by_the_command_line(ctx, corpus, capsys):
+    problems = []
     for case in corpus:
         code = main(cli_args(ctx, case))
         out, err = capsys.readouterr()
-        assert code == 2, (case.name, code, out, err)
-        assert err.startswith("loragui: error: ") and err.count("\n") == 1, (case.name, err)
-        assert case.expect in err, (case.name, err)
-        assert "Traceback" not in err + out
+        if code != 2:
+            problems.append((case.name, f"exit status {code}: {out}{err}"))
+        if not (err.startswith("loragui: error: ") and err.count("\n") == 1):
+            problems.append((case.name, f"not one error line: {err!r}"))
+        if case.expect not in err:
+            problems.append((case.name, f"expected {case.expect!r} in {err!r}"))
+        if "Traceback" in err + out:
+            problems.append((case.name, "a traceback"))
+    assert not problems, "\n".join(f"{name}: {why}" for name, why in problems)
     assert not (ctx.root / "PWNED").exists()
 
 
@@ -621,12 +634,10 @@ def _load_and_apply(fuzz, path: Path) -> None:
     """The documented outcomes only: it loads, or ModelFileError (anything else fails)."""
     model = UNet(fuzz["arch"])
     model.load_state_dict(fuzz["state"])
-    t0 = time.perf_counter()
     try:
         apply_adapter(model, load_adapter(path), fuzz["info"])
     except ModelFileError as exc:
         assert str(exc) and "\n" not in str(exc)
-    assert time.perf_counter() - t0 < 1.0
 
 
 FUZZ = dict(deadline=None, derandomize=True,

@@ -11,7 +11,6 @@ import torch
 
 from loragui.engine.adapters import load_adapter
 from loragui.engine.basemodel import load_model
-from loragui.engine.config import TrainConfig
 from loragui.engine.events import (
     EpochEvent,
     LogEvent,
@@ -21,18 +20,7 @@ from loragui.engine.events import (
     StepEvent,
 )
 from loragui.engine.train import lr_factor, run_training
-from tests.messy import make_tiny_dataset
-from tests.tiny import make_tiny_base
-
-
-def tiny_config(tmp_path, **overrides) -> TrainConfig:
-    images, masks = make_tiny_dataset(tmp_path / "data", n=8, size=32)
-    base = make_tiny_base(tmp_path / "base.safetensors", width=8)
-    values = dict(images=str(images), masks=str(masks), out=str(tmp_path / "run"), base=str(base),
-                  rank=4, alpha=8, epochs=4, steps_per_epoch=5, batch_size=4, crop_size=32,
-                  val_fraction=0.25, device="cpu", lr=1e-2, previews=2)
-    values.update(overrides)
-    return TrainConfig(**values)
+from tests.tiny import tiny_config
 
 
 def collect(config, stop=None):
@@ -51,37 +39,67 @@ def test_lr_schedule_warmup_then_cosine():
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
-def test_events_files_and_base_unchanged(tmp_path):
-    config = tiny_config(tmp_path)
-    events = collect(config)
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory):
+    """One tiny training (4 epochs x 5 steps, 2 previews), shared by the tests of what it
+    reports and writes."""
+    root = tmp_path_factory.mktemp("one_run")
+    config = tiny_config(root, previews=2)
+    base_before = (root / "base.safetensors").read_bytes()
+    return config, collect(config), root / "run", base_before
+
+
+def test_a_run_reports_its_size_first(one_run):
+    _, events, _, _ = one_run
     assert isinstance(events[0], (RunStarted, LogEvent))
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.total_steps == 20 and started.n_val == 2 and started.n_train == 6
+
+
+def test_a_run_reports_every_step_and_epoch(one_run):
+    _, events, _, _ = one_run
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert [s.step for s in steps] == list(range(1, 21))
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     assert [e.epoch for e in epochs] == [0, 1, 2, 3, 4]
-    assert epochs[-1].previews and epochs[-1].previews[0].image.dtype.name == "uint8"
-    assert epochs[-1].previews[0].prediction.shape == epochs[-1].previews[0].mask.shape
-    finished = events[-1]
-    assert isinstance(finished, RunFinished) and not finished.stopped
-    run = tmp_path / "run"
+
+
+def test_a_run_shows_validation_previews(one_run):
+    _, events, _, _ = one_run
+    last_epoch = [e for e in events if isinstance(e, EpochEvent)][-1]
+    assert len(last_epoch.previews) == 2
+    preview = last_epoch.previews[0]
+    assert preview.image.dtype.name == "uint8"
+    assert preview.prediction.shape == preview.mask.shape
+
+
+def test_a_run_ends_finished_not_stopped(one_run):
+    _, events, _, _ = one_run
+    assert isinstance(events[-1], RunFinished) and not events[-1].stopped
+
+
+def test_a_run_writes_its_metrics_and_record(one_run):
+    _, events, run, _ = one_run
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     info = json.loads((run / "run.json").read_text())
-    assert info["steps"] == 20 and info["best_epoch"] == finished.best_epoch
+    assert info["steps"] == 20 and info["best_epoch"] == events[-1].best_epoch
+
+
+def test_a_run_writes_an_adapter_for_its_base(one_run):
+    _, _, run, _ = one_run
     adapter = load_adapter(run / "adapter")
     assert adapter.config["r"] == 4 and adapter.config["loragui"]["base_sha256"]
-    # training never touches the base model file
-    model, _ = load_model(config.base)
-    fresh, _ = load_model(config.base)
-    for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+
+
+def test_training_never_touches_the_base_model_file(one_run):
+    config, _, _, base_before = one_run
+    assert open(config.base, "rb").read() == base_before
 
 
 def test_tiny_dataset_overfits_to_high_dice(tmp_path):
-    config = tiny_config(tmp_path, epochs=12, steps_per_epoch=10, lr=1e-2, val_fraction=0.0,
-                         rank=8, alpha=16)
+    config = tiny_config(tmp_path, base_width=8, epochs=12, steps_per_epoch=10, lr=1e-2,
+                         val_fraction=0.0, rank=8, alpha=16)
     events = collect(config)
     finished = events[-1]
     from loragui.engine.predict import evaluate_folders
@@ -138,11 +156,14 @@ def test_full_training_writes_base_model(tmp_path):
     assert info.architecture.width == 4 and info.preprocessing["method"]
 
 
-def test_bad_inputs_fail_cleanly(tmp_path):
+def test_a_missing_device_fails_cleanly(tmp_path):
     config = tiny_config(tmp_path, device="cuda:7" if not torch.cuda.is_available() else "cuda:99")
     events = list(run_training(config))
     assert isinstance(events[-1], RunFailed) and "cuda" in events[-1].message.lower()
     assert not events[-1].details  # a user error, not a crash
+
+
+def test_an_empty_image_folder_fails_cleanly(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     config = tiny_config(tmp_path, images=str(empty))
@@ -150,7 +171,7 @@ def test_bad_inputs_fail_cleanly(tmp_path):
     assert isinstance(events[-1], RunFailed) and "empty" in events[-1].message
 
 
-def test_weights_trained_whole_learn_at_their_own_rate(tmp_path):
+def test_weights_trained_whole_keep_the_base_values_at_scale_zero(tmp_path):
     """--whole-lr-scale sets the learning rate of biases and --train-modules relative to
     --lr: at 0 they keep the base model's values while the LoRA factors learn."""
     config = tiny_config(tmp_path, epochs=1, whole_lr_scale=0.0, val_fraction=0.0)
@@ -164,7 +185,10 @@ def test_weights_trained_whole_learn_at_their_own_rate(tmp_path):
         assert torch.equal(value, base_weights[name.replace(".base_layer", "")]), name
     assert any(v.abs().sum() > 0 for k, v in tensors.items() if ".lora_B" in k)
 
-    config = tiny_config(tmp_path / "again", epochs=1, whole_lr_scale=0.5, val_fraction=0.0)
+
+def test_weights_trained_whole_learn_at_a_nonzero_scale(tmp_path):
+    config = tiny_config(tmp_path, epochs=1, whole_lr_scale=0.5, val_fraction=0.0)
     collect(config)
-    tensors = load_adapter(tmp_path / "again" / "run" / "adapter").tensors
-    assert not torch.equal(tensors["head.weight"], base_weights["head.weight"])
+    base, _ = load_model(config.base)
+    tensors = load_adapter(tmp_path / "run" / "adapter").tensors
+    assert not torch.equal(tensors["head.weight"], base.state_dict()["head.weight"])

@@ -84,19 +84,19 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def supports_bf16(device: torch.device) -> bool:
-    """bf16 autocast only where it pays: CUDA with native bf16 (never CPU: 10x slower here)."""
+    """bf16 autocast only where it pays: CUDA with native bf16 (on the CPU it runs slower
+    than float32)."""
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def default_forward_mode(device: torch.device) -> str:
-    """The LoRA forward form to train with: all three compute the same function.
+    """The LoRA forward form to train with; all three compute the same function.
 
-    Measured (``benchmarks/speed.py``, UNet width 64 depth 2, rank 4): on an H200 one
-    convolution with the merged weight W + s·B·A per layer trains 3.5-3.9x faster
-    than PEFT's two-branch form (the thin branch convolutions cost more than they
-    save on a GPU). On a 2-core CPU (128², batch 8, float32) the merged form is the
-    slowest (1.8 images/s: its backward pass computes the frozen weight's full
-    gradient), the two-branch form 2.7 and the fused form 3.3 (merged weight forward,
-    a backward that never forms the frozen weight's gradient).
+    On a GPU the merged form: one convolution per layer with the merged weight
+    W + s·B·A, because the thin branch convolutions cost a GPU more than they save.
+    On the CPU the fused form: the merged weight's forward and a backward pass that
+    never forms the frozen weight's gradient (the merged form computes it, a full
+    convolution's work on a device with little to spare). The README's "Devices and
+    speed" has the figures (``benchmarks/speed.py``).
     """
     return "fused" if device.type == "cpu" else "merged"

@@ -1,4 +1,4 @@
-"""One-convolution LoRA training step for GPUs.
+"""A one-convolution LoRA layer whose backward pass skips the frozen weight's gradient.
 
 The ``"merged"`` forward form of :class:`~loragui.engine.lora.LoRALayer` runs a
 single convolution with ``W' = W + s·B·A``, but autograd then computes the full
@@ -10,8 +10,10 @@ computes the backward pass directly:
     dB = s · weight_grad_1x1(dy, A * x)       (thin: r channels)
     dA = weight_grad(x, s · Bᵀ dy)            (thin: r channels)
 
-so a step costs about two full convolutions instead of three. Plain ``Conv2d``
-with ``groups == 1`` and zero padding only; other layers use the merged form.
+so a step costs about two full convolutions instead of three. Training on the
+CPU uses it (:func:`~loragui.engine.devices.default_forward_mode`); it runs on
+any device. Plain ``Conv2d`` with ``groups == 1`` and zero padding only; other
+layers use the merged form.
 """
 
 from __future__ import annotations

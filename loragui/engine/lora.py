@@ -22,12 +22,15 @@ For ``Conv2d`` this is the layout Hugging Face PEFT uses (``lora_A.weight``
 layer's geometry and ``B`` a 1x1 convolution ``r -> out``; ΔW is again ``B·A``
 in the transposed-weight layout ``(in, out, k, k)``.
 
-Two forward forms compute the same function (see :func:`set_forward_mode`):
-``"branch"`` runs the thin A/B convolutions beside the frozen one (cheaper on
-CPUs: no gradient for the big frozen weight), ``"merged"`` builds ``W + ΔW``
-each step and runs one convolution (faster on GPUs, where thin convolutions are
-inefficient), ``"fused"`` is ``"merged"`` with a hand-written backward pass that
-skips the full weight gradient (see :mod:`.fused`).
+Three forward forms compute the same function (see :func:`set_forward_mode`):
+``"branch"`` runs the thin A/B convolutions beside the frozen one (autograd never
+forms the big frozen weight's gradient; the only form that applies dropout),
+``"merged"`` builds ``W + ΔW`` each step and runs one convolution (thin
+convolutions use a GPU poorly), ``"fused"`` is ``"merged"`` with a hand-written
+backward pass that skips the full weight gradient (see :mod:`.fused`). With
+dropout every form runs as ``"branch"``; where the fused backward does not apply
+``"fused"`` runs as ``"merged"``. :func:`~loragui.engine.devices.default_forward_mode`
+picks the form a training uses.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class LoRALayer(nn.Module):
         base: the pretrained layer; its parameters are frozen in place.
         rank: ``r``; rounded up to a multiple of the base layer's ``groups``.
         alpha: the update is scaled by ``alpha / r`` (``alpha / sqrt(r)`` with rslora).
-        dropout: dropout on the LoRA input (branch form only).
+        dropout: dropout on the LoRA input; with dropout every forward form runs as the
+            branch form (a merged weight has no separate LoRA input to drop).
 
     Raises:
         TypeError: for a base layer that is not ``Conv2d``/``ConvTranspose2d``.

@@ -1,4 +1,4 @@
-"""The UNet: the original sketch's topology, corrected and configurable.
+"""The UNet: an encoder, a bottleneck and a decoder joined by skip connections.
 
 Encoder levels of two 3x3 conv + ReLU, each followed by 2x2 max-pooling; a
 bottleneck block; decoder levels that up-sample with ``ConvTranspose2d`` and
@@ -22,8 +22,8 @@ from torch import nn
 class UNetConfig:
     in_channels: int = 3
     out_channels: int = 1
-    width: int = 32  # channels of the first level; 64 in the original sketch
-    depth: int = 3  # number of poolings; 2 in the original sketch
+    width: int = 32  # channels of the first level (each level doubles them)
+    depth: int = 3  # number of poolings: inputs map exactly at multiples of 2**depth
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
