@@ -6,13 +6,9 @@ write JSON lines. Stopping is cooperative: set the ``stop`` event and the loop
 finishes the current step, saves a checkpoint, keeps the best adapter so far
 and ends with ``RunFinished(stopped=True)``.
 
-One run folder holds everything:
-
-    OUT/adapter/          best adapter so far (PEFT layout)        [LoRA runs]
-    OUT/model.safetensors best model so far                         [--full runs]
-    OUT/checkpoint.pt     last epoch's state, to resume a killed run
-    OUT/metrics.csv       one row per epoch
-    OUT/run.json          settings, final and best metrics, timings
+One run folder holds everything (see :mod:`.runrecord`): the best adapter (or
+model) so far, the checkpoint to resume from (:mod:`.checkpoint`), ``metrics.csv``
+and ``run.json``.
 
 Faults (see :mod:`.faults`): a non-finite loss or gradient restores the last
 good weights and halves the learning rate (up to ``MAX_BACKOFFS`` times); a
@@ -30,9 +26,6 @@ changed, moved or deleted afterwards does not affect the running training.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import random
 import threading
@@ -47,7 +40,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .atomic import atomic_write, atomic_write_text, clean_folder
+from .atomic import clean_folder
+from .checkpoint import Checkpoint, find_resumable
 from .config import TrainConfig
 from .data import CropSampler, DecodedDataset, Preprocessing, pair_folders, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
@@ -84,11 +78,11 @@ from .files import (
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
 from .metrics import SegmentationScores, dice_bce_loss
 from .predict import predict_probability
+from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
 from .unet import UNet, UNetConfig, count_parameters
 
-CHECKPOINT = "checkpoint.pt"
-# What a run folder holds; temporaries of these that a killed run left are removed at start.
-RUN_FILES = (CHECKPOINT, "adapter", "model.safetensors", "metrics.csv", "run.json")
+__all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
+
 VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
 
 
@@ -174,48 +168,6 @@ def _run_guarded(trainer: Trainer, config: TrainConfig) -> Iterator[Event]:
                         output=trainer.best_output())
 
 
-def find_resumable(run_dir: str | Path) -> dict[str, Any] | None:
-    """What an interrupted run in ``run_dir`` can resume from, or None.
-
-    None when there is no checkpoint, it cannot be read, or the run already
-    reached its last step. Otherwise a dict with ``step`` (steps done),
-    ``total_steps``, ``epoch`` (epochs completed), ``epochs``,
-    ``steps_per_epoch``, ``best_epoch``, ``best_dice``, ``saved`` (ISO time),
-    ``mode`` ("lora" or "full") and ``config`` (the run's settings with
-    ``resume`` set: ``TrainConfig.from_dict(info["config"])`` continues it).
-    Cheap: the checkpoint is memory-mapped, not read whole.
-    """
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # an old-format (non-zip) file cannot be memory-mapped
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "loragui.checkpoint":
-        return None
-    config = dict(ckpt.get("config") or {})
-    step = int(ckpt.get("step", 0))
-    spe = ckpt.get("steps_per_epoch") or config.get("steps_per_epoch")
-    total = ckpt.get("total_steps") or config.get("steps") or (
-        spe * config["epochs"] if spe and config.get("epochs") else None)
-    if total is not None and step >= total:
-        return None
-    config["resume"] = True
-    config["out"] = str(Path(run_dir))
-    return {
-        "run_dir": str(Path(run_dir)), "step": step, "total_steps": total,
-        "epoch": step // spe if spe else None,
-        "epochs": ckpt.get("epochs") or (math.ceil(total / spe) if total and spe else None),
-        "steps_per_epoch": spe, "best_epoch": ckpt.get("best_epoch"),
-        "best_dice": ckpt.get("best_dice"), "saved": ckpt.get("saved"),
-        "mode": "full" if config.get("full") else "lora", "config": config,
-    }
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, stop: threading.Event) -> None:
         self.config = config
@@ -242,7 +194,7 @@ class Trainer:
     def best_output(self) -> str | None:
         if self.out is None or not self._best_written:
             return None
-        return str(self.out / ("model.safetensors" if self.config.full else "adapter"))
+        return str(output_path(self.out, self.config.full))
 
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
@@ -418,19 +370,15 @@ class Trainer:
     def _schedule_of_other_world(self) -> tuple[int, int] | None:
         """(steps per epoch, total steps) of a checkpoint made with another number of
         processes, so that a resumed run keeps its epochs; None otherwise."""
-        path = self.out / CHECKPOINT
-        if not path.is_file():
+        if not has_checkpoint(self.out) or self.config.steps_per_epoch or self.config.steps:
             return None
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:
+            ckpt = Checkpoint.load(self.out, mmap=True)
+        except LoraGuiError:
             return None  # _load_checkpoint says what is wrong with it
-        if not isinstance(ckpt, dict) or int(ckpt.get("world_size", 1)) == self.world_size:
+        if ckpt.world_size == self.world_size:
             return None
-        spe, total = ckpt.get("steps_per_epoch"), ckpt.get("total_steps")
-        if not spe or not total or self.config.steps_per_epoch or self.config.steps:
-            return None
-        return int(spe), int(total)
+        return ckpt.steps_per_epoch, ckpt.total_steps
 
     def after_peer_lost(self, message: str) -> str:
         """Another process died: rank 0 keeps the last completed step (every rank held the
@@ -842,109 +790,84 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         st = self.state
-        ckpt = {
-            "format": "loragui.checkpoint", "version": 1, "loragui_version": __version__,
-            "config": self.config.to_dict(), "trainable": self._trainable_state(),
-            "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
-            "step": st.step, "best_dice": st.best_dice,
-            "best_epoch": st.best_epoch, "base_dice": st.base_dice,
-            "history": json.dumps(st.history), "best_written": self._best_written,
-            "torch_rng": torch.get_rng_state(),
-            "base_sha256": self.base_info.sha256 if self.base_info else None,
-            # Since 0.x: what find_resumable shows, and the fault-handling state.
-            "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-            "epochs": self.epochs, "saved": now_iso(),
-            "epoch_loss": [st.epoch_loss_sum, st.epoch_loss_n],
-            "lr_scale": st.lr_scale, "backoffs": st.backoffs, "batch_size": self.batch_size,
-            "faults": json.dumps(st.faults), "fingerprint": self.dataset_info["fingerprint"],
-            # Several processes: rank 0's state; each rank's crops follow from (seed, rank, step).
-            "world_size": self.world_size,
-        }
-        if self.device.type == "cuda":
-            ckpt["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
+        Checkpoint(
+            config=self.config.to_dict(), trainable=self._trainable_state(),
+            optimizer=self.optimizer.state_dict(), sampler=self.sampler.state_dict(),
+            step=st.step, best_dice=st.best_dice, best_epoch=st.best_epoch,
+            base_dice=st.base_dice, history=st.history, best_written=self._best_written,
+            torch_rng=torch.get_rng_state(),
+            base_sha256=self.base_info.sha256 if self.base_info else None,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+            epochs=self.epochs, saved=now_iso(),
+            epoch_loss=[st.epoch_loss_sum, st.epoch_loss_n], lr_scale=st.lr_scale,
+            backoffs=st.backoffs, batch_size=self.batch_size, faults=st.faults,
+            fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size,
+            cuda_rng=(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+                      else None),
+        ).save(self.out)
         self._checkpoint_step = st.step
 
     def _load_checkpoint(self) -> Iterator[Event]:
-        path = self.out / CHECKPOINT
-        if not path.is_file():
+        if not has_checkpoint(self.out):
             yield LogEvent(f"--resume: no checkpoint in {self.out}; starting from the beginning",
                            "warning")
             return
-        try:
-            # Only checkpoints loragui wrote itself, and never with full unpickling.
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise LoraGuiError(f"the checkpoint {path} cannot be read ({exc}); delete it to start "
-                               "over") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != "loragui.checkpoint":
-            raise LoraGuiError(f"{path} is not a loragui checkpoint")
-        want = ckpt.get("base_sha256")
+        ckpt = Checkpoint.load(self.out)
         have = self.base_info.sha256 if self.base_info else None
-        if want != have:
+        if ckpt.base_sha256 != have:
             raise LoraGuiError(f"the checkpoint in {self.out} was made with another base model; "
                                "use the same --base as the first run, or another --out")
-        state = ckpt["trainable"]
         own = dict(self.model.named_parameters())
-        if set(state) != {k for k, p in own.items() if p.requires_grad}:
+        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad}:
             raise LoraGuiError("the checkpoint was made with other settings (rank, layers, --full); "
                                "resume with the same settings, or use another --out")
         with torch.no_grad():
-            for k, v in state.items():
+            for k, v in ckpt.trainable.items():
                 own[k].copy_(v.to(own[k].device))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.sampler.load_state_dict(ckpt["sampler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if "cuda_rng" in ckpt and self.device.type == "cuda":
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.sampler.load_state_dict(ckpt.sampler)
+        torch.set_rng_state(ckpt.torch_rng)
+        if ckpt.cuda_rng is not None and self.device.type == "cuda":
             with contextlib.suppress(Exception):
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+                torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
         st = self.state
-        st.step = int(ckpt["step"])
-        st.best_dice = ckpt["best_dice"]
-        st.best_epoch = int(ckpt["best_epoch"])
-        st.base_dice = ckpt["base_dice"]
-        st.history = json.loads(ckpt["history"])
-        self._best_written = bool(ckpt["best_written"])
+        st.step = int(ckpt.step)
+        st.best_dice = ckpt.best_dice
+        st.best_epoch = int(ckpt.best_epoch)
+        st.base_dice = ckpt.base_dice
+        st.history = ckpt.history
+        self._best_written = bool(ckpt.best_written)
         self._checkpoint_step = st.step
-        st.epoch_loss_sum, st.epoch_loss_n = ckpt.get("epoch_loss", [0.0, 0])
-        st.faults = json.loads(ckpt.get("faults", "[]"))
-        old = ckpt.get("config") or {}
+        st.epoch_loss_sum, st.epoch_loss_n = ckpt.epoch_loss
+        st.faults = ckpt.faults
+        old = ckpt.config
         yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
                        f"Dice {st.best_dice})")
         if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
-            st.lr_scale = float(ckpt.get("lr_scale", 1.0))
-            st.backoffs = int(ckpt.get("backoffs", 0))
+            st.lr_scale = float(ckpt.lr_scale)
+            st.backoffs = int(ckpt.backoffs)
             if st.lr_scale != 1.0:
                 yield LogEvent(f"the learning rate stays at a peak of "
                                f"{format_lr(self.peak_lr * st.lr_scale)}, as lowered after "
                                "non-finite losses before the interruption", "warning")
-        saved_batch = int(ckpt.get("batch_size", self.batch_size))
-        if old.get("batch_size") == self.config.batch_size and saved_batch < self.batch_size:
-            self.batch_size = saved_batch
-            yield LogEvent(f"the batch size stays at {saved_batch}, as reduced after running out "
-                           "of memory before the interruption", "warning")
-        fingerprint = ckpt.get("fingerprint")
-        if fingerprint and fingerprint != self.dataset_info["fingerprint"]:
+        if old.get("batch_size") == self.config.batch_size and ckpt.batch_size < self.batch_size:
+            self.batch_size = int(ckpt.batch_size)
+            yield LogEvent(f"the batch size stays at {self.batch_size}, as reduced after running "
+                           "out of memory before the interruption", "warning")
+        if ckpt.fingerprint != self.dataset_info["fingerprint"]:
             yield LogEvent("the images or masks changed since this run's checkpoint was saved; "
                            "training continues on them as they are now (the result will differ "
                            "from an uninterrupted run)", "warning")
-        old_world = int(ckpt.get("world_size", 1))
-        if old_world != self.world_size:
-            yield LogEvent(f"this run was started in {old_world} process(es) and continues in "
-                           f"{self.world_size}: the effective batch and learning rate change "
+        if ckpt.world_size != self.world_size:
+            yield LogEvent(f"this run was started in {ckpt.world_size} process(es) and continues "
+                           f"in {self.world_size}: the effective batch and learning rate change "
                            "accordingly (the result will differ from an uninterrupted run)",
                            "warning")
         if self.is_main and any(r["epoch"] > 0 for r in st.history):  # rows of epochs after
             self._write_metrics()  # the checkpoint go
 
     def _write_metrics(self) -> None:
-        rows = [r for r in self.state.history if r["epoch"] > 0]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
-        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
+        write_metrics(self.out, self.state.history)
 
     def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None) -> None:
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
@@ -978,7 +901,7 @@ class Trainer:
                 "crops": "each process its own, seeded by (seed, rank, step, back-offs)",
                 "sync": "all-reduce of the trainable parameters' gradients after each backward",
             }
-        atomic_write_text(self.out / "run.json", json.dumps(info, indent=2))
+        write_run_record(self.out, info)
 
 
 def _first_line(exc: BaseException) -> str:
