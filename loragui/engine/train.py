@@ -231,6 +231,26 @@ class Trainer:
             self._write_run_json(time.perf_counter() - self._t_start, False, failed=message)
 
     def _setup(self) -> Iterator[Event]:
+        """Everything before the first step, in order; each step sets the attributes it names."""
+        self._check_settings()
+        self._prepare_run_folder()
+        if self.dist is None:  # several processes: the device was agreed before (see run)
+            self.device = resolve_device(self.config.device)
+        _seed_everything(self.config.seed)
+        self.model, self.base_info, self.prep = self._setup_model()
+        dataset = yield from self._setup_data()
+        self._setup_schedule(dataset)
+        self.lora, self.extra_trainable = self._setup_adapter()
+        self.params, self.optimizer = self._setup_optimizer()
+        self.warmup = int(self.config.warmup_fraction * self.total_steps)
+        self.autocast = supports_bf16(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        yield from self._setup_resume()
+        self._started = True
+        yield from self._announce(dataset)
+
+    def _check_settings(self) -> None:
         c = self.config
         if not c.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
@@ -247,28 +267,30 @@ class Trainer:
             raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
                                "(0 freezes the weights trained whole; the default is "
                                f"{default.whole_lr_scale:g})")
-        if self.is_main:  # rank 0 alone writes the run folder
-            try:
-                self.out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise LoraGuiError(f"cannot create the output folder {self.out}: "
-                                   f"{exc.strerror or exc}. Choose another folder.") from None
-            clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
-        if self.dist is None:
-            self.device = resolve_device(c.device)
-        torch.manual_seed(c.seed)
-        random.seed(c.seed)
-        np.random.seed(c.seed % 2**32)
-        # Model
+
+    def _prepare_run_folder(self) -> None:
+        if not self.is_main:  # rank 0 alone writes the run folder
+            return
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoraGuiError(f"cannot create the output folder {self.out}: "
+                               f"{exc.strerror or exc}. Choose another folder.") from None
+        clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
+
+    def _setup_model(self) -> tuple[UNet, Any, Preprocessing]:
+        """(model, base model's info or None, preprocessing): a fresh UNet for --full
+        without --base, else the base model."""
+        c = self.config
         if c.full and not c.base:
-            self.model = UNet(UNetConfig(width=c.width, depth=c.depth))
-            self.base_info = None
-            self.prep = Preprocessing()
-        else:
-            base_path = resolve_base(c.base, device_type=self.device.type)
-            self.model, self.base_info = load_model(base_path)
-            self.prep = Preprocessing.from_dict(self.base_info.preprocessing)
-        # Data
+            return UNet(UNetConfig(width=c.width, depth=c.depth)), None, Preprocessing()
+        model, info = load_model(resolve_base(c.base, device_type=self.device.type))
+        return model, info, Preprocessing.from_dict(info.preprocessing)
+
+    def _setup_data(self) -> Iterator[Event]:
+        """Pair and decode the folders; sets train_data, val_data, dataset_info,
+        pairing_problems, crop_size and sampler. Returns dataset_info."""
+        c = self.config
         report = pair_folders(c.images, c.masks)
         if not report.ok:
             raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
@@ -292,61 +314,75 @@ class Trainer:
         self.crop_size = c.auto_crop_size(self.device.type)
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
+        return self.dataset_info
+
+    def _setup_schedule(self, dataset_info: dict[str, Any]) -> None:
+        """Sets steps_per_epoch, total_steps and epochs."""
+        c = self.config
         mean_area = float(np.mean([im.shape[0] * im.shape[1] for im in self.train_data.images]))
         # With several processes an epoch counts effective batches (batch × processes).
         self.steps_per_epoch = c.steps_per_epoch or default_steps_per_epoch(
-            len(train_idx), c.batch_size * self.world_size, self.crop_size, mean_area, c.steps)
+            dataset_info["train"], c.batch_size * self.world_size, self.crop_size, mean_area,
+            c.steps)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
         prior = self._schedule_of_other_world() if c.resume else None
         if prior is not None:  # resumed with another number of processes: same epochs
             self.steps_per_epoch, self.total_steps = prior
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        # Trainable parameters
+
+    def _setup_adapter(self) -> tuple[LoRASettings | None, list[str]]:
+        """Moves the model to the device and makes what trains trainable: every weight
+        (--full), or LoRA factors plus the weights trained whole. Returns (LoRA settings
+        or None, names of the parameters trained whole)."""
+        c = self.config
         self.model.to(self.device)
         if c.full:
             for p in self.model.parameters():
                 p.requires_grad_(True)
-            self.lora = None
-            self.extra_trainable: list[str] = []
+            lora, extra = None, []
         else:
-            exclude = list(c.train_modules)
-            self.lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
-                                     dropout=c.dropout, targets=list(c.targets), exclude=exclude)
+            lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
+                                dropout=c.dropout, targets=list(c.targets),
+                                exclude=list(c.train_modules))
             try:
-                inject_lora(self.model, self.lora)
+                inject_lora(self.model, lora)
             except ValueError as exc:
                 raise LoraGuiError(f"{exc}; check the layer patterns (--targets)") from None
             self.model.to(self.device)
-            self.extra_trainable = set_extra_trainable(
-                self.model, biases=c.train_bias, modules=list(c.train_modules))
+            extra = set_extra_trainable(self.model, biases=c.train_bias,
+                                        modules=list(c.train_modules))
             set_forward_mode(self.model, default_forward_mode(self.device))
         if self.device.type != "mps":
             self.model.to(memory_format=torch.channels_last)
+        return lora, extra
+
+    def _setup_optimizer(self) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
+        """(trainable parameters, AdamW over them). Groups by (learning-rate multiplier,
+        weight decay): LoRA factors (full training: every weight) at the learning rate,
+        weights trained whole (biases, --train-modules) at whole_lr_scale times it; no
+        decay on 1-d tensors. Groups that coincide (the default scale of 1) are one."""
+        c = self.config
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        # Groups by (learning-rate multiplier, weight decay): LoRA factors (full training:
-        # every weight) at the learning rate, weights trained whole (biases,
-        # --train-modules) at whole_lr_scale times it; no decay on 1-d tensors. At the
-        # default scale of 1 these are the two groups of earlier versions' checkpoints.
         members: dict[tuple[float, float], list[torch.nn.Parameter]] = {
             key: [] for key in ((1.0, c.weight_decay), (1.0, 0.0),
                                 (c.whole_lr_scale, c.weight_decay), (c.whole_lr_scale, 0.0))}
         for name, p in named:
             mult = 1.0 if c.full or ".lora_" in name else c.whole_lr_scale
             members[(mult, c.weight_decay if p.ndim > 1 else 0.0)].append(p)
-        self.params = [p for _, p in named]
-        self.optimizer = torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             [{"params": ps, "weight_decay": decay, "lr_mult": mult}
              for (mult, decay), ps in members.items() if ps], lr=c.lr)
-        self.warmup = int(c.warmup_fraction * self.total_steps)
-        self.autocast = supports_bf16(self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        if c.resume:
+        return [p for _, p in named], optimizer
+
+    def _setup_resume(self) -> Iterator[Event]:
+        if self.config.resume:
             yield from self._load_checkpoint()
         elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
                            "and replaces it (use --resume to continue it instead)", "warning")
-        self._started = True
+
+    def _announce(self, dataset_info: dict[str, Any]) -> Iterator[Event]:
+        c = self.config
         if self.dist is not None:
             yield LogEvent(
                 f"data-parallel training in {self.dist.describe()}: batch {self.batch_size} per "
@@ -354,8 +390,8 @@ class Trainer:
                 f"{format_lr(c.lr)} × √{self.world_size} = {format_lr(self.peak_lr)} "
                 "(square-root scaling with the effective batch)")
         yield RunStarted(
-            run_dir=str(self.out), device=self._device_text(), n_train=len(train_idx),
-            n_val=len(val_idx), epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+            run_dir=str(self.out), device=self._device_text(), n_train=dataset_info["train"],
+            n_val=dataset_info["val"], epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps, start_step=self.state.step,
             trainable_params=count_parameters(self.model, trainable_only=True),
             total_params=sum(p.numel() for n_, p in self.model.named_parameters()
@@ -437,7 +473,7 @@ class Trainer:
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
-                group["lr"] = (self.peak_lr * st.lr_scale * group.get("lr_mult", 1.0)
+                group["lr"] = (self.peak_lr * st.lr_scale * group["lr_mult"]
                                * lr_factor(step, self.total_steps, self.warmup))
             if self.dist is None:
                 loss_value, problem = yield from self._train_step()
@@ -902,6 +938,12 @@ class Trainer:
                 "sync": "all-reduce of the trainable parameters' gradients after each backward",
             }
         write_run_record(self.out, info)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _first_line(exc: BaseException) -> str:
