@@ -45,7 +45,15 @@ from .checkpoint import Checkpoint, find_resumable
 from .config import TrainConfig
 from .data import CropSampler, DecodedDataset, Preprocessing, pair_folders, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
-from .distributed import LR_SCALING, AgreedFailure, Dist, PeerLost, lr_scale, parameters_digest
+from .distributed import (
+    LR_SCALING,
+    AgreedFailure,
+    Dist,
+    PeerLost,
+    StepOutcome,
+    lr_scale,
+    parameters_digest,
+)
 from .errors import DataError, LoraGuiError, TrainingError
 from .events import (
     EpochEvent,
@@ -65,6 +73,7 @@ from .faults import (
     free_memory,
     gradients_finite,
     is_out_of_memory,
+    memory_advice,
     tensors_finite,
 )
 from .files import (
@@ -199,9 +208,8 @@ class Trainer:
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
         return (f"{where} ran out of memory outside a training step ({_first_line(exc)}). "
-                "Use fewer or smaller images, close other programs using that memory"
-                + (", or train on the CPU (--device cpu)" if self.device.type != "cpu" else "")
-                + ".")
+                + memory_advice("Use fewer or smaller images",
+                                offer_cpu=self.device.type != "cpu"))
 
     # The best adapter so far is not named in failure messages: RunFailed.output carries it
     # (the command line adds "the best result so far is kept in ..."; the window shows it).
@@ -467,18 +475,12 @@ class Trainer:
         stopped = False
         self.model.train()
         while st.step < self.total_steps:
-            if self.dist is None and self.stop.is_set():  # several processes: agreed in the step
-                stopped = True
-                break
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
                 group["lr"] = (self.peak_lr * st.lr_scale * group["lr_mult"]
                                * lr_factor(step, self.total_steps, self.warmup))
-            if self.dist is None:
-                loss_value, problem = yield from self._train_step()
-            else:
-                loss_value, problem = yield from self._train_step_dist()
+            loss_value, problem = yield from self._train_step()
             if problem == "stop":
                 stopped = True
                 break
@@ -556,114 +558,100 @@ class Trainer:
         return LogEvent(message, "warning")
 
     def _train_step(self) -> Iterator[Event]:
-        """One optimiser step. Returns (loss, problem): problem is None, "loss" or
-        "gradients" (non-finite; nothing was updated). Out of memory: halves the
-        batch and tries again, down to a batch of 1."""
-        while True:
-            try:
-                x, y = self.sampler.sample(self.batch_size)
-                if self.device.type != "mps":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    logits = self.model(x)
-                loss = dice_bce_loss(logits, y)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    return loss_value, "loss"
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if not gradients_finite(self.params):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    return loss_value, "gradients"
-                self.optimizer.step()
-                return loss_value, None
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                detail = _first_line(exc)
-            # Out of the except block: the traceback (and the tensors it holds) is gone.
-            x = y = logits = loss = None
-            self.optimizer.zero_grad(set_to_none=True)
-            free_memory(self.device)
-            where = device_words(self.device)
-            if self.batch_size <= 1:
-                raise TrainingError(
-                    f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
-                    f"{self.crop_size} pixels ({detail}). Use a smaller --crop-size, close other "
-                    "programs using that memory"
-                    + (", or train on the CPU (--device cpu)" if self.device.type != "cpu" else "")
-                    + "." + self._resume_hint())
-            old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
-            yield self._fault(
-                f"{where} ran out of memory at step {self.state.step + 1} with a batch of {old}; "
-                f"retrying with a batch of {self.batch_size} (the batch size is now "
-                f"{self.batch_size} for the rest of the run; the learning rate is unchanged)")
+        """One optimiser step. Returns (loss, problem): problem is None, "stop" (nothing
+        was computed or updated), "loss" or "gradients" (non-finite; nothing was updated).
+        Out of memory: halves the batch and tries again, down to a batch of 1.
 
-    def _train_step_dist(self) -> Iterator[Event]:
-        """:meth:`_train_step` for one rank of several: the step's outcome is agreed in
-        the gradient all-reduce (see :mod:`.distributed`). Returns (loss, problem) with
-        problem None, "loss", "gradients" or "stop"; the loss is the mean over ranks."""
-        d, st = self.dist, self.state
+        With several processes the step's outcome is agreed in the gradient all-reduce
+        (:meth:`_reduce`, see :mod:`.distributed`): the loss is the mean over ranks, and
+        every rank stops, backs off or halves its batch together."""
         while True:
-            # This rank's crops (and dropout) for this step: a pure function of (seed, rank,
-            # step, back-offs), so a resumed run draws what the uninterrupted run drew.
-            seed = d.step_seed(self.config.seed, st.step, st.backoffs)
-            self.sampler.load_state_dict(
-                {"generator": torch.Generator().manual_seed(seed).get_state()})
-            torch.manual_seed(seed)
-            loss_value, loss_bad, oom, detail = 0.0, False, False, ""
-            if not self.stop.is_set():
-                try:
-                    x, y = self.sampler.sample(self.batch_size)
-                    if self.device.type != "mps":
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                        enabled=self.autocast):
-                        logits = self.model(x)
-                    loss = dice_bce_loss(logits, y)
-                    loss_value = float(loss.detach())
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if math.isfinite(loss_value):
-                        loss.backward()
-                    else:
-                        loss_bad = True
-                except Exception as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                    oom, detail = True, _first_line(exc)
-                x = y = logits = loss = None
-                if oom:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    free_memory(self.device)
-            outcome = d.reduce_step(self.params, loss_value, stop=self.stop.is_set(),
-                                    loss_bad=loss_bad, oom=oom)
+            if self.dist is not None:
+                # This rank's crops (and dropout) for this step: a pure function of (seed,
+                # rank, step, back-offs), so a resumed run draws what the uninterrupted run drew.
+                seed = self.dist.step_seed(self.config.seed, self.state.step, self.state.backoffs)
+                self.sampler.load_state_dict(
+                    {"generator": torch.Generator().manual_seed(seed).get_state()})
+                torch.manual_seed(seed)
+            stopped = self.stop.is_set()
+            loss_value, oom = (0.0, None) if stopped else self._forward_backward()
+            if oom is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                free_memory(self.device)
+            outcome = self._reduce(loss_value, stop=stopped, oom=oom is not None)
             if not outcome.ok:
                 self.optimizer.zero_grad(set_to_none=True)
             if outcome.stop:
                 return None, "stop"
             if outcome.oom_ranks:
-                where = " and ".join(device_words(torch.device(d.devices[r]))
-                                     for r in outcome.oom_ranks)
-                if self.batch_size <= 1:
-                    raise TrainingError(
-                        f"{where} ran out of memory even with a batch of 1 crop of "
-                        f"{self.crop_size}×{self.crop_size} pixels per process"
-                        + (f" ({detail})" if detail else "") + ". Use a smaller --crop-size "
-                        "or close other programs using that memory." + self._resume_hint())
-                old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
-                yield self._fault(
-                    f"{where} ran out of memory at step {st.step + 1} with a batch of {old} per "
-                    f"process; every process retries with a batch of {self.batch_size} "
-                    f"(effective batch {self.batch_size * self.world_size} for the rest of the "
-                    "run; the learning rate is unchanged)")
+                yield self._halve_batch(outcome.oom_ranks, oom)
                 continue
             if outcome.loss_bad:
-                return float("nan"), "loss"
-            if not gradients_finite(self.params):  # the averaged gradients: same on every rank
+                return outcome.loss, "loss"
+            if not gradients_finite(self.params):  # several processes: the averaged gradients
                 self.optimizer.zero_grad(set_to_none=True)
                 return outcome.loss, "gradients"
             self.optimizer.step()
             return outcome.loss, None
+
+    def _forward_backward(self) -> tuple[float, str | None]:
+        """(loss, None) with the gradients in ``.grad`` (none for a non-finite loss), or
+        (0, what the device said) when it ran out of memory."""
+        try:
+            x, y = self.sampler.sample(self.batch_size)
+            if self.device.type != "mps":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                logits = self.model(x)
+            loss = dice_bce_loss(logits, y)
+            loss_value = float(loss.detach())
+            self.optimizer.zero_grad(set_to_none=True)
+            if math.isfinite(loss_value):
+                loss.backward()
+            return loss_value, None
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return 0.0, _first_line(exc)  # returning drops the tensors the traceback held
+
+    def _reduce(self, loss: float, *, stop: bool, oom: bool) -> StepOutcome:
+        """The step's outcome: this process's own, or (several processes) every rank's,
+        agreed in one all-reduce that also averages the gradients."""
+        loss_bad = not (stop or oom or math.isfinite(loss))
+        if self.dist is None:
+            return StepOutcome(loss=loss, stop=stop, loss_bad=loss_bad,
+                               oom_ranks=[0] if oom else [])
+        # A stop asked for during the step discards it: every rank stops at the same step.
+        outcome = self.dist.reduce_step(self.params, loss, stop=self.stop.is_set(),
+                                        loss_bad=loss_bad, oom=oom)
+        if outcome.loss_bad:
+            outcome.loss = float("nan")
+        return outcome
+
+    def _halve_batch(self, oom_ranks: list[int], detail: str | None) -> LogEvent:
+        """After running out of memory: half the batch from now on, or give up at 1."""
+        if self.dist is None:
+            where, per = device_words(self.device), ""
+        else:
+            where = " and ".join(device_words(torch.device(self.dist.devices[r]))
+                                 for r in oom_ranks)
+            per = " per process"
+        if self.batch_size <= 1:
+            raise TrainingError(
+                f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
+                f"{self.crop_size} pixels{per}" + (f" ({detail})" if detail else "") + ". "
+                + memory_advice("Use a smaller --crop-size",
+                                offer_cpu=self.dist is None and self.device.type != "cpu")
+                + self._resume_hint())
+        old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
+        if self.dist is None:
+            what = (f"retrying with a batch of {self.batch_size} (the batch size is now "
+                    f"{self.batch_size} for the rest of the run")
+        else:
+            what = (f"every process retries with a batch of {self.batch_size} (effective batch "
+                    f"{self.batch_size * self.world_size} for the rest of the run")
+        return self._fault(f"{where} ran out of memory at step {self.state.step + 1} with a batch "
+                           f"of {old}{per}; {what}; the learning rate is unchanged)")
 
     def _back_off(self, step: int, value: float, problem: str) -> Iterator[Event]:
         """Restore the last good weights and halve the learning rate, or give up."""
@@ -768,10 +756,10 @@ class Trainer:
                     name = data.names[chunk[0]]
                     raise TrainingError(
                         f"{where} ran out of memory validating {name} ({shape[1]}×{shape[0]} "
-                        "pixels), even alone. Use smaller validation images (crops of the large "
-                        "ones), close other programs using that memory"
-                        + (", or train on the CPU (--device cpu)" if self.device.type != "cpu"
-                           else "") + "." + self._resume_hint())
+                        "pixels), even alone. "
+                        + memory_advice("Use smaller validation images (crops of the large ones)",
+                                        offer_cpu=self.device.type != "cpu")
+                        + self._resume_hint())
                 smaller = max(1, len(chunk) // 2)
                 self.val_batch_pixels = smaller * area
                 self._notes.append(self._fault(
