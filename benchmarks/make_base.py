@@ -27,6 +27,7 @@ from loragui.engine.dataset import split_indices  # noqa: E402
 from loragui.engine.events import EpochEvent, LogEvent, RunFailed, RunFinished  # noqa: E402
 from loragui.engine.pairing import pair_folders  # noqa: E402
 from loragui.engine.predict import evaluate_folders  # noqa: E402
+from loragui.engine.runrecord import read_run_record  # noqa: E402
 from loragui.engine.train import run_training  # noqa: E402
 
 CHECK_IMAGES = 6
@@ -80,7 +81,7 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         target = out / f"loragui-base-{args.name}.safetensors"
         shutil.copyfile(result.output, target)
-        run = json.loads((Path(tmp) / "run.json").read_text())
+        run = read_run_record(tmp)
     # a few held-out images, scored on the CPU, for the shipped-file test
     report = pair_folders(root / "images", root / "masks")
     _, val_idx = split_indices(len(report.pairs), val_fraction, args.seed)

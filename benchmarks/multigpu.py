@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, data_root  # noqa: E402
+from loragui.engine.runrecord import read_run_record  # noqa: E402
 
 
 class StepClock:
@@ -103,7 +104,7 @@ def run_once(cmd: list[str], skip: int) -> dict:
     if failed or finished is None or returncode:
         raise SystemExit(f"run failed (exit {returncode}): "
                          f"{(failed or {}).get('message', 'no result')}\n{' '.join(cmd)}")
-    run = json.loads((Path(finished["run_dir"]) / "run.json").read_text())
+    run = read_run_record(finished["run_dir"])
     return {
         "world_size": started.get("world_size", 1),
         "batch_per_process": started.get("batch_size"),

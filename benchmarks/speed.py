@@ -1,11 +1,13 @@
-"""Training speed: loragui's LoRA step against PEFT LoRA and a plain full fine-tune.
+"""Training speed: loragui's training against PEFT LoRA and a plain full fine-tune.
 
-In one process, on the same UNet, batch, crop size and decoded images (the trainers
-timed in turns, the median turn kept), end to
-end (the data pipeline included):
+In one process, on the same base model (the bundled small one unless ``--base``
+says otherwise), batch, crop size and images (the trainers timed in turns, the
+median turn kept), end to end (the data pipeline included):
 
-* ``loragui``: the engine's own step (crops built on the device, the LoRA
-  forward form chosen for the device, channels_last, bf16 autocast on CUDA);
+* ``loragui``: ``loragui train`` itself: the Trainer that :func:`run_training`
+  runs, with its default settings (LoRA on every layer, biases and the head
+  trained whole, intensity augmentation, the forward form, memory format and
+  autocast it picks for the device), timed from its stream of step events;
 * ``peft``: PEFT LoRA on every Conv2d with a hand-written loop and numpy crops,
   as a user would write it (``--peft-style user``: float32, default memory
   format; ``--peft-style tuned``: bf16 autocast on CUDA + channels_last);
@@ -30,8 +32,10 @@ import copy
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +44,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import data_root, numpy_crops, peft_model, sync
+from loragui.engine.basemodel import load_model, resolve_base
+from loragui.engine.config import TrainConfig
 from loragui.engine.dataset import DecodedDataset
-from loragui.engine.devices import default_forward_mode, resolve_device, supports_bf16
-from loragui.engine.lora import LoRASettings, inject_lora, set_forward_mode, strip_lora
+from loragui.engine.devices import resolve_device, supports_bf16
+from loragui.engine.events import Event, RunFailed, RunFinished, RunStarted, StepEvent
+from loragui.engine.lora import LoRASettings, inject_lora, strip_lora
 from loragui.engine.metrics import dice_bce_loss
 from loragui.engine.pairing import pair_folders
 from loragui.engine.preprocessing import Preprocessing
 from loragui.engine.sampler import CropSampler
-from loragui.engine.unet import UNet, UNetConfig
+from loragui.engine.train import run_training
 
 
 class PeakRSS:
@@ -121,9 +128,55 @@ def make_plain_step(model, images, masks, batch, size, device, bf16, channels_la
     return step
 
 
-def engine_step(model, data, batch, size, device, opt=None):
-    """A step as the engine takes it: crops built on the device, channels_last (not on
-    MPS), bf16 autocast where supported; with ``opt``, the optimizer's step too."""
+class ProductSteps:
+    """``loragui train`` as the benchmark's step: each call lets the training loop run
+    until it reports its next finished step. The loop is a generator, so between calls
+    it waits, and the time a call takes is that step's (no validation or checkpoint
+    falls inside the timed steps: the run's one epoch ends after them)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.events: Iterator[Event] = run_training(config)
+        self.started: RunStarted | None = None
+        for ev in self.events:  # setup and the base model's validation, untimed
+            if isinstance(ev, RunStarted):
+                self.started = ev
+                return
+            if isinstance(ev, RunFailed):
+                raise SystemExit(f"loragui: {ev.message}\n{ev.details}")
+        raise SystemExit("loragui: the training ended before it started")
+
+    def __call__(self) -> None:
+        for ev in self.events:
+            if isinstance(ev, StepEvent):
+                return
+            if isinstance(ev, RunFailed | RunFinished):
+                raise SystemExit(f"loragui: the run ended early: {ev}")
+        raise SystemExit("loragui: the run ended early")
+
+    def close(self) -> None:
+        self.events.close()
+
+
+def link_pairs(pairs, folder: Path) -> tuple[Path, Path]:
+    """A folder pair holding (links to) ``pairs`` only, for ``loragui train``."""
+    images, masks = folder / "images", folder / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for pair in pairs:
+        (images / pair.image.name).symlink_to(pair.image.resolve())
+        (masks / pair.mask.name).symlink_to(pair.mask.resolve())
+    return images, masks
+
+
+def make_bound_step(model, data, batch, size, device):
+    """The work every LoRA step of this model must do (LoRA on every layer), and nothing
+    more: the forward pass and the input gradients of every layer but the first (the
+    frozen model, its first convolution's output made to require a gradient), with
+    loragui's crops, memory format and autocast; no adapter, no weight gradient, no
+    optimizer. No LoRA trainer running these layers as they are run here is faster."""
+    model.to(device).requires_grad_(False)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(lambda module, inputs, out: out.requires_grad_())
     cl = device.type != "mps"
     if cl:
         model.to(memory_format=torch.channels_last)
@@ -138,34 +191,9 @@ def engine_step(model, data, batch, size, device, opt=None):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         loss = dice_bce_loss(out, y)
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
         loss.backward()
-        if opt is not None:
-            opt.step()
-        loss.item()  # the engine reads the loss every step too (NaN guard, progress)
+        loss.item()  # as loragui does every step (NaN guard, progress)
     return step
-
-
-def make_loragui_step(model, data, batch, size, device, rank, mode):
-    inject_lora(model, LoRASettings(rank=rank, alpha=2 * rank))
-    model.to(device)
-    set_forward_mode(model, mode)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-3, fused=device.type == "cuda")
-    return engine_step(model, data, batch, size, device, opt)
-
-
-def make_bound_step(model, data, batch, size, device):
-    """The work every LoRA step of this model must do (LoRA on every layer), and nothing
-    more: the forward pass and the input gradients of every layer but the first (the
-    frozen model, its first convolution's output made to require a gradient), with the
-    engine's crops, memory format and autocast; no adapter, no weight gradient, no
-    optimizer. No LoRA trainer running these layers as they are run here is faster."""
-    model.to(device).requires_grad_(False)
-    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    first.register_forward_hook(lambda module, inputs, out: out.requires_grad_())
-    return engine_step(model, data, batch, size, device)
 
 
 def step_flops(model, device, batch, size, bf16) -> float:
@@ -214,45 +242,54 @@ def inference_speed(model, device, batch, size, bf16, reps) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--base", default=None,
+                    help="base model file for every trainer (default: the bundled small base)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rank", type=int, default=4)
-    ap.add_argument("--width", type=int, default=64, help="64, depth 2: the original sketch")
-    ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4,
                     help="turns: the trainers are timed one after another, --steps/--rounds "
                          "steps each turn, and the median turn is kept")
     ap.add_argument("--peft-style", choices=["user", "tuned"], default="user")
-    ap.add_argument("--modes", default="", help="loragui forward forms to time (default: the device's)")
-    ap.add_argument("--images", type=int, default=64, help="decoded images to train on")
+    ap.add_argument("--images", type=int, default=64, help="images to train on")
     ap.add_argument("--skip", default="", help="comma list of: full,peft,bound,inference,flops")
     args = ap.parse_args()
 
     device = resolve_device(args.device)
     skip = set(filter(None, args.skip.split(",")))
     root = data_root() / "fluorescence"
-    report = pair_folders(root / "images", root / "masks")
-    data = DecodedDataset.build(report.pairs[: args.images], Preprocessing())
-    torch.manual_seed(0)
-    base = UNet(UNetConfig(width=args.width, depth=args.depth))
+    pairs = pair_folders(root / "images", root / "masks").pairs[: args.images]
+    base_path = resolve_base(args.base, device_type="cpu")  # no --base: the CPU's, the small one
+    base, info = load_model(base_path)
+    data = DecodedDataset.build(pairs, Preprocessing.from_dict(info.preprocessing))
     bf16 = supports_bf16(device)
     peft_bf16 = bf16 and args.peft_style == "tuned"
     peft_cl = args.peft_style == "tuned"
-    print(f"device {device}; UNet width {args.width} depth {args.depth} "
-          f"({sum(p.numel() for p in base.parameters()):,} parameters); {args.size}² crops, batch "
-          f"{args.batch}, rank {args.rank}; PEFT as '{args.peft_style}' (bf16={peft_bf16}, "
-          f"channels_last={peft_cl}); loragui bf16={bf16}", flush=True)
-    modes = args.modes.split(",") if args.modes else [default_forward_mode(device)]
+    arch = base.config.to_dict()
+    print(f"device {device}; base {base_path.name} (UNet width {arch['width']} depth "
+          f"{arch['depth']}, {sum(p.numel() for p in base.parameters()):,} parameters); "
+          f"{args.size}² crops, batch {args.batch}, rank {args.rank}; PEFT as "
+          f"'{args.peft_style}' (bf16={peft_bf16}, channels_last={peft_cl}); loragui bf16={bf16}",
+          flush=True)
+    per_round = max(1, -(-args.steps // args.rounds))
+    total = args.warmup + per_round * args.rounds + 1  # the timed steps end before the run does
+    work = tempfile.TemporaryDirectory(prefix="loragui-speed-")
+    images, masks = link_pairs(pairs, Path(work.name))
+    # loragui's defaults but for what the comparison fixes; one epoch, no validation split:
+    # no validation or checkpoint among the timed steps.
+    config = TrainConfig(images=str(images), masks=str(masks), out=str(Path(work.name) / "run"),
+                         base=str(base_path), rank=args.rank, alpha=2.0 * args.rank,
+                         steps=total, steps_per_epoch=total, batch_size=args.batch,
+                         crop_size=args.size, val_fraction=0.0, device=str(device), previews=0)
     steps = {}  # every trainer built first, then timed in turns (see --rounds)
+    product = ProductSteps(config)
+    steps[f"loragui train (LoRA; {product.started.trainable_params:,} trained)"] = product
     if "peft" not in skip:
         m = peft_model(copy.deepcopy(base), args.rank, 2 * args.rank)
         steps["PEFT LoRA"] = make_plain_step(m, data.images, data.masks, args.batch, args.size,
                                              device, peft_bf16, peft_cl)
-    for mode in modes:
-        steps[f"loragui LoRA ({mode})"] = make_loragui_step(
-            copy.deepcopy(base), data, args.batch, args.size, device, args.rank, mode)
     if "bound" not in skip:
         steps["bound: forward + input gradients only"] = make_bound_step(
             copy.deepcopy(base), data, args.batch, args.size, device)
@@ -271,7 +308,9 @@ def main() -> int:
             runs[name].append(measure(step, device, per_round, 0, args.batch))
     results = {name: (statistics.median(r[0] for r in rs), max(r[1] for r in rs))
                for name, rs in runs.items()}
-    del steps
+    product.close()
+    work.cleanup()
+    del steps, product
     if device.type == "cuda":
         torch.cuda.empty_cache()
     ceiling = None

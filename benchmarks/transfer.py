@@ -39,6 +39,7 @@ from loragui.engine.devices import resolve_device, supports_bf16
 from loragui.engine.events import EpochEvent, RunFailed, RunFinished
 from loragui.engine.pairing import pair_folders
 from loragui.engine.preprocessing import Preprocessing
+from loragui.engine.runrecord import read_run_record
 from loragui.engine.train import run_training
 from loragui.engine.unet import UNet
 
@@ -106,7 +107,7 @@ def main() -> int:
                     trace.append(f"{ev.dice:.2f}")
                 if isinstance(ev, RunFinished):
                     secs = time.perf_counter() - t0
-                    run = json.loads((Path(tmp) / "run.json").read_text())
+                    run = read_run_record(tmp)
                     final = run["final"]
                     size = folder_size(Path(ev.output))
                     print(f"loragui validation Dice by epoch: {' '.join(trace)}; back-offs "

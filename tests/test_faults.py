@@ -1007,3 +1007,12 @@ def test_sigkill_at_random_steps_then_resume_matches_uninterrupted_run(tmp_path,
         assert torch.allclose(adapter.tensors[k], v, atol=1e-4), k
     assert abs(record["final"]["dice"] - ref_final["dice"]) < 0.02
     assert no_temporaries(run_dir) == []
+
+
+def test_a_checkpoint_lacking_fields_is_refused(tmp_path):
+    from loragui.engine.checkpoint import Checkpoint
+
+    torch.save({"format": "loragui.checkpoint", "step": 3}, tmp_path / "checkpoint.pt")
+    assert find_resumable(tmp_path) is None
+    with pytest.raises(LoraGuiError, match="lacks config, trainable, optimizer"):
+        Checkpoint.load(tmp_path)

@@ -60,6 +60,14 @@ def device_words(device: torch.device) -> str:
     return "the computer (CPU memory)"
 
 
+def memory_advice(first: str, *, offer_cpu: bool) -> str:
+    """What to do after running out of memory, as one sentence: ``first`` (the change
+    that helps most where it happened), closing other programs, and (``offer_cpu``)
+    training on the CPU instead."""
+    cpu = ", or train on the CPU (--device cpu)" if offer_cpu else ""
+    return f"{first}, close other programs using that memory{cpu}."
+
+
 def gradients_finite(params: list[torch.nn.Parameter]) -> bool:
     """All gradients finite (one device sync). Parameters without a gradient are skipped."""
     grads = [p.grad for p in params if p.grad is not None]

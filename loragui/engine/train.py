@@ -6,13 +6,9 @@ write JSON lines. Stopping is cooperative: set the ``stop`` event and the loop
 finishes the current step, saves a checkpoint, keeps the best adapter so far
 and ends with ``RunFinished(stopped=True)``.
 
-One run folder holds everything:
-
-    OUT/adapter/          best adapter so far (PEFT layout)        [LoRA runs]
-    OUT/model.safetensors best model so far                         [--full runs]
-    OUT/checkpoint.pt     last epoch's state, to resume a killed run
-    OUT/metrics.csv       one row per epoch
-    OUT/run.json          settings, final and best metrics, timings
+One run folder holds everything (see :mod:`.runrecord`): the best adapter (or
+model) so far, the checkpoint to resume from (:mod:`.checkpoint`), ``metrics.csv``
+and ``run.json``.
 
 Faults (see :mod:`.faults`): a non-finite loss or gradient restores the last
 good weights and halves the learning rate (up to ``MAX_BACKOFFS`` times); a
@@ -30,9 +26,6 @@ changed, moved or deleted afterwards does not affect the running training.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import random
 import threading
@@ -48,12 +41,21 @@ import torch
 
 from .. import __version__
 from .adapters import adapter_config, save_adapter
-from .atomic import atomic_write, atomic_write_text, clean_folder
+from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
+from .checkpoint import Checkpoint, find_resumable
 from .config import TrainConfig
 from .dataset import DecodedDataset, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
-from .distributed import LR_SCALING, AgreedFailure, Dist, PeerLost, lr_scale, parameters_digest
+from .distributed import (
+    LR_SCALING,
+    AgreedFailure,
+    Dist,
+    PeerLost,
+    StepOutcome,
+    lr_scale,
+    parameters_digest,
+)
 from .errors import DataError, LoraGuiError, TrainingError
 from .events import (
     EpochEvent,
@@ -73,6 +75,7 @@ from .faults import (
     free_memory,
     gradients_finite,
     is_out_of_memory,
+    memory_advice,
     tensors_finite,
 )
 from .formats import now_iso
@@ -82,12 +85,12 @@ from .model_input import to_model_input
 from .pairing import pair_folders
 from .predict import predict_probability
 from .preprocessing import Preprocessing
+from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
 from .sampler import CropSampler
 from .unet import UNet, UNetConfig, count_parameters
 
-CHECKPOINT = "checkpoint.pt"
-# What a run folder holds; temporaries of these that a killed run left are removed at start.
-RUN_FILES = (CHECKPOINT, "adapter", "model.safetensors", "metrics.csv", "run.json")
+__all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
+
 VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
 
 
@@ -173,48 +176,6 @@ def _run_guarded(trainer: Trainer, config: TrainConfig) -> Iterator[Event]:
                         output=trainer.best_output())
 
 
-def find_resumable(run_dir: str | Path) -> dict[str, Any] | None:
-    """What an interrupted run in ``run_dir`` can resume from, or None.
-
-    None when there is no checkpoint, it cannot be read, or the run already
-    reached its last step. Otherwise a dict with ``step`` (steps done),
-    ``total_steps``, ``epoch`` (epochs completed), ``epochs``,
-    ``steps_per_epoch``, ``best_epoch``, ``best_dice``, ``saved`` (ISO time),
-    ``mode`` ("lora" or "full") and ``config`` (the run's settings with
-    ``resume`` set: ``TrainConfig.from_dict(info["config"])`` continues it).
-    Cheap: the checkpoint is memory-mapped, not read whole.
-    """
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # an old-format (non-zip) file cannot be memory-mapped
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "loragui.checkpoint":
-        return None
-    config = dict(ckpt.get("config") or {})
-    step = int(ckpt.get("step", 0))
-    spe = ckpt.get("steps_per_epoch") or config.get("steps_per_epoch")
-    total = ckpt.get("total_steps") or config.get("steps") or (
-        spe * config["epochs"] if spe and config.get("epochs") else None)
-    if total is not None and step >= total:
-        return None
-    config["resume"] = True
-    config["out"] = str(Path(run_dir))
-    return {
-        "run_dir": str(Path(run_dir)), "step": step, "total_steps": total,
-        "epoch": step // spe if spe else None,
-        "epochs": ckpt.get("epochs") or (math.ceil(total / spe) if total and spe else None),
-        "steps_per_epoch": spe, "best_epoch": ckpt.get("best_epoch"),
-        "best_dice": ckpt.get("best_dice"), "saved": ckpt.get("saved"),
-        "mode": "full" if config.get("full") else "lora", "config": config,
-    }
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, stop: threading.Event) -> None:
         self.config = config
@@ -241,14 +202,13 @@ class Trainer:
     def best_output(self) -> str | None:
         if self.out is None or not self._best_written:
             return None
-        return str(self.out / ("model.safetensors" if self.config.full else "adapter"))
+        return str(output_path(self.out, self.config.full))
 
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
         return (f"{where} ran out of memory outside a training step ({_first_line(exc)}). "
-                "Use fewer or smaller images, close other programs using that memory"
-                + (", or train on the CPU (--device cpu)" if self.device.type != "cpu" else "")
-                + ".")
+                + memory_advice("Use fewer or smaller images",
+                                offer_cpu=self.device.type != "cpu"))
 
     # The best adapter so far is not named in failure messages: RunFailed.output carries it
     # (the command line adds "the best result so far is kept in ..."; the window shows it).
@@ -278,6 +238,29 @@ class Trainer:
             self._write_run_json(time.perf_counter() - self._t_start, False, failed=message)
 
     def _setup(self) -> Iterator[Event]:
+        """Everything before the first step, in order; each step sets the attributes it names."""
+        self._check_settings()
+        self._prepare_run_folder()
+        if self.dist is None:  # several processes: the device was agreed before (see run)
+            if self.config.devices:  # each device is a process of its own, from the launcher
+                raise LoraGuiError(f"devices {self.config.devices!r} train in one process each: "
+                                   "start them with loragui train --devices")
+            self.device = resolve_device(self.config.device)
+        _seed_everything(self.config.seed)
+        self.model, self.base_info, self.prep = self._setup_model()
+        dataset = yield from self._setup_data()
+        self._setup_schedule(dataset)
+        self.lora, self.extra_trainable = self._setup_adapter()
+        self.params, self.optimizer = self._setup_optimizer()
+        self.warmup = int(self.config.warmup_fraction * self.total_steps)
+        self.autocast = supports_bf16(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        yield from self._setup_resume()
+        self._started = True
+        yield from self._announce(dataset)
+
+    def _check_settings(self) -> None:
         c = self.config
         if not c.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
@@ -294,31 +277,30 @@ class Trainer:
             raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
                                "(0 freezes the weights trained whole; the default is "
                                f"{default.whole_lr_scale:g})")
-        if self.is_main:  # rank 0 alone writes the run folder
-            try:
-                self.out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise LoraGuiError(f"cannot create the output folder {self.out}: "
-                                   f"{exc.strerror or exc}. Choose another folder.") from None
-            clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
-        if self.dist is None:
-            if c.devices:  # each device is a process of its own, started by the launcher
-                raise LoraGuiError(f"devices {c.devices!r} train in one process each: start "
-                                   "them with loragui train --devices")
-            self.device = resolve_device(c.device)
-        torch.manual_seed(c.seed)
-        random.seed(c.seed)
-        np.random.seed(c.seed % 2**32)
-        # Model
+
+    def _prepare_run_folder(self) -> None:
+        if not self.is_main:  # rank 0 alone writes the run folder
+            return
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoraGuiError(f"cannot create the output folder {self.out}: "
+                               f"{exc.strerror or exc}. Choose another folder.") from None
+        clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
+
+    def _setup_model(self) -> tuple[UNet, Any, Preprocessing]:
+        """(model, base model's info or None, preprocessing): a fresh UNet for --full
+        without --base, else the base model."""
+        c = self.config
         if c.full and not c.base:
-            self.model = UNet(UNetConfig(width=c.width, depth=c.depth))
-            self.base_info = None
-            self.prep = Preprocessing()
-        else:
-            base_path = resolve_base(c.base, device_type=self.device.type)
-            self.model, self.base_info = load_model(base_path)
-            self.prep = Preprocessing.from_dict(self.base_info.preprocessing)
-        # Data
+            return UNet(UNetConfig(width=c.width, depth=c.depth)), None, Preprocessing()
+        model, info = load_model(resolve_base(c.base, device_type=self.device.type))
+        return model, info, Preprocessing.from_dict(info.preprocessing)
+
+    def _setup_data(self) -> Iterator[Event]:
+        """Pair and decode the folders; sets train_data, val_data, dataset_info,
+        pairing_problems, crop_size and sampler. Returns dataset_info."""
+        c = self.config
         report = pair_folders(c.images, c.masks)
         if not report.ok:
             raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
@@ -342,61 +324,75 @@ class Trainer:
         self.crop_size = c.auto_crop_size(self.device.type)
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
+        return self.dataset_info
+
+    def _setup_schedule(self, dataset_info: dict[str, Any]) -> None:
+        """Sets steps_per_epoch, total_steps and epochs."""
+        c = self.config
         mean_area = float(np.mean([im.shape[0] * im.shape[1] for im in self.train_data.images]))
         # With several processes an epoch counts effective batches (batch × processes).
         self.steps_per_epoch = c.steps_per_epoch or default_steps_per_epoch(
-            len(train_idx), c.batch_size * self.world_size, self.crop_size, mean_area, c.steps)
+            dataset_info["train"], c.batch_size * self.world_size, self.crop_size, mean_area,
+            c.steps)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
         prior = self._schedule_of_other_world() if c.resume else None
         if prior is not None:  # resumed with another number of processes: same epochs
             self.steps_per_epoch, self.total_steps = prior
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        # Trainable parameters
+
+    def _setup_adapter(self) -> tuple[LoRASettings | None, list[str]]:
+        """Moves the model to the device and makes what trains trainable: every weight
+        (--full), or LoRA factors plus the weights trained whole. Returns (LoRA settings
+        or None, names of the parameters trained whole)."""
+        c = self.config
         self.model.to(self.device)
         if c.full:
             for p in self.model.parameters():
                 p.requires_grad_(True)
-            self.lora = None
-            self.extra_trainable: list[str] = []
+            lora, extra = None, []
         else:
-            exclude = list(c.train_modules)
-            self.lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
-                                     dropout=c.dropout, targets=list(c.targets), exclude=exclude)
+            lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
+                                dropout=c.dropout, targets=list(c.targets),
+                                exclude=list(c.train_modules))
             try:
-                inject_lora(self.model, self.lora)
+                inject_lora(self.model, lora)
             except ValueError as exc:
                 raise LoraGuiError(f"{exc}; check the layer patterns (--targets)") from None
             self.model.to(self.device)
-            self.extra_trainable = set_extra_trainable(
-                self.model, biases=c.train_bias, modules=list(c.train_modules))
+            extra = set_extra_trainable(self.model, biases=c.train_bias,
+                                        modules=list(c.train_modules))
             set_forward_mode(self.model, default_forward_mode(self.device))
         if self.device.type != "mps":
             self.model.to(memory_format=torch.channels_last)
+        return lora, extra
+
+    def _setup_optimizer(self) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
+        """(trainable parameters, AdamW over them). Groups by (learning-rate multiplier,
+        weight decay): LoRA factors (full training: every weight) at the learning rate,
+        weights trained whole (biases, --train-modules) at whole_lr_scale times it; no
+        decay on 1-d tensors. Groups that coincide (the default scale of 1) are one."""
+        c = self.config
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        # Groups by (learning-rate multiplier, weight decay): LoRA factors (full training:
-        # every weight) at the learning rate, weights trained whole (biases,
-        # --train-modules) at whole_lr_scale times it; no decay on 1-d tensors. At the
-        # default scale of 1 these are the two groups of earlier versions' checkpoints.
         members: dict[tuple[float, float], list[torch.nn.Parameter]] = {
             key: [] for key in ((1.0, c.weight_decay), (1.0, 0.0),
                                 (c.whole_lr_scale, c.weight_decay), (c.whole_lr_scale, 0.0))}
         for name, p in named:
             mult = 1.0 if c.full or ".lora_" in name else c.whole_lr_scale
             members[(mult, c.weight_decay if p.ndim > 1 else 0.0)].append(p)
-        self.params = [p for _, p in named]
-        self.optimizer = torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             [{"params": ps, "weight_decay": decay, "lr_mult": mult}
              for (mult, decay), ps in members.items() if ps], lr=c.lr)
-        self.warmup = int(c.warmup_fraction * self.total_steps)
-        self.autocast = supports_bf16(self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        if c.resume:
+        return [p for _, p in named], optimizer
+
+    def _setup_resume(self) -> Iterator[Event]:
+        if self.config.resume:
             yield from self._load_checkpoint()
         elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
                            "and replaces it (use --resume to continue it instead)", "warning")
-        self._started = True
+
+    def _announce(self, dataset_info: dict[str, Any]) -> Iterator[Event]:
+        c = self.config
         if self.dist is not None:
             yield LogEvent(
                 f"data-parallel training in {self.dist.describe()}: batch {self.batch_size} per "
@@ -404,8 +400,8 @@ class Trainer:
                 f"{format_lr(c.lr)} × √{self.world_size} = {format_lr(self.peak_lr)} "
                 "(square-root scaling with the effective batch)")
         yield RunStarted(
-            run_dir=str(self.out), device=self._device_text(), n_train=len(train_idx),
-            n_val=len(val_idx), epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+            run_dir=str(self.out), device=self._device_text(), n_train=dataset_info["train"],
+            n_val=dataset_info["val"], epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps, start_step=self.state.step,
             trainable_params=count_parameters(self.model, trainable_only=True),
             total_params=sum(p.numel() for n_, p in self.model.named_parameters()
@@ -420,19 +416,15 @@ class Trainer:
     def _schedule_of_other_world(self) -> tuple[int, int] | None:
         """(steps per epoch, total steps) of a checkpoint made with another number of
         processes, so that a resumed run keeps its epochs; None otherwise."""
-        path = self.out / CHECKPOINT
-        if not path.is_file():
+        if not has_checkpoint(self.out) or self.config.steps_per_epoch or self.config.steps:
             return None
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:
+            ckpt = Checkpoint.load(self.out, mmap=True)
+        except LoraGuiError:
             return None  # _load_checkpoint says what is wrong with it
-        if not isinstance(ckpt, dict) or int(ckpt.get("world_size", 1)) == self.world_size:
+        if ckpt.world_size == self.world_size:
             return None
-        spe, total = ckpt.get("steps_per_epoch"), ckpt.get("total_steps")
-        if not spe or not total or self.config.steps_per_epoch or self.config.steps:
-            return None
-        return int(spe), int(total)
+        return ckpt.steps_per_epoch, ckpt.total_steps
 
     def after_peer_lost(self, message: str) -> str:
         """Another process died: rank 0 keeps the last completed step (every rank held the
@@ -485,18 +477,12 @@ class Trainer:
         stopped = False
         self.model.train()
         while st.step < self.total_steps:
-            if self.dist is None and self.stop.is_set():  # several processes: agreed in the step
-                stopped = True
-                break
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
-                group["lr"] = (self.peak_lr * st.lr_scale * group.get("lr_mult", 1.0)
+                group["lr"] = (self.peak_lr * st.lr_scale * group["lr_mult"]
                                * lr_factor(step, self.total_steps, self.warmup))
-            if self.dist is None:
-                loss_value, problem = yield from self._train_step()
-            else:
-                loss_value, problem = yield from self._train_step_dist()
+            loss_value, problem = yield from self._train_step()
             if problem == "stop":
                 stopped = True
                 break
@@ -574,114 +560,100 @@ class Trainer:
         return LogEvent(message, "warning")
 
     def _train_step(self) -> Iterator[Event]:
-        """One optimiser step. Returns (loss, problem): problem is None, "loss" or
-        "gradients" (non-finite; nothing was updated). Out of memory: halves the
-        batch and tries again, down to a batch of 1."""
-        while True:
-            try:
-                x, y = self.sampler.sample(self.batch_size)
-                if self.device.type != "mps":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    logits = self.model(x)
-                loss = dice_bce_loss(logits, y)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    return loss_value, "loss"
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if not gradients_finite(self.params):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    return loss_value, "gradients"
-                self.optimizer.step()
-                return loss_value, None
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                detail = _first_line(exc)
-            # Out of the except block: the traceback (and the tensors it holds) is gone.
-            x = y = logits = loss = None
-            self.optimizer.zero_grad(set_to_none=True)
-            free_memory(self.device)
-            where = device_words(self.device)
-            if self.batch_size <= 1:
-                raise TrainingError(
-                    f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
-                    f"{self.crop_size} pixels ({detail}). Use a smaller --crop-size, close other "
-                    "programs using that memory"
-                    + (", or train on the CPU (--device cpu)" if self.device.type != "cpu" else "")
-                    + "." + self._resume_hint())
-            old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
-            yield self._fault(
-                f"{where} ran out of memory at step {self.state.step + 1} with a batch of {old}; "
-                f"retrying with a batch of {self.batch_size} (the batch size is now "
-                f"{self.batch_size} for the rest of the run; the learning rate is unchanged)")
+        """One optimiser step. Returns (loss, problem): problem is None, "stop" (nothing
+        was computed or updated), "loss" or "gradients" (non-finite; nothing was updated).
+        Out of memory: halves the batch and tries again, down to a batch of 1.
 
-    def _train_step_dist(self) -> Iterator[Event]:
-        """:meth:`_train_step` for one rank of several: the step's outcome is agreed in
-        the gradient all-reduce (see :mod:`.distributed`). Returns (loss, problem) with
-        problem None, "loss", "gradients" or "stop"; the loss is the mean over ranks."""
-        d, st = self.dist, self.state
+        With several processes the step's outcome is agreed in the gradient all-reduce
+        (:meth:`_reduce`, see :mod:`.distributed`): the loss is the mean over ranks, and
+        every rank stops, backs off or halves its batch together."""
         while True:
-            # This rank's crops (and dropout) for this step: a pure function of (seed, rank,
-            # step, back-offs), so a resumed run draws what the uninterrupted run drew.
-            seed = d.step_seed(self.config.seed, st.step, st.backoffs)
-            self.sampler.load_state_dict(
-                {"generator": torch.Generator().manual_seed(seed).get_state()})
-            torch.manual_seed(seed)
-            loss_value, loss_bad, oom, detail = 0.0, False, False, ""
-            if not self.stop.is_set():
-                try:
-                    x, y = self.sampler.sample(self.batch_size)
-                    if self.device.type != "mps":
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                        enabled=self.autocast):
-                        logits = self.model(x)
-                    loss = dice_bce_loss(logits, y)
-                    loss_value = float(loss.detach())
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if math.isfinite(loss_value):
-                        loss.backward()
-                    else:
-                        loss_bad = True
-                except Exception as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                    oom, detail = True, _first_line(exc)
-                x = y = logits = loss = None
-                if oom:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    free_memory(self.device)
-            outcome = d.reduce_step(self.params, loss_value, stop=self.stop.is_set(),
-                                    loss_bad=loss_bad, oom=oom)
+            if self.dist is not None:
+                # This rank's crops (and dropout) for this step: a pure function of (seed,
+                # rank, step, back-offs), so a resumed run draws what the uninterrupted run drew.
+                seed = self.dist.step_seed(self.config.seed, self.state.step, self.state.backoffs)
+                self.sampler.load_state_dict(
+                    {"generator": torch.Generator().manual_seed(seed).get_state()})
+                torch.manual_seed(seed)
+            stopped = self.stop.is_set()
+            loss_value, oom = (0.0, None) if stopped else self._forward_backward()
+            if oom is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                free_memory(self.device)
+            outcome = self._reduce(loss_value, stop=stopped, oom=oom is not None)
             if not outcome.ok:
                 self.optimizer.zero_grad(set_to_none=True)
             if outcome.stop:
                 return None, "stop"
             if outcome.oom_ranks:
-                where = " and ".join(device_words(torch.device(d.devices[r]))
-                                     for r in outcome.oom_ranks)
-                if self.batch_size <= 1:
-                    raise TrainingError(
-                        f"{where} ran out of memory even with a batch of 1 crop of "
-                        f"{self.crop_size}×{self.crop_size} pixels per process"
-                        + (f" ({detail})" if detail else "") + ". Use a smaller --crop-size "
-                        "or close other programs using that memory." + self._resume_hint())
-                old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
-                yield self._fault(
-                    f"{where} ran out of memory at step {st.step + 1} with a batch of {old} per "
-                    f"process; every process retries with a batch of {self.batch_size} "
-                    f"(effective batch {self.batch_size * self.world_size} for the rest of the "
-                    "run; the learning rate is unchanged)")
+                yield self._halve_batch(outcome.oom_ranks, oom)
                 continue
             if outcome.loss_bad:
-                return float("nan"), "loss"
-            if not gradients_finite(self.params):  # the averaged gradients: same on every rank
+                return outcome.loss, "loss"
+            if not gradients_finite(self.params):  # several processes: the averaged gradients
                 self.optimizer.zero_grad(set_to_none=True)
                 return outcome.loss, "gradients"
             self.optimizer.step()
             return outcome.loss, None
+
+    def _forward_backward(self) -> tuple[float, str | None]:
+        """(loss, None) with the gradients in ``.grad`` (none for a non-finite loss), or
+        (0, what the device said) when it ran out of memory."""
+        try:
+            x, y = self.sampler.sample(self.batch_size)
+            if self.device.type != "mps":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                logits = self.model(x)
+            loss = dice_bce_loss(logits, y)
+            loss_value = float(loss.detach())
+            self.optimizer.zero_grad(set_to_none=True)
+            if math.isfinite(loss_value):
+                loss.backward()
+            return loss_value, None
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return 0.0, _first_line(exc)  # returning drops the tensors the traceback held
+
+    def _reduce(self, loss: float, *, stop: bool, oom: bool) -> StepOutcome:
+        """The step's outcome: this process's own, or (several processes) every rank's,
+        agreed in one all-reduce that also averages the gradients."""
+        loss_bad = not (stop or oom or math.isfinite(loss))
+        if self.dist is None:
+            return StepOutcome(loss=loss, stop=stop, loss_bad=loss_bad,
+                               oom_ranks=[0] if oom else [])
+        # A stop asked for during the step discards it: every rank stops at the same step.
+        outcome = self.dist.reduce_step(self.params, loss, stop=self.stop.is_set(),
+                                        loss_bad=loss_bad, oom=oom)
+        if outcome.loss_bad:
+            outcome.loss = float("nan")
+        return outcome
+
+    def _halve_batch(self, oom_ranks: list[int], detail: str | None) -> LogEvent:
+        """After running out of memory: half the batch from now on, or give up at 1."""
+        if self.dist is None:
+            where, per = device_words(self.device), ""
+        else:
+            where = " and ".join(device_words(torch.device(self.dist.devices[r]))
+                                 for r in oom_ranks)
+            per = " per process"
+        if self.batch_size <= 1:
+            raise TrainingError(
+                f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
+                f"{self.crop_size} pixels{per}" + (f" ({detail})" if detail else "") + ". "
+                + memory_advice("Use a smaller --crop-size",
+                                offer_cpu=self.dist is None and self.device.type != "cpu")
+                + self._resume_hint())
+        old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
+        if self.dist is None:
+            what = (f"retrying with a batch of {self.batch_size} (the batch size is now "
+                    f"{self.batch_size} for the rest of the run")
+        else:
+            what = (f"every process retries with a batch of {self.batch_size} (effective batch "
+                    f"{self.batch_size * self.world_size} for the rest of the run")
+        return self._fault(f"{where} ran out of memory at step {self.state.step + 1} with a batch "
+                           f"of {old}{per}; {what}; the learning rate is unchanged)")
 
     def _back_off(self, step: int, value: float, problem: str) -> Iterator[Event]:
         """Restore the last good weights and halve the learning rate, or give up."""
@@ -786,10 +758,10 @@ class Trainer:
                     name = data.names[chunk[0]]
                     raise TrainingError(
                         f"{where} ran out of memory validating {name} ({shape[1]}×{shape[0]} "
-                        "pixels), even alone. Use smaller validation images (crops of the large "
-                        "ones), close other programs using that memory"
-                        + (", or train on the CPU (--device cpu)" if self.device.type != "cpu"
-                           else "") + "." + self._resume_hint())
+                        "pixels), even alone. "
+                        + memory_advice("Use smaller validation images (crops of the large ones)",
+                                        offer_cpu=self.device.type != "cpu")
+                        + self._resume_hint())
                 smaller = max(1, len(chunk) // 2)
                 self.val_batch_pixels = smaller * area
                 self._notes.append(self._fault(
@@ -843,109 +815,84 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         st = self.state
-        ckpt = {
-            "format": "loragui.checkpoint", "version": 1, "loragui_version": __version__,
-            "config": self.config.to_dict(), "trainable": self._trainable_state(),
-            "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
-            "step": st.step, "best_dice": st.best_dice,
-            "best_epoch": st.best_epoch, "base_dice": st.base_dice,
-            "history": json.dumps(st.history), "best_written": self._best_written,
-            "torch_rng": torch.get_rng_state(),
-            "base_sha256": self.base_info.sha256 if self.base_info else None,
-            # Since 0.x: what find_resumable shows, and the fault-handling state.
-            "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-            "epochs": self.epochs, "saved": now_iso(),
-            "epoch_loss": [st.epoch_loss_sum, st.epoch_loss_n],
-            "lr_scale": st.lr_scale, "backoffs": st.backoffs, "batch_size": self.batch_size,
-            "faults": json.dumps(st.faults), "fingerprint": self.dataset_info["fingerprint"],
-            # Several processes: rank 0's state; each rank's crops follow from (seed, rank, step).
-            "world_size": self.world_size,
-        }
-        if self.device.type == "cuda":
-            ckpt["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
+        Checkpoint(
+            config=self.config.to_dict(), trainable=self._trainable_state(),
+            optimizer=self.optimizer.state_dict(), sampler=self.sampler.state_dict(),
+            step=st.step, best_dice=st.best_dice, best_epoch=st.best_epoch,
+            base_dice=st.base_dice, history=st.history, best_written=self._best_written,
+            torch_rng=torch.get_rng_state(),
+            base_sha256=self.base_info.sha256 if self.base_info else None,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+            epochs=self.epochs, saved=now_iso(),
+            epoch_loss=[st.epoch_loss_sum, st.epoch_loss_n], lr_scale=st.lr_scale,
+            backoffs=st.backoffs, batch_size=self.batch_size, faults=st.faults,
+            fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size,
+            cuda_rng=(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+                      else None),
+        ).save(self.out)
         self._checkpoint_step = st.step
 
     def _load_checkpoint(self) -> Iterator[Event]:
-        path = self.out / CHECKPOINT
-        if not path.is_file():
+        if not has_checkpoint(self.out):
             yield LogEvent(f"--resume: no checkpoint in {self.out}; starting from the beginning",
                            "warning")
             return
-        try:
-            # Only checkpoints loragui wrote itself, and never with full unpickling.
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise LoraGuiError(f"the checkpoint {path} cannot be read ({exc}); delete it to start "
-                               "over") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != "loragui.checkpoint":
-            raise LoraGuiError(f"{path} is not a loragui checkpoint")
-        want = ckpt.get("base_sha256")
+        ckpt = Checkpoint.load(self.out)
         have = self.base_info.sha256 if self.base_info else None
-        if want != have:
+        if ckpt.base_sha256 != have:
             raise LoraGuiError(f"the checkpoint in {self.out} was made with another base model; "
                                "use the same --base as the first run, or another --out")
-        state = ckpt["trainable"]
         own = dict(self.model.named_parameters())
-        if set(state) != {k for k, p in own.items() if p.requires_grad}:
+        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad}:
             raise LoraGuiError("the checkpoint was made with other settings (rank, layers, --full); "
                                "resume with the same settings, or use another --out")
         with torch.no_grad():
-            for k, v in state.items():
+            for k, v in ckpt.trainable.items():
                 own[k].copy_(v.to(own[k].device))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.sampler.load_state_dict(ckpt["sampler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if "cuda_rng" in ckpt and self.device.type == "cuda":
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.sampler.load_state_dict(ckpt.sampler)
+        torch.set_rng_state(ckpt.torch_rng)
+        if ckpt.cuda_rng is not None and self.device.type == "cuda":
             with contextlib.suppress(Exception):
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+                torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
         st = self.state
-        st.step = int(ckpt["step"])
-        st.best_dice = ckpt["best_dice"]
-        st.best_epoch = int(ckpt["best_epoch"])
-        st.base_dice = ckpt["base_dice"]
-        st.history = json.loads(ckpt["history"])
-        self._best_written = bool(ckpt["best_written"])
+        st.step = int(ckpt.step)
+        st.best_dice = ckpt.best_dice
+        st.best_epoch = int(ckpt.best_epoch)
+        st.base_dice = ckpt.base_dice
+        st.history = ckpt.history
+        self._best_written = bool(ckpt.best_written)
         self._checkpoint_step = st.step
-        st.epoch_loss_sum, st.epoch_loss_n = ckpt.get("epoch_loss", [0.0, 0])
-        st.faults = json.loads(ckpt.get("faults", "[]"))
-        old = ckpt.get("config") or {}
+        st.epoch_loss_sum, st.epoch_loss_n = ckpt.epoch_loss
+        st.faults = ckpt.faults
+        old = ckpt.config
         yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
                        f"Dice {st.best_dice})")
         if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
-            st.lr_scale = float(ckpt.get("lr_scale", 1.0))
-            st.backoffs = int(ckpt.get("backoffs", 0))
+            st.lr_scale = float(ckpt.lr_scale)
+            st.backoffs = int(ckpt.backoffs)
             if st.lr_scale != 1.0:
                 yield LogEvent(f"the learning rate stays at a peak of "
                                f"{format_lr(self.peak_lr * st.lr_scale)}, as lowered after "
                                "non-finite losses before the interruption", "warning")
-        saved_batch = int(ckpt.get("batch_size", self.batch_size))
-        if old.get("batch_size") == self.config.batch_size and saved_batch < self.batch_size:
-            self.batch_size = saved_batch
-            yield LogEvent(f"the batch size stays at {saved_batch}, as reduced after running out "
-                           "of memory before the interruption", "warning")
-        fingerprint = ckpt.get("fingerprint")
-        if fingerprint and fingerprint != self.dataset_info["fingerprint"]:
+        if old.get("batch_size") == self.config.batch_size and ckpt.batch_size < self.batch_size:
+            self.batch_size = int(ckpt.batch_size)
+            yield LogEvent(f"the batch size stays at {self.batch_size}, as reduced after running "
+                           "out of memory before the interruption", "warning")
+        if ckpt.fingerprint != self.dataset_info["fingerprint"]:
             yield LogEvent("the images or masks changed since this run's checkpoint was saved; "
                            "training continues on them as they are now (the result will differ "
                            "from an uninterrupted run)", "warning")
-        old_world = int(ckpt.get("world_size", 1))
-        if old_world != self.world_size:
-            yield LogEvent(f"this run was started in {old_world} process(es) and continues in "
-                           f"{self.world_size}: the effective batch and learning rate change "
+        if ckpt.world_size != self.world_size:
+            yield LogEvent(f"this run was started in {ckpt.world_size} process(es) and continues "
+                           f"in {self.world_size}: the effective batch and learning rate change "
                            "accordingly (the result will differ from an uninterrupted run)",
                            "warning")
         if self.is_main and any(r["epoch"] > 0 for r in st.history):  # rows of epochs after
             self._write_metrics()  # the checkpoint go
 
     def _write_metrics(self) -> None:
-        rows = [r for r in self.state.history if r["epoch"] > 0]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
-        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
+        write_metrics(self.out, self.state.history)
 
     def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None) -> None:
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
@@ -979,7 +926,13 @@ class Trainer:
                 "crops": "each process its own, seeded by (seed, rank, step, back-offs)",
                 "sync": "all-reduce of the trainable parameters' gradients after each backward",
             }
-        atomic_write_text(self.out / "run.json", json.dumps(info, indent=2))
+        write_run_record(self.out, info)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _first_line(exc: BaseException) -> str:

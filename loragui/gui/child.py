@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from loragui.engine.runrecord import has_checkpoint, output_path
+
 from .workers import Worker, add_overlays, describe_exception
 
 CONFIG_FILE = "config.json"  # the run's settings, as passed to the child
@@ -110,7 +112,7 @@ def background_priority(pid: int, low_priority: bool) -> None:
 
 def best_output(config) -> str | None:
     """The best adapter (or model) a run folder holds, if any."""
-    path = Path(config.out) / ("model.safetensors" if config.full else "adapter")
+    path = output_path(config.out, config.full)
     return str(path) if path.exists() else None
 
 
@@ -263,7 +265,7 @@ class ProcessTrainWorker(Worker):
             "Its last output on standard error:\n" + tail if tail else "",
             "Other output:\n" + "\n".join(self._noise) if self._noise else "") if p)
         why = " It may have run out of memory." if code in (-9, 137) else ""
-        if (Path(self.config.out) / "checkpoint.pt").is_file():
+        if has_checkpoint(self.config.out):
             kept = " The checkpoint of the last finished epoch is kept: Resume continues from there."
         else:
             kept = " No epoch had finished, so there is nothing to resume from."

@@ -1,7 +1,7 @@
 """Resume an interrupted run: the last run of the runs folder at start, the run
 that just stopped or failed, or a run folder chosen from the Run menu.
 
-:func:`~loragui.engine.train.find_resumable` (which imports torch) is called in
+:func:`~loragui.engine.checkpoint.find_resumable` (which imports torch) is called in
 a worker thread; when it finds a checkpoint short of the last step, the window
 shows "Resume (step X of Y)", which continues that run in its own folder with
 its own settings (``loragui train --resume``).
@@ -16,6 +16,8 @@ from typing import Any
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QPushButton, QWidget
 
+from loragui.engine.runrecord import CHECKPOINT, RUN_JSON
+
 from . import dialogs
 from .prefs import data_dir
 from .workers import CallWorker, Worker
@@ -23,7 +25,7 @@ from .workers import CallWorker, Worker
 
 def _last_written(run: Path) -> float:
     times = []
-    for p in (run, run / "checkpoint.pt", run / "run.json"):
+    for p in (run, run / CHECKPOINT, run / RUN_JSON):
         try:
             times.append(p.stat().st_mtime)
         except OSError:
@@ -42,7 +44,7 @@ def latest_run(runs: Path) -> Path | None:
 
 def resumable(run_dir: str | Path | None = None) -> dict[str, Any] | None:
     """``find_resumable`` of ``run_dir``, or of the latest run in the runs folder."""
-    from loragui.engine.train import find_resumable
+    from loragui.engine.checkpoint import find_resumable
 
     if run_dir is None:
         run_dir = latest_run(data_dir() / "runs")
