@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QT_PACKAGES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph")
 # the modules the window and the command line read before torch has loaded
 TORCH_FREE = ["config", "events", "atomic", "formats", "resources", "folders", "pairing",
-              "preprocessing", "dataset"]
+              "preprocessing", "dataset", "runrecord"]
 
 
 def _run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
