@@ -97,6 +97,10 @@ class TrainConfig:
              "all (every CUDA GPU), a list such as cuda:0,cuda:1, or cpu,cpu (gloo; "
              "for tests). --batch-size is per device; the peak --lr is scaled by "
              "the square root of the number of devices")
+    # On a GPU a step of this small UNet waits on the host launching its many small
+    # kernels; a compiled step launches far fewer (benchmarks/speed.py).
+    compile: bool = setting(True, help="compile the training step on CUDA GPUs (torch.compile; "
+                                       "falls back to the plain step if compiling fails)")
     resume: bool = setting(False, help="continue the run in OUT from its checkpoint")
     previews: int = setting(4, help="validation images shown each epoch (default {default})")
     # Full training only

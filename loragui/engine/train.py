@@ -190,6 +190,7 @@ class Trainer:
         self.val_batch_pixels = VAL_BATCH_PIXELS
         self.total_steps: int | None = None
         self._started = False  # RunStarted was reported
+        self.compiled: torch.nn.Module | None = None  # the model compiled for training steps
         self._t_start = time.perf_counter()
         # Data parallel (torchrun): this process's rank; None in a single process.
         self.dist = Dist.from_env()
@@ -256,6 +257,7 @@ class Trainer:
         self.autocast = supports_bf16(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        self.compiled = self._setup_compiled()
         yield from self._setup_resume()
         self._started = True
         yield from self._announce(dataset)
@@ -379,10 +381,20 @@ class Trainer:
         for name, p in named:
             mult = 1.0 if c.full or ".lora_" in name else c.whole_lr_scale
             members[(mult, c.weight_decay if p.ndim > 1 else 0.0)].append(p)
+        # The fused kernel updates every tensor in one launch; on the CPU it is no faster.
         optimizer = torch.optim.AdamW(
             [{"params": ps, "weight_decay": decay, "lr_mult": mult}
-             for (mult, decay), ps in members.items() if ps], lr=c.lr)
+             for (mult, decay), ps in members.items() if ps], lr=c.lr,
+            fused=self.device.type == "cuda")
         return [p for _, p in named], optimizer
+
+    def _setup_compiled(self) -> torch.nn.Module | None:
+        """The model compiled for training on a CUDA GPU (compiled lazily, at the first
+        step), or None: the CPU and MPS train the plain model, where compiling takes longer
+        than it saves in a run of a few minutes."""
+        if not (self.config.compile and self.device.type == "cuda"):
+            return None
+        return torch.compile(self.model)
 
     def _setup_resume(self) -> Iterator[Event]:
         if self.config.resume:
@@ -603,9 +615,7 @@ class Trainer:
             x, y = self.sampler.sample(self.batch_size)
             if self.device.type != "mps":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = self.model(x)
-            loss = dice_bce_loss(logits, y)
+            loss = self._loss(x, y)
             loss_value = float(loss.detach())
             self.optimizer.zero_grad(set_to_none=True)
             if math.isfinite(loss_value):
@@ -615,6 +625,24 @@ class Trainer:
             if not is_out_of_memory(exc):
                 raise
             return 0.0, _first_line(exc)  # returning drops the tensors the traceback held
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch, through the compiled model where there is one.
+        A compiler failure (no compiler on this machine, an unsupported operation) shows
+        at the first call: the run goes on with the plain model and says so."""
+        model = self.compiled or self.model
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                logits = model(x)
+        except Exception as exc:
+            if model is self.model or is_out_of_memory(exc):
+                raise
+            self.compiled = None
+            self._notes.append(self._fault(
+                f"compiling the training step failed ({type(exc).__name__}: {_first_line(exc)});"
+                " training without compiling (--no-compile skips the attempt)"))
+            return self._loss(x, y)
+        return dice_bce_loss(logits, y)
 
     def _reduce(self, loss: float, *, stop: bool, oom: bool) -> StepOutcome:
         """The step's outcome: this process's own, or (several processes) every rank's,
