@@ -99,8 +99,8 @@ class TrainConfig:
              "the square root of the number of devices")
     # On a GPU a step of this small UNet waits on the host launching its many small
     # kernels; a compiled step launches far fewer (benchmarks/speed.py).
-    compile: bool = setting(True, help="compile the training step on CUDA GPUs (torch.compile; "
-                                       "falls back to the plain step if compiling fails)")
+    compile: bool = setting(True, help="train the plain model on CUDA GPUs too (by default the "
+                                       "training step is compiled there, with torch.compile)")
     resume: bool = setting(False, help="continue the run in OUT from its checkpoint")
     previews: int = setting(4, help="validation images shown each epoch (default {default})")
     # Full training only
