@@ -104,13 +104,14 @@ def main() -> int:
                     return 1
                 if isinstance(ev, EpochEvent) and ev.epoch > 0:
                     best = ev.best_dice
-                    trace.append(f"{ev.dice:.2f}")
+                    trace.append(f"{ev.dice:.2f}@{time.perf_counter() - t0:.0f}s")
                 if isinstance(ev, RunFinished):
                     secs = time.perf_counter() - t0
                     run = read_run_record(tmp)
                     final = run["final"]
                     size = folder_size(Path(ev.output))
-                    print(f"loragui validation Dice by epoch: {' '.join(trace)}; back-offs "
+                    print(f"loragui validation Dice by epoch (Dice@seconds since the start): "
+                          f"{' '.join(trace)}; back-offs "
                           f"{run['backoffs']}", flush=True)
                     label = "defaults" if not overrides else json.dumps(overrides)
                     rows.append((f"loragui LoRA r={cfg.rank} ({label})", run["trainable_params"],
