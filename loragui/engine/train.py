@@ -630,7 +630,7 @@ class Trainer:
         """The training loss of one batch, through the compiled model where there is one.
         A compiler failure (no compiler on this machine, an unsupported operation) shows
         at the first call: the run goes on with the plain model and says so."""
-        model = self.compiled or self.model
+        model = self.compiled if self.compiled is not None else self.model
         try:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = model(x)
