@@ -6,8 +6,9 @@
   with SIGINT, then resumed with a plain ``torchrun -m loragui train --resume``.
 * A rank killed with SIGKILL: the run ends with a clear message and a checkpoint.
 
-Each rank writes what it holds to $LORAGUI_DIST_DEBUG_DIR/rank<N>.json (pid, step,
-a digest of its trainable weights), so the tests can compare the ranks.
+The processes started here import tests/distdebug/sitecustomize.py, which records what
+each rank holds in $LORAGUI_DIST_DEBUG_DIR/rank<N>.json (pid, step, a digest of its
+trainable weights), so the tests can compare the ranks.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.messy import make_tiny_dataset
 from tests.tiny import make_tiny_base
 
 ROOT = Path(__file__).resolve().parents[1]
+RANK_RECORDER = Path(__file__).resolve().parent / "distdebug"  # its sitecustomize.py
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
                                 or not torch.distributed.is_gloo_available(),
                                 reason="this torch has no gloo backend")
@@ -43,7 +45,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
 def _env(debug: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env["LORAGUI_DIST_DEBUG_DIR"] = str(debug)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(RANK_RECORDER),
+                                         env.get("PYTHONPATH", "")])
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
               "MASTER_PORT"):
         env.pop(k, None)

@@ -75,7 +75,6 @@ from .errors import DeviceError, LoraGuiError, TrainingError
 
 ENV_BACKEND = "LORAGUI_DIST_BACKEND"  # "gloo" or "nccl": overrides the automatic choice
 ENV_STATUS = "LORAGUI_LAUNCH_STATUS"  # set by launch(): rank 0's exit status goes there
-ENV_DEBUG_DIR = "LORAGUI_DIST_DEBUG_DIR"  # tests: each rank writes rank<N>.json there
 TIMEOUT = datetime.timedelta(minutes=30)  # a collective waiting longer than this fails
 SHUTDOWN_TIMEOUT_S = 120  # torchrun waits this long for stopped processes before SIGKILL
 LR_SCALING = "sqrt"
@@ -308,24 +307,6 @@ class Dist:
         """The seed of this rank's random draws for ``step`` (see the module docstring)."""
         key = f"loragui/{seed}/{self.rank}/{step}/{backoffs}".encode()
         return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
-
-    def write_debug(self, **info: Any) -> None:
-        """Tests: what this rank holds, in $LORAGUI_DIST_DEBUG_DIR/rank<N>.json."""
-        folder = os.environ.get(ENV_DEBUG_DIR)
-        if not folder:
-            return
-        import json
-
-        path = os.path.join(folder, f"rank{self.rank}.json")
-        with contextlib.suppress(OSError):
-            old = {}
-            if os.path.exists(path):
-                with open(path) as f:
-                    old = json.load(f)
-            old.update(info, pid=os.getpid())
-            with open(path + ".tmp", "w") as f:
-                json.dump(old, f)
-            os.replace(path + ".tmp", path)
 
 
 @dataclass
