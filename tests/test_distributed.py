@@ -2,8 +2,9 @@
 
 * The agreement logic of :class:`loragui.engine.distributed.Dist` (stop, out of
   memory, non-finite loss, a failed write on one rank only) in two processes.
-* ``loragui train --devices cpu,cpu`` (the launcher: torchrun in-process) stopped
-  with SIGINT, then resumed with a plain ``torchrun -m loragui train --resume``.
+* ``loragui train --devices cpu,cpu`` (:mod:`loragui.engine.launcher`: torchrun
+  in-process) stopped with SIGINT, then resumed with a plain ``torchrun -m loragui
+  train --resume``.
 * A rank killed with SIGKILL: the run ends with a clear message and a checkpoint.
 
 The processes started here import tests/distdebug/sitecustomize.py, which records what
@@ -27,8 +28,9 @@ import pytest
 import torch
 
 from loragui.engine import distributed
-from loragui.engine.distributed import Dist, parse_devices
+from loragui.engine.distributed import Dist
 from loragui.engine.errors import DeviceError, LoraGuiError
+from loragui.engine.launcher import parse_devices
 from loragui.engine.train import RUN_FILES, find_resumable
 from tests.messy import make_tiny_dataset
 from tests.tiny import make_tiny_base
