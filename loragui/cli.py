@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nloragui: interrupted", file=sys.stderr)
         status = 130
     if os.environ.get(LAUNCHED_ENV):  # started by --devices: rank 0 has reported
-        from .engine.distributed import record_status
+        from .engine.launcher import record_status
 
         record_status(status)
     return status

@@ -20,7 +20,7 @@ from typing import Any
 from .engine.config import TRAIN_OPTIONS, TrainConfig, check_values, train_options
 from .terminal import EXIT_USAGE, Progress, eta, fail, fmt
 
-# Set in the processes that ``--devices`` starts (engine.distributed.ENV_STATUS).
+# Set in the processes that ``--devices`` starts (engine.launcher.ENV_STATUS).
 LAUNCHED_ENV = "LORAGUI_LAUNCH_STATUS"
 
 
@@ -231,8 +231,8 @@ def train_on_devices(args: argparse.Namespace, config: TrainConfig) -> int | Non
     """Several devices: run this ``train`` command in one process per device through
     torchrun and return the exit status; None when one device is listed (then
     ``config.device`` is set and this process trains alone)."""
-    from .engine.distributed import in_torchrun, launch, parse_devices
     from .engine.errors import LoraGuiError
+    from .engine.launcher import in_torchrun, launch, parse_devices
 
     if in_torchrun():
         raise LoraGuiError("--devices starts its own processes; under torchrun leave it out "

@@ -2,12 +2,14 @@
 
 * The agreement logic of :class:`loragui.engine.distributed.Dist` (stop, out of
   memory, non-finite loss, a failed write on one rank only) in two processes.
-* ``loragui train --devices cpu,cpu`` (the launcher: torchrun in-process) stopped
-  with SIGINT, then resumed with a plain ``torchrun -m loragui train --resume``.
+* ``loragui train --devices cpu,cpu`` (:mod:`loragui.engine.launcher`: torchrun
+  in-process) stopped with SIGINT, then resumed with a plain ``torchrun -m loragui
+  train --resume``.
 * A rank killed with SIGKILL: the run ends with a clear message and a checkpoint.
 
-Each rank writes what it holds to $LORAGUI_DIST_DEBUG_DIR/rank<N>.json (pid, step,
-a digest of its trainable weights), so the tests can compare the ranks.
+The processes started here import tests/distdebug/sitecustomize.py, which records what
+each rank holds in $LORAGUI_DIST_DEBUG_DIR/rank<N>.json (pid, step, a digest of its
+trainable weights), so the tests can compare the ranks.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import pytest
 import torch
 
 from loragui.engine import distributed
-from loragui.engine.distributed import Dist, parse_devices
+from loragui.engine.distributed import Dist
 from loragui.engine.errors import DeviceError, LoraGuiError
+from loragui.engine.launcher import parse_devices
 from loragui.engine.train import RUN_FILES, find_resumable
 from tests.messy import make_tiny_dataset
 from tests.tiny import make_tiny_base
 
 ROOT = Path(__file__).resolve().parents[1]
+RANK_RECORDER = Path(__file__).resolve().parent / "distdebug"  # its sitecustomize.py
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
                                 or not torch.distributed.is_gloo_available(),
                                 reason="this torch has no gloo backend")
@@ -43,7 +47,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
 def _env(debug: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env["LORAGUI_DIST_DEBUG_DIR"] = str(debug)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(RANK_RECORDER),
+                                         env.get("PYTHONPATH", "")])
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
               "MASTER_PORT"):
         env.pop(k, None)

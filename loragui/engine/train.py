@@ -54,7 +54,6 @@ from .distributed import (
     PeerLost,
     StepOutcome,
     lr_scale,
-    parameters_digest,
 )
 from .errors import DataError, LoraGuiError, TrainingError
 from .events import (
@@ -470,7 +469,6 @@ class Trainer:
                 error = exc
             self.dist.check(error, "while starting")
             self.dist.broadcast_parameters(self.params)  # identical weights on every rank
-            self.dist.write_debug(started=True, device=str(self.device))
         if st.step == 0 and not (c.full and not c.base):
             event = None
             with self._agreed("validating the base model"):
@@ -531,9 +529,6 @@ class Trainer:
                     yield from self._drain_notes()
                     yield event
                 self.model.train()
-        if self.dist is not None:
-            self.dist.write_debug(step=st.step, stopped=stopped,
-                                  digest=parameters_digest(self.params))
         if self.is_main:
             with self._writing():
                 if stopped:
