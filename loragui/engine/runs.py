@@ -24,12 +24,12 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .config import TrainConfig
+from .config import TRAIN_OPTIONS, TrainConfig
 from .errors import LoraGuiError
 from .runrecord import (
     ADAPTER,
@@ -51,6 +51,8 @@ STATUSES = ("running", "finished", "stopped", "failed", "resumable", "damaged", 
 # Folder names that say nothing about a data set: its name is then the parent's.
 GENERIC_NAMES = frozenset({"images", "image", "imgs", "img", "masks", "mask", "labels", "train",
                            "input", "inputs"})
+# TrainConfig's defaults by field, as declared (made once: a row compares its settings).
+DEFAULTS: dict[str, Any] = {option.name: option.default for option in TRAIN_OPTIONS}
 # Fields shown in a row's columns of their own, or that say where and how, not what.
 _NOT_SETTINGS = ("images", "masks", "out", "base", "resume")
 
@@ -259,10 +261,8 @@ def process_alive(process: dict[str, Any]) -> bool:
 def changed_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The run's settings that differ from TrainConfig's defaults, in declaration order
     (the data folders, the run folder and the base model have columns of their own)."""
-    default = TrainConfig().to_dict()
-    return {f.name: config[f.name] for f in fields(TrainConfig)
-            if f.name not in _NOT_SETTINGS and f.name in config
-            and config[f.name] != default[f.name]}
+    return {name: config[name] for name, default in DEFAULTS.items()
+            if name not in _NOT_SETTINGS and name in config and config[name] != default}
 
 
 @dataclass
@@ -278,14 +278,12 @@ def compare_settings(rows: list[RunRow]) -> list[SettingRow]:
     """Every setting of the runs side by side, then the device used and the pair count
     (None for a run without a readable record); ``differs`` marks the settings that are
     not the same in every run that has a record."""
-    default = TrainConfig().to_dict()
     table = []
-    for f in fields(TrainConfig):
-        if f.name in ("out", "resume"):
+    for name, default in DEFAULTS.items():
+        if name in ("out", "resume"):
             continue
-        values = [None if r.config is None else r.config.get(f.name, default[f.name])
-                  for r in rows]
-        table.append(SettingRow(f.name, values, _differ(values, rows)))
+        values = [None if r.config is None else r.config.get(name, default) for r in rows]
+        table.append(SettingRow(name, values, _differ(values, rows)))
     for label, name in (("device used", "device"), ("pairs", "pairs")):
         values = [None if r.config is None else getattr(r, name) for r in rows]
         table.append(SettingRow(label, values, _differ(values, rows)))
