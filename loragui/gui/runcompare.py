@@ -54,7 +54,7 @@ class RunComparison(QWidget):
 
         self.table = QTableWidget()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setToolTip("Settings that differ between the runs are highlighted")
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -65,6 +65,20 @@ class RunComparison(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        self.apply_palette()
+
+    def apply_palette(self) -> None:
+        """The plots in the window's colours (light or dark, as the system is)."""
+        palette = self.palette()
+        text = palette.color(QPalette.ColorRole.Text)
+        self.plots.setBackground(palette.color(QPalette.ColorRole.Base))
+        for plot in (self.dice_plot, self.loss_plot):
+            plot.setTitle(plot.titleLabel.text, color=text)
+            for name in ("left", "bottom"):
+                plot.getAxis(name).setPen(pg.mkPen(text))
+                plot.getAxis(name).setTextPen(pg.mkPen(text))
+        for legend in (self.dice_legend, self.loss_legend):
+            legend.setLabelTextColor(text)
 
     def show_runs(self, rows: list[RunRow], curves: list[Curves]) -> None:
         """Overlay these runs' curves and tabulate their settings."""
@@ -98,7 +112,8 @@ class RunComparison(QWidget):
         lines = [("status", [r.status for r in rows], False),
                  ("base Dice", [_dice(r.base_dice) for r in rows], False),
                  ("best Dice", [_dice(r.best_dice) for r in rows], False)]
-        lines += [(s.name, s.values, s.differs) for s in settings]
+        # the differing settings first: what the comparison is for
+        lines += [(s.name, s.values, s.differs) for s in sorted(settings, key=lambda s: not s.differs)]
         table.setVerticalHeaderLabels([name for name, _, _ in lines])
         for r, (_, values, differs) in enumerate(lines):
             for col, value in enumerate(values):
@@ -107,6 +122,7 @@ class RunComparison(QWidget):
                     item.setBackground(QBrush(highlight))
                     item.setFont(bold)
                 item.setData(Qt.ItemDataRole.UserRole, differs)
+                item.setToolTip(_text(value))
                 table.setItem(r, col, item)
             if differs:
                 table.verticalHeaderItem(r).setFont(bold)
