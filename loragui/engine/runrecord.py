@@ -22,7 +22,7 @@ import csv
 import io
 import json
 import os
-import socket
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def write_run_record(run_dir: str | os.PathLike, record: dict[str, Any]) -> None
 def this_process() -> dict[str, Any]:
     """What a running run's record names, so that another process can tell whether it
     still trains: this process's id and the machine it runs on."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    return {"pid": os.getpid(), "host": platform.node()}
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import shutil
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -231,7 +231,7 @@ def process_alive(process: dict[str, Any]) -> bool:
     pid = process.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False
-    if process.get("host") and process.get("host") != socket.gethostname():
+    if process.get("host") and process.get("host") != platform.node():
         return True
     if pid == os.getpid():
         return True
@@ -322,6 +322,7 @@ class Curves:
     """A run's curves from metrics.csv: one value per epoch (None where not measured)."""
 
     epochs: list[float] = field(default_factory=list)
+    steps: list[int | None] = field(default_factory=list)
     dice: list[float | None] = field(default_factory=list)
     train_loss: list[float | None] = field(default_factory=list)
     val_loss: list[float | None] = field(default_factory=list)
@@ -340,6 +341,7 @@ def read_curves(folder: str | os.PathLike) -> Curves:
         if epoch is None:
             continue
         curves.epochs.append(epoch)
+        curves.steps.append(_int(r.get("step")))
         curves.dice.append(_float(r.get("dice")))
         curves.train_loss.append(_float(r.get("train_loss")))
         curves.val_loss.append(_float(r.get("val_loss")))

@@ -78,6 +78,22 @@ def _dice(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
+def review_material(row: RunRow) -> tuple[Any, list, int]:
+    """(curves, previews, epoch) of a run for the training view, in a worker thread:
+    the previews of its best epoch, else of its last one that has some ([] if none)."""
+    from loragui.engine.events import previews_path, read_previews
+
+    curves = read_curves(row.path)
+    for epoch in dict.fromkeys([row.best_epoch or 0, *reversed(curves.epochs)]):
+        path = previews_path(row.path, int(epoch))
+        if epoch and path.is_file():
+            try:
+                return curves, read_previews(path), int(epoch)
+            except (OSError, ValueError, KeyError):
+                continue
+    return curves, [], 0
+
+
 def load_runs(extra: list[str]) -> list[RunRow]:
     """The runs folder's runs and the run folders added by hand (in a worker thread)."""
     rows = list_runs(runs_folder())
@@ -359,13 +375,19 @@ class RunsHistory(QObject):
     """The window's side of the Runs view: what each request does with the window's
     own pieces. ``outputs`` is AfterTraining, ``resume_offer`` ResumeOffer,
     ``settings`` the SettingsPanel; ``load_folders(images, masks)``; ``training()``;
-    ``changed()`` after a run is opened (the export actions follow)."""
+    ``changed()`` after a run is opened (the export actions follow); ``training_view()``
+    makes (or gives) the curves and previews, ``show_training_view()`` shows them;
+    ``track(worker)`` hands each job to the window, which waits for it on closing."""
 
     def __init__(self, view: RunsView, *, outputs, results, resume_offer, settings,
                  load_folders: Callable[[Path, Path], None], training: Callable[[], bool],
                  overrides: dict[str, Any], log: Callable[..., None],
-                 changed: Callable[[], None]) -> None:
+                 changed: Callable[[], None], training_view: Callable[[], Any],
+                 show_training_view: Callable[[], None],
+                 track: Callable[[Worker], None]) -> None:
         super().__init__(view)
+        self._training_view, self._show_training_view = training_view, show_training_view
+        self._track = track
         self.view, self.outputs, self.results = view, outputs, results
         self.resume_offer, self.settings = resume_offer, settings
         self._load_folders, self._training, self._overrides = load_folders, training, overrides
@@ -392,7 +414,30 @@ class RunsHistory(QObject):
         self.outputs.check_adapter()
         self._log(f"Opened the run {row.name} ({row.path})")
         self._changed()
+        worker = CallWorker(review_material, row)
+        worker.succeeded.connect(lambda material: self._show_run(row, *material))
+        worker.failed.connect(lambda m, d: self._log(f"Could not read the run's curves: {m}",
+                                                     "warning"))
+        self._track(worker)
+        worker.start()
         return True
+
+    def _show_run(self, row: RunRow, curves, previews: list, epoch: int) -> None:
+        """The run's curves by epoch and its best epoch's predictions, in the training view."""
+        if self._training():
+            return
+        view = self._training_view()
+        view.reset()
+        view.curves.reset(total_steps=row.total_steps or 0, epochs=len(curves.epochs))
+        view.curves.set_base_dice(row.base_dice)
+        for i, e in enumerate(curves.epochs):
+            view.curves.add_epoch(int(e), curves.steps[i] or 0, curves.val_loss[i],
+                                  curves.dice[i], curves.train_loss[i],
+                                  best_epoch=row.best_epoch, best_dice=row.best_dice)
+        view.curves.redraw()
+        if previews:
+            view.previews.show_previews(previews, epoch, len(curves.epochs))
+        self._show_training_view()
 
     def export(self, row: RunRow, merged: bool) -> None:
         if self.review(row):
@@ -414,6 +459,10 @@ class RunsHistory(QObject):
 
         config = train_again_config(row)
         values = config.to_dict()
+        base = row.config.get("base")
+        if base and not Path(base).is_file():
+            self._log(f"The base model of that run ({base}) no longer exists: choose it again "
+                      "in the settings, or the base model chosen there is used.", "warning")
         if config.devices:
             values["device"] = config.devices
         self.settings.set_values(values)

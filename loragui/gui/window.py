@@ -106,7 +106,8 @@ class MainWindow(QMainWindow):
             self.runs_view, outputs=self.outputs, results=self.results,
             resume_offer=self.resume_offer, settings=self.settings, load_folders=self.load_folders,
             training=self.training, overrides=self.config_overrides, log=self.log,
-            changed=self._update_state)
+            changed=self._update_state, training_view=self._build_training_view,
+            show_training_view=self._show_training_view, track=self._track)
         build_menus(self)
         restore_geometry(self)
         self.settings.set_values(self.prefs.train)

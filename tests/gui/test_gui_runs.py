@@ -162,3 +162,31 @@ def test_a_run_folder_from_elsewhere_is_added(qtbot, win, tmp_path, dialogs):
     qtbot.waitUntil(lambda: str(elsewhere) in dict(shown_rows(view)), timeout=10000)
     view.add_folder(str(tmp_path))
     assert "is not a run folder" in dialogs.texts()[-1]
+
+
+def test_opening_a_run_shows_its_curves_and_best_predictions(qtbot, win, history):
+    import numpy as np
+
+    from loragui.engine.events import Preview, previews_path, write_previews
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:8, 4:8] = 1
+    write_previews(previews_path(history["finished"], 3),
+                   [Preview("cell_01.png", image, mask, mask.astype(np.float32))])
+    view = open_runs(qtbot, win)
+    view.select_paths([str(history["finished"])])
+    view.buttons["review"].click()
+    qtbot.waitUntil(lambda: win.training_view is not None
+                    and win.training_view.previews.names == ["cell_01.png"], timeout=20000)
+    assert list(win.training_view.curves.epochs.view()[:, 3]) == [0.5, 0.7, 0.8]
+    qtbot.waitUntil(lambda: win.stack.currentWidget() is win.training_view, timeout=5000)
+
+
+def test_train_again_says_when_the_base_model_is_gone(qtbot, win, user_dirs):
+    run = make_run(user_dirs / "userdata" / "runs", "custom", base=str(user_dirs / "gone.safetensors"),
+                   created="2026-12-01T09:30:00")
+    view = open_runs(qtbot, win)
+    view.select_paths([str(run)])
+    view.buttons["again"].click()
+    assert "gone.safetensors) no longer exists" in win.log_view.toPlainText()
