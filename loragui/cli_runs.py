@@ -81,7 +81,7 @@ def _find(run: str, root: Path) -> Path:
 
 
 def _print_comparison(rows, as_json: bool) -> int:
-    from .engine.runs import compare_settings
+    from .engine.runcompare import compare_settings
 
     table = compare_settings(rows)
     if as_json:

@@ -13,13 +13,12 @@ import pytest
 from loragui import cli
 from loragui.engine.errors import LoraGuiError
 from loragui.engine.events import RunStarted
+from loragui.engine.runcompare import compare_settings, read_curves
 from loragui.engine.runrecord import NAME_FILE, RUN_JSON
 from loragui.engine.runs import (
     command_line,
-    compare_settings,
     delete_run,
     list_runs,
-    read_curves,
     read_run,
     rename_run,
     train_again_config,

@@ -11,8 +11,7 @@ A run is *running* while the process its record names (``process``: pid and
 host, written when training starts) is alive; a record that says running but
 whose process has ended is a run that was killed.
 
-Comparing runs: :func:`read_curves` (metrics.csv) and :func:`compare_settings`
-(their settings side by side, the differing ones marked).
+Comparing runs (curves and settings side by side) is :mod:`.runcompare`.
 """
 
 from __future__ import annotations
@@ -168,12 +167,12 @@ def _row(path: Path, record: dict[str, Any]) -> RunRow:
     best = record.get("best") if isinstance(record.get("best"), dict) else {}
     row = RunRow(
         str(path), "", date, "", images=images, masks=masks,
-        pairs=_int(dataset.get("pairs")),
+        pairs=as_int(dataset.get("pairs")),
         base=Path(config["base"]).name if config.get("base") else "bundled",
         changed=changed_settings(config), device=str(record.get("device") or ""),
-        seconds=_float(record.get("seconds")), base_dice=_float(record.get("base_dice")),
-        best_dice=_float(best.get("dice")), best_epoch=_int(record.get("best_epoch")),
-        steps=_int(record.get("steps")), total_steps=_int(record.get("total_steps")),
+        seconds=as_float(record.get("seconds")), base_dice=as_float(record.get("base_dice")),
+        best_dice=as_float(best.get("dice")), best_epoch=as_int(record.get("best_epoch")),
+        steps=as_int(record.get("steps")), total_steps=as_int(record.get("total_steps")),
         config=config)
     default_name = dataset_name(images) if images else path.name
     row.name = _user_name(path) or f"{default_name} {date[:16].replace('T', ' ')}".strip()
@@ -265,37 +264,6 @@ def changed_settings(config: dict[str, Any]) -> dict[str, Any]:
             if name not in _NOT_SETTINGS and name in config and config[name] != default}
 
 
-@dataclass
-class SettingRow:
-    """One setting across the compared runs."""
-
-    name: str
-    values: list[Any]
-    differs: bool
-
-
-def compare_settings(rows: list[RunRow]) -> list[SettingRow]:
-    """Every setting of the runs side by side, then the device used and the pair count
-    (None for a run without a readable record); ``differs`` marks the settings that are
-    not the same in every run that has a record."""
-    table = []
-    for name, default in DEFAULTS.items():
-        if name in ("out", "resume"):
-            continue
-        values = [None if r.config is None else r.config.get(name, default) for r in rows]
-        table.append(SettingRow(name, values, _differ(values, rows)))
-    for label, name in (("device used", "device"), ("pairs", "pairs")):
-        values = [None if r.config is None else getattr(r, name) for r in rows]
-        table.append(SettingRow(label, values, _differ(values, rows)))
-    return table
-
-
-def _differ(values: list[Any], rows: list[RunRow]) -> bool:
-    known = [json.dumps(v, sort_keys=True) for v, r in zip(values, rows, strict=True)
-             if r.config is not None]
-    return len(set(known)) > 1
-
-
 def train_again_config(row: RunRow) -> TrainConfig:
     """The run's settings for a new run: no run folder, not a resume; data folders that
     no longer exist are left empty."""
@@ -313,39 +281,6 @@ def command_line(row: RunRow) -> str:
     config = TrainConfig.from_dict(row.config or {})
     config.out, config.resume = "", False
     return config.command_line()
-
-
-# ------------------------------------------------------------------ curves
-
-@dataclass
-class Curves:
-    """A run's curves from metrics.csv: one value per epoch (None where not measured)."""
-
-    epochs: list[float] = field(default_factory=list)
-    steps: list[int | None] = field(default_factory=list)
-    dice: list[float | None] = field(default_factory=list)
-    train_loss: list[float | None] = field(default_factory=list)
-    val_loss: list[float | None] = field(default_factory=list)
-
-
-def read_curves(folder: str | os.PathLike) -> Curves:
-    """The validation Dice and the losses by epoch; an unreadable or missing metrics.csv
-    gives empty curves, and an unreadable cell None."""
-    curves = Curves()
-    try:
-        rows = read_metrics(folder)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return curves
-    for r in rows:
-        epoch = _float(r.get("epoch"))
-        if epoch is None:
-            continue
-        curves.epochs.append(epoch)
-        curves.steps.append(_int(r.get("step")))
-        curves.dice.append(_float(r.get("dice")))
-        curves.train_loss.append(_float(r.get("train_loss")))
-        curves.val_loss.append(_float(r.get("val_loss")))
-    return curves
 
 
 # ------------------------------------------------------------------ acting on a run
@@ -409,7 +344,7 @@ def _metrics_steps(path: Path) -> int | None:
         rows = read_metrics(path)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    return _int(rows[-1].get("step")) if rows else None
+    return as_int(rows[-1].get("step")) if rows else None
 
 
 def _mtime_iso(path: Path) -> str:
@@ -425,7 +360,8 @@ def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
-def _float(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
+    """A number read from a record or a CSV cell; None when it is not one (or NaN)."""
     if isinstance(value, bool):
         return None
     try:
@@ -435,8 +371,8 @@ def _float(value: Any) -> float | None:
     return number if number == number else None  # NaN: not measured
 
 
-def _int(value: Any) -> int | None:
-    number = _float(value)
+def as_int(value: Any) -> int | None:
+    number = as_float(value)
     return int(number) if number is not None else None
 
 

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loragui.engine.runs import Curves, RunRow, compare_settings
+from loragui.engine.runcompare import Curves, compare_settings
+from loragui.engine.runs import RunRow
 
 # Okabe-Ito: told apart with colour-blindness too; a ninth run reuses the first colour.
 RUN_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",

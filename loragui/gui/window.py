@@ -40,7 +40,8 @@ from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
 from .results import ResultsPanel
 from .resume import ResumeOffer
-from .runs import RunsHistory, RunsView
+from .runactions import RunsHistory
+from .runs import RunsView
 from .settings import SettingsPanel
 from .workers import StartupWorker, Worker
 
