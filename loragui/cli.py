@@ -7,9 +7,10 @@
     loragui merge ...            fold an adapter into its base model
     loragui info FILE            what a model or adapter file is and where it came from
     loragui export PATH ...      copy an adapter (one file, PEFT-loadable) or write ONNX
+    loragui runs [compare ...]   the history of runs, and runs side by side
 
 User errors print one line (``loragui: error: ...``) and exit with status 2.
-``train`` lives in :mod:`loragui.cli_train`.
+``train`` lives in :mod:`loragui.cli_train`, ``runs`` in :mod:`loragui.cli_runs`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_runs import add_runs_parser, cmd_runs
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
 from .terminal import EXIT_USAGE, Progress, fail, fmt, warn
 
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--base", metavar="FILE", help="base model; default: the bundled base model")
     x.add_argument("--force", action="store_true",
                    help="use an adapter made for another base model when the shapes match (warns)")
+    add_runs_parser(sub)
     return parser
 
 
@@ -242,7 +245,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "merge": cmd_merge, "info": cmd_info, "export": cmd_export}
+            "merge": cmd_merge, "info": cmd_info, "export": cmd_export, "runs": cmd_runs}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .runrecord import PREVIEWS
+
 
 @dataclass
 class Preview:
@@ -214,7 +216,7 @@ def read_previews(path: str | os.PathLike) -> list[Preview]:
 
 def previews_path(run_dir: str | os.PathLike, epoch: int) -> Path:
     """Where the JSON-lines writer puts an epoch's previews: ``RUN/previews/epoch_NNNN.npz``."""
-    return Path(run_dir).absolute() / "previews" / f"epoch_{epoch:04d}.npz"
+    return Path(run_dir).absolute() / PREVIEWS / f"epoch_{epoch:04d}.npz"
 
 
 class JsonLinesWriter:

@@ -6,7 +6,10 @@ One run folder holds everything:
     OUT/model.safetensors best model so far                         [--full runs]
     OUT/checkpoint.pt     last epoch's state, to resume a killed run (see :mod:`.checkpoint`)
     OUT/metrics.csv       one row per epoch
-    OUT/run.json          settings, final and best metrics, timings
+    OUT/run.json          settings, final and best metrics, timings; while the run
+                          trains, its settings and the process training it
+    OUT/previews/         validation previews of each epoch          [the window's runs]
+    OUT/name.txt          the name a user gave the run                [optional]
 
 The names live here, and ``run.json`` and ``metrics.csv`` are written and read here
 only. Nothing here imports torch, so the window can read a run's record (and look
@@ -19,6 +22,7 @@ import csv
 import io
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +33,13 @@ ADAPTER = "adapter"
 MODEL_FILE = "model.safetensors"
 METRICS = "metrics.csv"
 RUN_JSON = "run.json"
+NAME_FILE = "name.txt"
+PREVIEWS = "previews"  # each epoch's validation previews, for the window
+# The layout of run.json: a reader refuses a record of a higher version (a newer loragui's).
+# Records without the key are version 1.
+RECORD_VERSION = 1
 # What a run folder holds; temporaries of these that a killed run left are removed at start.
-RUN_FILES = (CHECKPOINT, ADAPTER, MODEL_FILE, METRICS, RUN_JSON)
+RUN_FILES = (CHECKPOINT, ADAPTER, MODEL_FILE, METRICS, RUN_JSON, NAME_FILE)
 
 
 def output_path(run_dir: str | os.PathLike, full: bool) -> Path:
@@ -61,7 +70,14 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def write_run_record(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
+    record = {"record_version": RECORD_VERSION, **record}
     atomic_write_text(Path(run_dir) / RUN_JSON, json.dumps(record, indent=2))
+
+
+def this_process() -> dict[str, Any]:
+    """What a running run's record names, so that another process can tell whether it
+    still trains: this process's id and the machine it runs on."""
+    return {"pid": os.getpid(), "host": platform.node()}
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -84,7 +84,14 @@ from .model_input import to_model_input
 from .pairing import pair_folders
 from .predict import predict_probability
 from .preprocessing import Preprocessing
-from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
+from .runrecord import (
+    RUN_FILES,
+    has_checkpoint,
+    output_path,
+    this_process,
+    write_metrics,
+    write_run_record,
+)
 from .sampler import CropSampler
 from .unet import UNet, UNetConfig, count_parameters
 
@@ -259,6 +266,9 @@ class Trainer:
         self.compiled = self._setup_compiled()
         yield from self._setup_resume()
         self._started = True
+        if self.is_main:  # a list of runs shows it as running (and, if killed, as interrupted)
+            with self._writing():
+                self._write_run_json(0.0, False, running=True)
         yield from self._announce(dataset)
 
     def _check_settings(self) -> None:
@@ -917,14 +927,16 @@ class Trainer:
     def _write_metrics(self) -> None:
         write_metrics(self.out, self.state.history)
 
-    def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None) -> None:
+    def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None,
+                        running: bool = False) -> None:
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
                      and r["epoch"] > 0), None)
         final = self.state.history[-1] if self.state.history else None
         info = {
             "loragui_version": __version__, "created": now_iso(), "config": self.config.to_dict(),
             "device": self._device_text(), "mode": "full" if self.config.full else "lora",
-            "status": "failed" if failed else "stopped" if stopped else "finished",
+            "status": ("running" if running else "failed" if failed else "stopped" if stopped
+                       else "finished"),
             "error": failed, "stopped": stopped,
             "steps": self.state.step, "total_steps": self.total_steps,
             "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
@@ -940,6 +952,8 @@ class Trainer:
             "world_size": self.world_size,
             "effective_batch_size": self.batch_size * self.world_size,
         }
+        if running:
+            info["process"] = this_process()
         if self.dist is not None:
             info["distributed"] = {
                 "world_size": self.world_size, "backend": self.dist.backend,

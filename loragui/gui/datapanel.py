@@ -9,12 +9,13 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from loragui.engine.runs import dataset_name
+
 from .dropzone import DropZone
 from .report import PairingReportView
 from .workers import ScanWorker, ThumbnailWorker, Worker
 
 N_THUMBNAILS = 8
-GENERIC_NAMES = {"images", "image", "imgs", "img", "masks", "mask", "labels", "train", "input", "inputs"}
 
 
 class DataPanel(QWidget):
@@ -69,9 +70,7 @@ class DataPanel(QWidget):
         folder = self.images_dir or self.masks_dir
         if folder is None:
             return ""
-        if folder.name.lower() in GENERIC_NAMES and folder.parent.name:
-            return folder.parent.name
-        return folder.name
+        return dataset_name(folder)
 
     def set_sample_available(self, available: bool) -> None:
         self.sample_link.setVisible(available and self.images_dir is None)

@@ -56,6 +56,7 @@ def build_menus(w) -> None:
     w.resume_action.setStatusTip("Continue an interrupted run from its checkpoint")
     view = bar.addMenu("&View")
     view.addAction(w.log_dock.toggleViewAction())
+    view.addAction(w.runs_dock.toggleViewAction())
     help_menu = bar.addMenu("&Help")
     w.about_action = _action(w, help_menu, "&About loragui", lambda: dialogs.show_about(w, w.info))
 

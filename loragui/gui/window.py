@@ -40,6 +40,8 @@ from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
 from .results import ResultsPanel
 from .resume import ResumeOffer
+from .runactions import RunsHistory
+from .runs import RunsView
 from .settings import SettingsPanel
 from .workers import StartupWorker, Worker
 
@@ -101,6 +103,12 @@ class MainWindow(QMainWindow):
         self.resume_offer = ResumeOffer(
             self, self.resume_button, training=self.training, start_run=self._start_run,
             log=self.log, track=self._track, changed=self._update_state)
+        self.runs = RunsHistory(
+            self.runs_view, outputs=self.outputs, results=self.results,
+            resume_offer=self.resume_offer, settings=self.settings, load_folders=self.load_folders,
+            training=self.training, overrides=self.config_overrides, log=self.log,
+            changed=self._update_state, training_view=self._build_training_view,
+            show_training_view=self._show_training_view, track=self._track)
         build_menus(self)
         restore_geometry(self)
         self.settings.set_values(self.prefs.train)
@@ -193,6 +201,16 @@ class MainWindow(QMainWindow):
         self.log_dock.setWidget(self.log_view)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
         self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
+        self.runs_view = RunsView(track=self._track, log=self.log)
+        self.runs_dock = QDockWidget("Runs", self)
+        self.runs_dock.setObjectName("RunsDock")
+        self.runs_dock.setWidget(self.runs_view)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.runs_dock)
+        self.tabifyDockWidget(self.log_dock, self.runs_dock)
+        self.log_dock.raise_()
+        # The list is read when first shown (a worker thread), and again after each run.
+        self.runs_dock.visibilityChanged.connect(
+            lambda shown: shown and not self.runs_view.loaded and self.runs_view.refresh())
         self.warning_label = QLabel()  # the latest warning, until the next run starts
         self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.warning_label.hide()
@@ -469,6 +487,8 @@ class MainWindow(QMainWindow):
             if not self._close_when_stopped:
                 dialogs.show_error(self, result.message, result.details, "Training failed")
         self._update_state()
+        if self.runs_view.loaded and not self._close_when_stopped:
+            self.runs_view.refresh()
         if self._close_when_stopped:
             self.close()
 
