@@ -44,7 +44,7 @@ from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
-from .config import TrainConfig
+from .config import TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
 from .distributed import (
@@ -80,10 +80,12 @@ from .faults import (
 )
 from .formats import now_iso
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
+from .memory import Architecture
 from .metrics import SegmentationScores, dice_bce_loss
 from .model_input import to_model_input
 from .pairing import pair_folders
 from .predict import predict_probability
+from .preflight import check_layers, check_memory, fitted_crop, rank_note
 from .preprocessing import Preprocessing
 from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
 from .sampler import CropSampler
@@ -248,6 +250,7 @@ class Trainer:
             self.device = resolve_device(self.config.device)
         _seed_everything(self.config.seed)
         self.model, self.base_info, self.prep = self._setup_model()
+        yield from self._preflight()
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
         self.lora, self.extra_trainable = self._setup_adapter()
@@ -261,22 +264,9 @@ class Trainer:
         yield from self._announce(dataset)
 
     def _check_settings(self) -> None:
-        c = self.config
-        if not c.out:
+        if not self.config.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
-        if c.batch_size < 1 or (c.crop_size and c.crop_size < 8) or c.epochs < 1 or c.rank < 1:
-            raise LoraGuiError("batch size and epochs must be ≥ 1, rank ≥ 1, crop size ≥ 8 "
-                               "(or 0 for auto)")
-        if not 0 <= c.val_fraction < 1:
-            raise LoraGuiError("the validation fraction must be in [0, 1)")
-        default = TrainConfig()
-        if not (math.isfinite(c.lr) and c.lr > 0):
-            raise LoraGuiError(f"the learning rate must be a positive number, not {c.lr:g} "
-                               f"(try the default, --lr {default.lr:g})")
-        if not (math.isfinite(c.whole_lr_scale) and c.whole_lr_scale >= 0):
-            raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
-                               "(0 freezes the weights trained whole; the default is "
-                               f"{default.whole_lr_scale:g})")
+        check_settings(self.config)  # the declared bounds: as the command line checks them
 
     def _prepare_run_folder(self) -> None:
         if not self.is_main:  # rank 0 alone writes the run folder
@@ -293,9 +283,31 @@ class Trainer:
         without --base, else the base model."""
         c = self.config
         if c.full and not c.base:
-            return UNet(UNetConfig(width=c.width, depth=c.depth)), None, Preprocessing()
+            arch = UNetConfig(width=c.width, depth=c.depth)
+            self._check_memory(arch, 2**arch.depth)  # before the weights are allocated
+            return UNet(arch), None, Preprocessing()
         model, info = load_model(resolve_base(c.base, device_type=self.device.type))
         return model, info, Preprocessing.from_dict(info.preprocessing)
+
+    def _check_memory(self, arch: UNetConfig, multiple: int) -> None:
+        crop = -(-self.config.auto_crop_size(self.device.type) // multiple) * multiple
+        check_memory(Architecture(**arch.to_dict()), self.config, crop=crop,
+                     device_type=self.device.type, device_index=self.device.index,
+                     bf16=supports_bf16(self.device))
+
+    def _preflight(self) -> Iterator[Event]:
+        """The settings against the model and the device, before any image is decoded;
+        sets crop_size (rounded to what the model takes)."""
+        c = self.config
+        check_layers(self.model, c)
+        self.crop_size, note = fitted_crop(c.auto_crop_size(self.device.type), self.model)
+        if note:
+            yield LogEvent(note, "info")
+        note = rank_note(self.model, c)
+        if note:
+            yield LogEvent(note, "warning")
+        if not (c.full and not c.base):
+            self._check_memory(self.model.config, self.model.multiple)
 
     def _setup_data(self) -> Iterator[Event]:
         """Pair and decode the folders; sets train_data, val_data, dataset_info,
@@ -321,7 +333,6 @@ class Trainer:
                              "fingerprint": data.fingerprint(), "images": Path(c.images).name,
                              "masks": Path(c.masks).name}  # names only: adapters get shared
         self.pairing_problems = {title: entries for title, entries in report.problem_groups()}
-        self.crop_size = c.auto_crop_size(self.device.type)
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
         return self.dataset_info
