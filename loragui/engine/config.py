@@ -258,7 +258,7 @@ def train_options(values: Mapping[str, Any]) -> list[str]:
     return words
 
 
-class SettingError(LoraGuiError):
+class SettingError(LoraGuiError, ValueError):
     """A setting outside what its declaration accepts. ``name``: the field; ``reason``:
     what is wrong, in words that follow the field's option or name."""
 

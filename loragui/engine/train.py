@@ -44,7 +44,7 @@ from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
-from .config import TrainConfig, check_settings
+from .config import OPTIONS_BY_NAME, TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
 from .distributed import (
@@ -398,6 +398,8 @@ class Trainer:
     def _setup_resume(self) -> Iterator[Event]:
         if self.config.resume:
             yield from self._load_checkpoint()
+        elif self.is_main and (damaged := _damaged_checkpoint(self.out)):
+            yield LogEvent(f"{damaged}; this run starts over and replaces it", "warning")
         elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
                            "and replaces it (use --resume to continue it instead)", "warning")
@@ -853,8 +855,17 @@ class Trainer:
         if ckpt.base_sha256 != have:
             raise LoraGuiError(f"the checkpoint in {self.out} was made with another base model; "
                                "use the same --base as the first run, or another --out")
+        shaping = SHAPING + (("width", "depth") if self.config.full and not self.config.base else ())
+        changed = [(name, ckpt.config[name], getattr(self.config, name)) for name in shaping
+                   if name in ckpt.config and ckpt.config[name] != getattr(self.config, name)]
+        if changed:
+            then = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(old)}" for n, old, _ in changed)
+            now = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(new)}" for n, _, new in changed)
+            raise LoraGuiError(f"the checkpoint in {self.out} was made with {then}, not {now}: "
+                               "resume with the settings of the first run, or use another --out")
         own = dict(self.model.named_parameters())
-        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad}:
+        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad} or any(
+                own[k].shape != v.shape for k, v in ckpt.trainable.items()):
             raise LoraGuiError("the checkpoint was made with other settings (rank, layers, --full); "
                                "resume with the same settings, or use another --out")
         with torch.no_grad():
@@ -938,6 +949,27 @@ class Trainer:
                 "sync": "all-reduce of the trainable parameters' gradients after each backward",
             }
         write_run_record(self.out, info)
+
+
+# The settings that shape what trains: a checkpoint resumes only with the same.
+# (--width and --depth too, for --full from scratch.)
+SHAPING = ("full", "rank", "alpha", "rslora", "targets", "train_modules", "train_bias")
+
+
+def _shown(value: Any) -> str:
+    return ",".join(value) or "''" if isinstance(value, list) else str(value)
+
+
+def _damaged_checkpoint(run_dir: Path) -> str | None:
+    """Why the checkpoint in ``run_dir`` cannot be resumed from, when it is there and
+    damaged; None otherwise."""
+    if not has_checkpoint(run_dir):
+        return None
+    try:
+        Checkpoint.load(run_dir, mmap=True)
+    except LoraGuiError as exc:
+        return str(exc).split("; delete it")[0]
+    return None
 
 
 def _seed_everything(seed: int) -> None:

@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         restore_geometry(self)
         self.settings.set_values(self.prefs.train)
         self.data.set_browse_dir(self.prefs.browse_dir)
+        for note in self.prefs.notes:  # what of the preferences file was not usable
+            self.log(f"Preferences: {note}", "warning")
         self._update_state()
 
     # ------------------------------------------------------------------ building
