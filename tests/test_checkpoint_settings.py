@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from loragui.engine.checkpoint import Checkpoint, find_resumable
-from tests.test_settings_cli import loragui, refused
 from tests.messy import make_tiny_dataset
+from tests.test_settings_cli import loragui, refused
 from tests.tiny import make_tiny_base
 
 
