@@ -4,6 +4,7 @@ masks that are almost all foreground get a warning that they may be inverted."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,24 @@ def test_jpeg_bytes_are_what_the_test_writes():
     buf = io.BytesIO()
     Image.fromarray(_disc_mask()).save(buf, "JPEG", quality=75)
     assert Image.open(io.BytesIO(buf.getvalue())).format == "JPEG"
+
+
+def test_invert_masks_trains_on_the_masks_the_other_way_round(tmp_path):
+    from loragui.engine.dataset import DecodedDataset
+    from loragui.engine.preprocessing import Preprocessing
+
+    images, masks = _folders(tmp_path, {"a": 255 - _disc_mask(), "b": 255 - _disc_mask()},
+                             jpeg=set())
+    pairs = pair_folders(images, masks).pairs
+    plain = DecodedDataset.build(pairs, Preprocessing())
+    inverted = DecodedDataset.build(pairs, Preprocessing(), invert=True)
+    for m, inv in zip(plain.masks, inverted.masks, strict=True):
+        assert np.array_equal(m.astype(bool), ~inv.astype(bool))
+    base = make_tiny_base(tmp_path / "base.safetensors")
+    p = loragui("train", "--images", images, "--masks", masks, "--base", base, "--device", "cpu",
+                "--out", tmp_path / "run", "--steps", 1, "--crop-size", 32, "--batch-size", 2,
+                "--invert-masks")
+    assert p.returncode == 0, p.stderr
+    assert "the masks are used inverted (--invert-masks)" in p.stdout
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["config"]["invert_masks"] is True

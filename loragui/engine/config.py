@@ -83,6 +83,8 @@ def setting(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | N
 class TrainConfig:
     images: str = setting("", help="folder of images", metavar="DIR")
     masks: str = setting("", help="folder of masks (0 = background)", metavar="DIR")
+    invert_masks: bool = setting(
+        False, help="use the masks inverted (0 is the objects): for masks whose objects are black")
     out: str = setting("", help="run folder to write", metavar="DIR", required=True)
     base: str | None = setting(  # None: the bundled base model
         None, help="base model (.safetensors); default: the bundled base model", metavar="FILE")

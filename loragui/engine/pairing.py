@@ -91,7 +91,8 @@ _GROUPS = [
      "Used, but check they are not inverted (foreground must be non-zero, background 0)."),
     ("mostly_foreground", "Masks that are almost all foreground (over 95 %)",
      "Used as they are, but they may be inverted: foreground (the objects) must be non-zero "
-     "and background 0; re-save them the other way round if the objects are black."),
+     "and background 0; if the objects are black, train with --invert-masks (in the "
+     "window: Invert masks)."),
     ("lossy_masks", "Masks stored as JPEG",
      "Read as foreground above a quarter of their brightest value, which keeps the objects of "
      "black-and-white masks but loses those of label images whose labels are near 0: save "

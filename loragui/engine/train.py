@@ -322,7 +322,11 @@ class Trainer:
         for line in lines[1:]:
             if line.strip():
                 yield LogEvent(line.strip(), "warning")
-        data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop)
+        if c.invert_masks:
+            yield LogEvent("the masks are used inverted (--invert-masks): their 0 pixels are "
+                           "the objects", "info")
+        data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop,
+                                    invert=c.invert_masks)
         n = len(data.names)
         train_idx, val_idx = split_indices(n, c.val_fraction, c.seed)
         if n == 1:

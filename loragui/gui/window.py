@@ -385,7 +385,8 @@ class MainWindow(QMainWindow):
         if blocker:
             self.statusBar().showMessage(blocker, 5000)
             return
-        extra = {"out": str(new_run_dir())} | self.config_overrides
+        extra = {"out": str(new_run_dir()), "invert_masks": self.data.invert_masks.isChecked()}
+        extra |= self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
         # A file write: later, not among the first paints of the run.

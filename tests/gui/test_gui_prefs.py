@@ -62,3 +62,15 @@ def test_the_window_controls_offer_the_declared_ranges(qtbot):
         assert (spin.minimum(), spin.maximum()) == (bounds.low, bounds.high), name
     assert panel.alpha.minimum() > 0 and panel.lr.minimum() > 0
     assert panel.lr.maximum() == OPTIONS_BY_NAME["lr"].bounds.high
+
+
+def test_the_data_panel_invert_checkbox_reaches_the_training_settings(window, monkeypatch):
+    started = []
+    monkeypatch.setattr(window, "train_blocker", lambda: None)
+    monkeypatch.setattr(window, "_start_run", started.append)
+    window.data.invert_masks.setChecked(True)
+    window.start_training()
+    assert started and started[0].invert_masks is True
+    window.data.invert_masks.setChecked(False)
+    window.start_training()
+    assert started[1].invert_masks is False
