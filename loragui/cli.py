@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .cli_runs import add_runs_parser, cmd_runs
@@ -38,8 +39,16 @@ def _add_model_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as every user error is (the usage
+    is one ``--help`` away); its sub-command parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"loragui: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="loragui",
         description="Adapt a pretrained UNet segmentation model to your images with LoRA. "
                     "Without a command, opens the window.")

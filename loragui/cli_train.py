@@ -9,7 +9,6 @@ what was typed: those settings override a ``--config`` file, and they are what a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .engine.config import TRAIN_OPTIONS, TrainConfig, check_values, train_options
+from .engine.config import (
+    TRAIN_OPTIONS,
+    TrainConfig,
+    check_settings,
+    check_values,
+    train_options,
+)
 from .terminal import EXIT_USAGE, Progress, eta, fail, fmt
 
 # Set in the processes that ``--devices`` starts (engine.launcher.ENV_STATUS).
@@ -76,23 +81,31 @@ def forwarded_options(args: argparse.Namespace) -> list[str]:
     return words
 
 
+CONFIG_LIMIT = 2**20  # bytes; a settings file is well under a kilobyte
+
+
 def read_train_config(path: str) -> dict[str, Any]:
     """TrainConfig values from a JSON file (``TrainConfig.to_dict()``): defaults for what
-    it leaves out; LoraGuiError for a file that cannot be read, an unknown setting or a
-    value of the wrong type."""
+    it leaves out; LoraGuiError for a file that cannot be read safely (a pipe, a device,
+    an oversized file, deep nesting), an unknown setting or a value its declaration
+    refuses."""
+    from .engine.config import SettingError
     from .engine.errors import LoraGuiError
+    from .engine.safefile import parse_json, read_file
 
+    data, _ = read_file(Path(path), "--config", limit=CONFIG_LIMIT)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LoraGuiError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise LoraGuiError(f"--config {path}: not a JSON file ({exc})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoraGuiError(f"--config {path}: not a JSON file (not UTF-8 text)") from None
+    values = parse_json(text, f"--config {path}")
     try:
-        check_values(data)
+        check_values(values)
+    except SettingError as exc:
+        raise LoraGuiError(f"--config {path}: {exc.name} {exc.reason}") from None
     except ValueError as exc:
         raise LoraGuiError(f"--config {path}: {exc}") from None
-    return TrainConfig().to_dict() | data
+    return TrainConfig().to_dict() | values
 
 
 def other_rank() -> bool:
@@ -115,6 +128,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
             what = "is a file, not a folder" if Path(value).exists() else "no such folder"
             raise LoraGuiError(f"{flag} {value}: {what}")
     config = TrainConfig.from_dict(values)
+    check_settings(config)  # every value within its declared bounds, before any work
     if config.devices and os.environ.get(LAUNCHED_ENV):
         config.devices = None  # this process is one of those the devices asked for
     return config

@@ -43,6 +43,8 @@ class MessyExpectations:
     not_binary: set[str] = field(default_factory=set)
     empty_masks: set[str] = field(default_factory=set)
     full_masks: set[str] = field(default_factory=set)
+    lossy_masks: set[str] = field(default_factory=set)
+    mostly_foreground: set[str] = field(default_factory=set)
     duplicate_stems: dict[str, str] = field(default_factory=dict)  # stem -> file name used
     ignored_files: set[str] = field(default_factory=set)
     notes_mention: set[str] = field(default_factory=set)  # file names some note must name
@@ -221,10 +223,10 @@ def make_messy_dataset(root: Path) -> MessyExpectations:
     _save(labels.astype(np.uint16) * 1000, masks / "labels16.png")
     pair("labels16", mask_name="labels16.png", foreground=16 + 16 + 40)
     e.not_binary.add("labels16.png")
-    _save(rgb, images / "jpegmask.png")  # a JPEG mask: thresholded at half, with a note
+    _save(rgb, images / "jpegmask.png")  # a JPEG mask: thresholded at a quarter, reported
     _save(_mask8(), masks / "jpegmask.jpg", quality=75)
     pair("jpegmask", mask_name="jpegmask.jpg", foreground=None)
-    e.notes_mention.add("jpegmask.jpg")
+    e.lossy_masks.add("jpegmask.jpg")
     _save(rgb, images / "empty.png")
     _save(np.zeros((H, W), np.uint8), masks / "empty.png")
     pair("empty", mask_name="empty.png", foreground=0)

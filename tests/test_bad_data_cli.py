@@ -107,7 +107,8 @@ def test_train_on_the_messy_folder(messy, base, tmp_path):
         "Masks without any foreground (1)": ["empty.png"],
         "Masks that are all foreground (1)": ["full.png"],
         f"Ignored files and folders ({len(e.ignored_files)})": sorted(e.ignored_files),
-        "Notes (5)": sorted(e.notes_mention),
+        "Notes (4)": sorted(e.notes_mention),
+        "Masks stored as JPEG (1)": sorted(e.lossy_masks),
     }
     for title, names in expected_lines.items():
         line = next((w for w in warnings if w.startswith(f"warning: {title}: ")), None)

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from .atomic import atomic_folder, atomic_write, recover_folder
+from .config import MAX_RANK
 from .errors import ModelFileError
 from .formats import (
     ADAPTER_CONFIG,
@@ -136,8 +137,8 @@ def _validate_config(config: Any, name: str) -> dict[str, Any]:
     if not isinstance(r, int) or isinstance(r, bool):
         raise bad(f"adapter config field 'r' (the rank) has the wrong type ({type(r).__name__}; "
                   "expected an integer)")
-    if not 1 <= r <= 4096:
-        raise bad(f"rank r={r} is out of range (1..4096)")
+    if not 1 <= r <= MAX_RANK:
+        raise bad(f"rank r={r} is out of range (1..{MAX_RANK})")
     alpha = config["lora_alpha"]
     if not _is_number(alpha):
         raise bad(f"adapter config field 'lora_alpha' has the wrong type ({type(alpha).__name__}; "
@@ -167,8 +168,8 @@ def _validate_config(config: Any, name: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise bad(f"{key} must map module names to numbers, not {type(value).__name__}")
         for layer, v in value.items():
-            if kind == "rank" and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096):
-                raise bad(f"rank_pattern[{layer!r}] = {str(v)[:40]} is not a rank (1..4096)")
+            if kind == "rank" and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_RANK):
+                raise bad(f"rank_pattern[{layer!r}] = {str(v)[:40]} is not a rank (1..{MAX_RANK})")
             if kind == "alpha" and (not _is_number(v) or not math.isfinite(v) or v <= 0):
                 raise bad(f"alpha_pattern[{layer!r}] = {str(v)[:40]} is not a positive number")
     mts = config.get("modules_to_save")

@@ -21,10 +21,12 @@ import torch
 
 from .. import __version__
 from .atomic import atomic_write
+from .config import TrainConfig, check_values
 from .errors import LoraGuiError
 from .runrecord import CHECKPOINT, has_checkpoint
 
 FORMAT = "loragui.checkpoint"
+_SETTINGS = {f.name for f in fields(TrainConfig)}
 VERSION = 1
 
 
@@ -87,9 +89,50 @@ class Checkpoint:
             raise LoraGuiError(f"the checkpoint {path} lacks {', '.join(missing)}; delete it to "
                                "start over")
         values = {f.name: payload.get(f.name) for f in fields(cls)}
-        values["history"] = json.loads(payload["history"])
-        values["faults"] = json.loads(payload["faults"])
+        try:
+            values["history"] = json.loads(payload["history"])
+            values["faults"] = json.loads(payload["faults"])
+        except (TypeError, ValueError, RecursionError):
+            values["history"] = values["faults"] = None  # refused below, by field
+        for name, value in values.items():
+            problem = _field_problem(name, value)
+            if problem:
+                raise LoraGuiError(f"the checkpoint {path} is damaged: its field {name!r} "
+                                   f"{problem}; delete it to start over")
         return cls(**values)
+
+
+# Each field's type; a hand-damaged file must be refused here, not fail later mid-resume.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "config": (dict,), "trainable": (dict,), "optimizer": (dict,), "sampler": (dict,),
+    "step": (int,), "best_dice": (int, float, type(None)), "best_epoch": (int,),
+    "base_dice": (int, float, type(None)), "history": (list,), "best_written": (bool,),
+    "torch_rng": (torch.Tensor,), "base_sha256": (str, type(None)), "total_steps": (int,),
+    "steps_per_epoch": (int,), "epochs": (int,), "saved": (str,), "epoch_loss": (list,),
+    "lr_scale": (int, float), "backoffs": (int,), "batch_size": (int,), "faults": (list,),
+    "fingerprint": (str,), "world_size": (int,), "cuda_rng": (torch.Tensor, type(None)),
+}
+_POSITIVE = ("total_steps", "steps_per_epoch", "epochs", "batch_size", "world_size")
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one field's value, or None."""
+    if not isinstance(value, _TYPES[name]) or (isinstance(value, bool) and bool not in _TYPES[name]):
+        return f"has the wrong type ({type(value).__name__})"
+    if name in _POSITIVE and value < 1 or isinstance(value, int) and value < 0:
+        return f"is out of range ({value})"
+    if name == "epoch_loss" and (len(value) != 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+        return "is not a pair of numbers"
+    if name == "trainable" and not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()):
+        return "holds something other than named tensors"
+    if name == "config":
+        try:
+            check_values({k: v for k, v in value.items() if k in _SETTINGS})
+        except ValueError as exc:  # SettingError included
+            return f"holds a setting that cannot be used ({exc})"
+    return None
 
 
 def find_resumable(run_dir: str | os.PathLike) -> dict[str, Any] | None:

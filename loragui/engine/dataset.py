@@ -40,13 +40,15 @@ class DecodedDataset:
 
     @classmethod
     def build(cls, pairs: Sequence[Pair], prep: Preprocessing, *, progress: Progress | None = None,
-              stop: threading.Event | None = None, max_bytes: int | None = None) -> DecodedDataset:
+              stop: threading.Event | None = None, max_bytes: int | None = None,
+              invert: bool = False) -> DecodedDataset:
         """Decode ``pairs``, in order (on a few threads when the images are large).
 
         Raises :class:`DataError` when a file that scanned fine no longer
         decodes (changed, moved, deleted), or when the arrays would need more
         than ``max_bytes`` -- checked up front from the scanned sizes, and again
-        while decoding.
+        while decoding. ``invert``: every mask is used the other way round (for masks
+        whose objects are 0).
         """
         pairs = list(pairs)
         if not pairs:
@@ -68,7 +70,7 @@ class DecodedDataset:
         masks: list[np.ndarray] = []
         used = 0
         step = max(1, len(pairs) // 100)  # at most ~100 progress calls
-        loaded = ordered_map(lambda p: _load_pair(p, prep), pairs, stop=stop,
+        loaded = ordered_map(lambda p: _load_pair(p, prep, invert), pairs, stop=stop,
                               stopped="Loading stopped")
         for i, (pair, (image, mask)) in enumerate(zip(pairs, loaded, strict=True)):
             used += image.nbytes + mask.nbytes
@@ -102,10 +104,13 @@ class DecodedDataset:
         return h.hexdigest()
 
 
-def _load_pair(pair: Pair, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+def _load_pair(pair: Pair, prep: Preprocessing,
+               invert: bool = False) -> tuple[np.ndarray, np.ndarray]:
     try:
         image = read_image(pair.image, prep, exif=pair.exif)
         mask, _ = read_mask(pair.mask)
+        if invert:
+            mask = ~mask
     except UnreadableFileError as exc:
         folder = exc.path.parent
         if not folder.is_dir():

@@ -2,8 +2,11 @@
 
 Non-zero is foreground, for grey, palette (by colour), RGB and RGBA masks
 alike, so label images (0 = background, 1..n = objects) work too. Lossy files
-(JPEG) are thresholded at half their maximum, because compression leaves
-faint non-zero noise everywhere.
+(JPEG) are thresholded at a quarter of their maximum, because compression leaves
+faint non-zero noise everywhere: on JPEG copies (quality 75 and 95) of real
+black-and-white nucleus masks that keeps every object pixel and adds none, while
+half the maximum loses about two thirds of a label image's objects, a quarter
+about a third (labels near 0 drown in the noise: no threshold recovers them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from .imageio import decode_pixels, is_animated, open_image, orient, orientation
 
 # Lossy formats: a mask saved this way has faint non-zero noise everywhere.
 LOSSY_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: the multi-picture JPEG of cameras
+LOSSY_THRESHOLD = 4  # a lossy mask's foreground: above its maximum divided by this
+# A mask with more foreground than this share is most likely inverted.
+MOSTLY_FOREGROUND = 0.95
 
 
 @dataclass
@@ -26,7 +32,7 @@ class MaskInfo:
 
     mask: np.ndarray  # (H, W) bool foreground
     n_values: int  # distinct values (or colours) found
-    lossy: bool  # JPEG: thresholded at half the maximum instead of "non-zero"
+    lossy: bool  # JPEG: thresholded at a quarter of the maximum instead of "non-zero"
     animated: bool
     orientation: int
 
@@ -65,10 +71,10 @@ def _distinct(values: np.ndarray) -> int:
 
 
 def _foreground(values: np.ndarray, lossy: bool) -> np.ndarray:
-    """Non-zero (any channel) is foreground; for lossy files, above half the maximum."""
+    """Non-zero (any channel) is foreground; for lossy files, above a quarter of the maximum."""
     if lossy:
         top = values.max(initial=0)
-        fg = values > (top / 2) if top > 0 else np.zeros(values.shape, bool)
+        fg = values > (top / LOSSY_THRESHOLD) if top > 0 else np.zeros(values.shape, bool)
     else:
         fg = values != 0
     return fg.any(axis=2) if fg.ndim == 3 else fg

@@ -26,7 +26,7 @@ from .folders import (
     no_images_error,
 )
 from .imageio import ImageHeader, UnreadableFileError, probe_image
-from .masks import inspect_mask
+from .masks import MOSTLY_FOREGROUND, inspect_mask
 from .parallel import ordered_map
 
 Progress = Callable[[int, int], None]
@@ -89,6 +89,14 @@ _GROUPS = [
      "Used as background-only examples; check they are not blank by mistake."),
     ("full_masks", "Masks that are all foreground",
      "Used, but check they are not inverted (foreground must be non-zero, background 0)."),
+    ("mostly_foreground", "Masks that are almost all foreground (over 95 %)",
+     "Used as they are, but they may be inverted: foreground (the objects) must be non-zero "
+     "and background 0; if the objects are black, train with --invert-masks (in the "
+     "window: Invert masks)."),
+    ("lossy_masks", "Masks stored as JPEG",
+     "Read as foreground above a quarter of their brightest value, which keeps the objects of "
+     "black-and-white masks but loses those of label images whose labels are near 0: save "
+     "masks as PNG or TIFF."),
     ("ignored_files", "Ignored files and folders",
      "Only PNG, JPEG, TIFF, BMP and GIF files directly inside the folders are read."),
     ("notes", "Notes", ""),
@@ -111,6 +119,8 @@ class PairingReport:
     not_binary: list[str] = field(default_factory=list)
     empty_masks: list[str] = field(default_factory=list)
     full_masks: list[str] = field(default_factory=list)
+    mostly_foreground: list[str] = field(default_factory=list)
+    lossy_masks: list[str] = field(default_factory=list)
     duplicate_stems: list[str] = field(default_factory=list)
     ignored_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -184,6 +194,7 @@ class _Checked:
     mask_values: int = 0
     mask_empty: bool = False
     mask_full: bool = False
+    mask_mostly_full: bool = False
     mask_lossy: bool = False
     mask_animated: bool = False
     image_problem: str | None = None
@@ -207,6 +218,7 @@ def _check_pair(image: ImageFile, mask: ImageFile) -> _Checked:
             out.mask_values = info.n_values
             out.mask_empty = not info.mask.any()
             out.mask_full = bool(info.mask.all())
+            out.mask_mostly_full = info.mask.mean() > MOSTLY_FOREGROUND
             out.mask_lossy = info.lossy
             out.mask_animated = info.animated
     return out
@@ -361,15 +373,15 @@ def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Ch
     if result.mask_animated:
         report.notes.append(f"{mask.name}: has several frames; the first is used as the mask.")
     if result.mask_lossy:
-        report.notes.append(f"{mask.name}: a JPEG mask, so its compression noise was ignored by "
-                            "counting only pixels above half its maximum as foreground (save "
-                            "masks as PNG).")
+        report.lossy_masks.append(mask.name)
     elif result.mask_values > 2:
         report.not_binary.append(mask.name)
     if result.mask_empty:
         report.empty_masks.append(mask.name)
     elif result.mask_full:
         report.full_masks.append(mask.name)
+    elif result.mask_mostly_full:
+        report.mostly_foreground.append(mask.name)
     width, height = header.shown_size if use_exif else header.size
     report.pairs.append(Pair(image.stem, image.path, mask.path, (height, width), use_exif))
 

@@ -44,7 +44,7 @@ from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
-from .config import TrainConfig
+from .config import OPTIONS_BY_NAME, TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
 from .devices import default_forward_mode, resolve_device, supports_bf16
 from .distributed import (
@@ -79,10 +79,12 @@ from .faults import (
 )
 from .formats import now_iso
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
+from .memory import Architecture
 from .metrics import SegmentationScores, dice_bce_loss
 from .model_input import to_model_input
 from .pairing import pair_folders
 from .predict import predict_probability
+from .preflight import check_layers, check_memory, fitted_crop, rank_note
 from .preprocessing import Preprocessing
 from .runrecord import (
     RUN_FILES,
@@ -255,6 +257,7 @@ class Trainer:
             self.device = resolve_device(self.config.device)
         _seed_everything(self.config.seed)
         self.model, self.base_info, self.prep = self._setup_model()
+        yield from self._preflight()
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
         self.lora, self.extra_trainable = self._setup_adapter()
@@ -272,22 +275,9 @@ class Trainer:
         yield from self._announce(dataset)
 
     def _check_settings(self) -> None:
-        c = self.config
-        if not c.out:
+        if not self.config.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
-        if c.batch_size < 1 or (c.crop_size and c.crop_size < 8) or c.epochs < 1 or c.rank < 1:
-            raise LoraGuiError("batch size and epochs must be ≥ 1, rank ≥ 1, crop size ≥ 8 "
-                               "(or 0 for auto)")
-        if not 0 <= c.val_fraction < 1:
-            raise LoraGuiError("the validation fraction must be in [0, 1)")
-        default = TrainConfig()
-        if not (math.isfinite(c.lr) and c.lr > 0):
-            raise LoraGuiError(f"the learning rate must be a positive number, not {c.lr:g} "
-                               f"(try the default, --lr {default.lr:g})")
-        if not (math.isfinite(c.whole_lr_scale) and c.whole_lr_scale >= 0):
-            raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
-                               "(0 freezes the weights trained whole; the default is "
-                               f"{default.whole_lr_scale:g})")
+        check_settings(self.config)  # the declared bounds: as the command line checks them
 
     def _prepare_run_folder(self) -> None:
         if not self.is_main:  # rank 0 alone writes the run folder
@@ -304,9 +294,31 @@ class Trainer:
         without --base, else the base model."""
         c = self.config
         if c.full and not c.base:
-            return UNet(UNetConfig(width=c.width, depth=c.depth)), None, Preprocessing()
+            arch = UNetConfig(width=c.width, depth=c.depth)
+            self._check_memory(arch, 2**arch.depth)  # before the weights are allocated
+            return UNet(arch), None, Preprocessing()
         model, info = load_model(resolve_base(c.base, device_type=self.device.type))
         return model, info, Preprocessing.from_dict(info.preprocessing)
+
+    def _check_memory(self, arch: UNetConfig, multiple: int) -> None:
+        crop = -(-self.config.auto_crop_size(self.device.type) // multiple) * multiple
+        check_memory(Architecture(**arch.to_dict()), self.config, crop=crop,
+                     device_type=self.device.type, device_index=self.device.index,
+                     bf16=supports_bf16(self.device))
+
+    def _preflight(self) -> Iterator[Event]:
+        """The settings against the model and the device, before any image is decoded;
+        sets crop_size (rounded to what the model takes)."""
+        c = self.config
+        check_layers(self.model, c)
+        self.crop_size, note = fitted_crop(c.auto_crop_size(self.device.type), self.model)
+        if note:
+            yield LogEvent(note, "info")
+        note = rank_note(self.model, c)
+        if note:
+            yield LogEvent(note, "warning")
+        if not (c.full and not c.base):
+            self._check_memory(self.model.config, self.model.multiple)
 
     def _setup_data(self) -> Iterator[Event]:
         """Pair and decode the folders; sets train_data, val_data, dataset_info,
@@ -321,7 +333,11 @@ class Trainer:
         for line in lines[1:]:
             if line.strip():
                 yield LogEvent(line.strip(), "warning")
-        data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop)
+        if c.invert_masks:
+            yield LogEvent("the masks are used inverted (--invert-masks): their 0 pixels are "
+                           "the objects", "info")
+        data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop,
+                                    invert=c.invert_masks)
         n = len(data.names)
         train_idx, val_idx = split_indices(n, c.val_fraction, c.seed)
         if n == 1:
@@ -332,7 +348,6 @@ class Trainer:
                              "fingerprint": data.fingerprint(), "images": Path(c.images).name,
                              "masks": Path(c.masks).name}  # names only: adapters get shared
         self.pairing_problems = {title: entries for title, entries in report.problem_groups()}
-        self.crop_size = c.auto_crop_size(self.device.type)
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
         return self.dataset_info
@@ -408,6 +423,8 @@ class Trainer:
     def _setup_resume(self) -> Iterator[Event]:
         if self.config.resume:
             yield from self._load_checkpoint()
+        elif self.is_main and (damaged := _damaged_checkpoint(self.out)):
+            yield LogEvent(f"{damaged}; this run starts over and replaces it", "warning")
         elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
                            "and replaces it (use --resume to continue it instead)", "warning")
@@ -875,8 +892,17 @@ class Trainer:
         if ckpt.base_sha256 != have:
             raise LoraGuiError(f"the checkpoint in {self.out} was made with another base model; "
                                "use the same --base as the first run, or another --out")
+        shaping = SHAPING + (("width", "depth") if self.config.full and not self.config.base else ())
+        changed = [(name, ckpt.config[name], getattr(self.config, name)) for name in shaping
+                   if name in ckpt.config and ckpt.config[name] != getattr(self.config, name)]
+        if changed:
+            then = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(old)}" for n, old, _ in changed)
+            now = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(new)}" for n, _, new in changed)
+            raise LoraGuiError(f"the checkpoint in {self.out} was made with {then}, not {now}: "
+                               "resume with the settings of the first run, or use another --out")
         own = dict(self.model.named_parameters())
-        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad}:
+        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad} or any(
+                own[k].shape != v.shape for k, v in ckpt.trainable.items()):
             raise LoraGuiError("the checkpoint was made with other settings (rank, layers, --full); "
                                "resume with the same settings, or use another --out")
         with torch.no_grad():
@@ -964,6 +990,27 @@ class Trainer:
                 "sync": "all-reduce of the trainable parameters' gradients after each backward",
             }
         write_run_record(self.out, info)
+
+
+# The settings that shape what trains: a checkpoint resumes only with the same.
+# (--width and --depth too, for --full from scratch.)
+SHAPING = ("full", "rank", "alpha", "rslora", "targets", "train_modules", "train_bias")
+
+
+def _shown(value: Any) -> str:
+    return ",".join(value) or "''" if isinstance(value, list) else str(value)
+
+
+def _damaged_checkpoint(run_dir: Path) -> str | None:
+    """Why the checkpoint in ``run_dir`` cannot be resumed from, when it is there and
+    damaged; None otherwise."""
+    if not has_checkpoint(run_dir):
+        return None
+    try:
+        Checkpoint.load(run_dir, mmap=True)
+    except LoraGuiError as exc:
+        return str(exc).split("; delete it")[0]
+    return None
 
 
 def _seed_everything(seed: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from loragui.engine.runs import dataset_name
 
@@ -46,6 +46,9 @@ class DataPanel(QWidget):
         self.sample_link.linkActivated.connect(lambda _: self.sampleRequested.emit())
         self.sample_link.hide()
         self.report_view = PairingReportView()
+        self.invert_masks = QCheckBox("Invert masks (the objects are black)")
+        self.invert_masks.setToolTip("Train with every mask the other way round: for masks "
+                                     "whose objects are 0 and background non-zero")
 
         zones = QHBoxLayout()
         zones.addWidget(self.images_zone)
@@ -55,6 +58,7 @@ class DataPanel(QWidget):
         layout.addLayout(zones)
         layout.addWidget(self.sample_link)
         layout.addWidget(self.report_view)
+        layout.addWidget(self.invert_masks)
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -80,6 +84,7 @@ class DataPanel(QWidget):
         for zone in (self.images_zone, self.masks_zone):
             zone.setEnabled(not locked)
             zone.setAcceptDrops(not locked)
+        self.invert_masks.setEnabled(not locked)
 
     def set_browse_dir(self, folder: str) -> None:
         self.images_zone.browse_dir = self.masks_zone.browse_dir = folder

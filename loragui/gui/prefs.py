@@ -15,9 +15,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import platformdirs
+
+from loragui.engine.config import check_value  # torch-free
 
 APP_NAME = "loragui"
 SETTINGS_FILE = "settings.json"
@@ -70,19 +72,47 @@ class Preferences:
     def path(cls) -> Path:
         return config_dir() / SETTINGS_FILE
 
+    # What load() put back to its default, one line each, for the window's log (not saved).
+    notes: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def load(cls) -> Preferences:
-        """Read the file; a missing or damaged file gives the defaults (never raises)."""
+        """Read the file; never raises. A missing file gives the defaults; a damaged one
+        the defaults with a note; a field of the wrong type (a remembered setting outside
+        its declared bounds) its default, with a note naming it."""
+        path = cls.path()
         try:
-            data = json.loads(cls.path().read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return cls()
+        except (OSError, ValueError, RecursionError) as exc:
+            return cls._noted([f"the preferences in {path} cannot be read ({type(exc).__name__}); "
+                               "the defaults are used"])
         if not isinstance(data, dict):
-            return cls()
-        known = {f.name for f in fields(cls)}
-        prefs = cls(**{k: v for k, v in data.items() if k in known})
-        if not isinstance(prefs.train, dict):
-            prefs.train = {}
+            return cls._noted([f"the preferences in {path} are not a JSON object; the defaults "
+                               "are used"])
+        notes: list[str] = []
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            expected = dict if f.name == "train" else str
+            if isinstance(value, expected):
+                values[f.name] = value
+            else:
+                notes.append(f"the remembered {f.name} ({_shown(value)}) is not usable; its "
+                             "default is used")
+        values["train"] = _usable_train(values.get("train", {}), notes)
+        prefs = cls(**values)
+        if notes:
+            prefs.notes = tuple(notes)
+        return prefs
+
+    @classmethod
+    def _noted(cls, notes: list[str]) -> Preferences:
+        prefs = cls()
+        prefs.notes = tuple(notes)
         return prefs
 
     def save(self) -> None:
@@ -95,3 +125,24 @@ class Preferences:
             atomic_write_text(self.path(), json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
         except (OSError, LoraGuiError):
             pass
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _usable_train(train: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The remembered training settings that their declarations accept (others noted)."""
+    usable = {}
+    for key, value in train.items():
+        if key not in REMEMBERED_TRAIN_FIELDS:
+            continue
+        try:
+            check_value(key, value)
+        except ValueError as exc:
+            notes.append(f"the remembered setting {key} is not usable ({exc.reason}); its "
+                         "default is used")
+            continue
+        usable[key] = value
+    return usable

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loragui.engine.config import TrainConfig, several_devices
+from loragui.engine.config import OPTIONS_BY_NAME, TrainConfig, several_devices
 
 # Which convolutions get a LoRA update. Module names come from engine/unet.py:
 # down.N.convK (encoder), bottleneck.convK, up.N (transposed), dec.N.convK, head.
@@ -36,6 +36,17 @@ LAYER_PRESETS: list[tuple[str, list[str] | None, str]] = [
 
 
 MULTI_GPU = "all"  # the device value of "All GPUs (N)": train --devices all
+
+
+def limits(name: str, *, smallest: float | None = None,
+           largest: float | None = None) -> tuple[Any, Any]:
+    """A spin box's range for a TrainConfig field: its declared bounds (an open end, or
+    no end, is the control's ``smallest``/``largest``), so that the window offers only
+    what training accepts."""
+    bounds = OPTIONS_BY_NAME[name].bounds
+    low = smallest if bounds.low is None or bounds.low_open else bounds.low
+    high = largest if bounds.high is None or bounds.high_open else bounds.high
+    return low, high
 
 
 class SciSpinBox(QDoubleSpinBox):
@@ -104,20 +115,21 @@ class SettingsPanel(QWidget):
         self.device.addItem("Looking for GPUs…", None)
         self._set_item_enabled(self.device, 2, False, "")
 
-        self.rank = self._spin(1, 256, d.rank, "LoRA rank r: the size of each low-rank update. "
+        self.rank = self._spin(*limits("rank"), d.rank, "LoRA rank r: the size of each low-rank update. "
                                "Higher learns more and makes a bigger adapter (4-16 is usual).")
         self.alpha = QDoubleSpinBox()
-        self.alpha.setRange(0.01, 4096)
+        self.alpha.setRange(*limits("alpha", smallest=0.01, largest=4096))
         self.alpha.setDecimals(2)
         self.alpha.setValue(d.alpha)
         self.alpha.setToolTip("LoRA alpha: the update is scaled by alpha / rank (usually 2 × rank)")
-        self.epochs = self._spin(1, 100000, d.epochs, "How many passes over the training images")
-        self.batch_size = self._spin(1, 1024, d.batch_size,
+        self.epochs = self._spin(*limits("epochs"), d.epochs, "How many passes over the training images")
+        self.batch_size = self._spin(*limits("batch_size"), d.batch_size,
                                      "Crops per step. Lower it if the device runs out of memory.")
         self.lr = SciSpinBox()
+        self.lr.setRange(*limits("lr", smallest=1e-7))
         self.lr.setValue(d.lr)
         self.lr.setToolTip("Learning rate of the optimiser (AdamW). Arrow keys step 1, 2, 5, 10…")
-        self.crop_size = self._spin(0, 4096, d.crop_size,
+        self.crop_size = self._spin(*limits("crop_size"), d.crop_size,
                                     "Side of the square random crops used for training (pixels). "
                                     "Auto: 256 px on a GPU, 128 px on the CPU (four times less "
                                     "work per crop; it reached the same Dice sooner there)")

@@ -113,6 +113,8 @@ class MainWindow(QMainWindow):
         restore_geometry(self)
         self.settings.set_values(self.prefs.train)
         self.data.set_browse_dir(self.prefs.browse_dir)
+        for note in self.prefs.notes:  # what of the preferences file was not usable
+            self.log(f"Preferences: {note}", "warning")
         self._update_state()
 
     # ------------------------------------------------------------------ building
@@ -401,7 +403,8 @@ class MainWindow(QMainWindow):
         if blocker:
             self.statusBar().showMessage(blocker, 5000)
             return
-        extra = {"out": str(new_run_dir())} | self.config_overrides
+        extra = {"out": str(new_run_dir()), "invert_masks": self.data.invert_masks.isChecked()}
+        extra |= self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
         # A file write: later, not among the first paints of the run.

@@ -105,7 +105,7 @@ def test_config_file_with_options_that_win(tmp_path, dataset, tiny_base, capsys)
 
     path.write_text(json.dumps({"rank": "four"}))
     assert main(["train", "--config", str(path), "--out", str(out)]) == 2
-    assert "rank cannot be \"four\"" in capsys.readouterr().err
+    assert "rank must be a whole number, not \"four\"" in capsys.readouterr().err
 
 
 def test_child_command_plain_and_frozen(monkeypatch, tmp_path):
