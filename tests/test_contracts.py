@@ -3,19 +3,26 @@ static imports) and what importing the engine actually loads (the runtime import
 
 from __future__ import annotations
 
-import importlib.util
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import loragui.engine
 
 ROOT = Path(__file__).resolve().parents[1]
 QT_PACKAGES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph")
-# the modules the window and the command line read before torch has loaded
-TORCH_FREE = ["config", "events", "atomic", "formats", "resources", "folders", "pairing",
-              "preprocessing", "dataset", "runrecord"]
+
+
+def _torch_free_modules() -> list[str]:
+    """The modules the torch-free contract in pyproject.toml names (one list, kept there)."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"]
+                   if c.get("forbidden_modules") == ["torch"]]
+    return contract["source_modules"]
 
 
 def _run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,8 +56,7 @@ def test_importing_every_engine_module_and_the_command_line_loads_no_qt():
 
 
 def test_the_torch_free_modules_load_without_torch():
-    names = [f"loragui.engine.{n}" for n in TORCH_FREE
-             if importlib.util.find_spec(f"loragui.engine.{n}") is not None]
+    names = _torch_free_modules()
     done = _run_python(
         "import importlib, sys\n"
         f"for name in {names!r}:\n"
