@@ -9,7 +9,7 @@ memory stays bounded.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +112,10 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
 
 def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str | Path | None = None,
                      adapter: str | Path | None = None, device: str = "auto",
-                     force: bool = False) -> dict:
-    """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair."""
+                     force: bool = False, stems: Collection[str] | None = None) -> dict:
+    """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair,
+    and one row per image (``per_image``). ``stems``: score only these pairs (a run's
+    validation set); a stem that is not among the pairs is an error."""
     from .masks import read_mask
     from .metrics import SegmentationScores
     from .pairing import pair_folders
@@ -121,15 +123,32 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
     report = pair_folders(images_dir, masks_dir)
     if not report.ok:
         raise DataError("no image/mask pairs to evaluate on.\n" + report.summary())
+    pairs = report.pairs
+    if stems is not None:
+        by_stem = {p.stem: p for p in pairs}
+        missing = [s for s in stems if s not in by_stem]
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(stems)} validation image(s) are no "
+                            f"longer paired in {images_dir} and {masks_dir} "
+                            f"({', '.join(missing[:5])}): restore them, or evaluate the folders "
+                            "with --images and --masks")
+        pairs = [by_stem[s] for s in stems]
     model, prep, warnings = load_for_inference(base, adapter, force=force)
     dev = resolve_device(device)
     model.to(dev).eval()
     scores = SegmentationScores()
-    for pair in report.pairs:
+    rows = []
+    for pair in pairs:
         prob = predict_probability(model, read_image(pair.image, prep, exif=pair.exif), dev).numpy()
         mask, _ = read_mask(pair.mask)
-        scores.add(prob > 0.5, mask)
+        pred = prob > 0.5
+        scores.add(pred, mask)
+        rows.append({"stem": pair.stem, "image": pair.image.name, "mask": pair.mask.name,
+                     "dice": scores.dice_per_image[-1], "iou": scores.iou_per_image[-1],
+                     "true_pixels": int(np.count_nonzero(mask)),
+                     "predicted_pixels": int(np.count_nonzero(pred))})
     result = scores.summary()
     result["warnings"] = warnings
     result["skipped"] = len(report.images_without_masks) + len(report.unreadable) + len(report.size_mismatch)
+    result["per_image"] = rows
     return result
