@@ -155,7 +155,19 @@ def unknown_command(word: str) -> str:
             "(loragui COMMAND --help); without a command, loragui opens the window")
 
 
+def window(argv: Sequence[str] | None = None) -> int:
+    """The ``loragui-gui`` program: the window and its options only (no console on Windows)."""
+    return _open_window(list(sys.argv[1:] if argv is None else argv))
+
+
 def _open_window(argv: list[str]) -> int:
+    from .gui.platform_check import platform_problem
+
+    # Before any Qt library loads: a plugin that cannot load would abort the program in Qt.
+    env = {"QT_QPA_PLATFORM": "offscreen", **os.environ} if "--self-test" in argv else os.environ
+    problem = platform_problem(env, argv)
+    if problem:
+        return fail(problem)
     try:
         from .gui.app import main as gui_main
     except ImportError as exc:
