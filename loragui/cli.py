@@ -184,7 +184,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         for ev in predict_folder(args.images, args.out, base=args.base, adapter=args.adapter,
                                  device=args.device, force=args.force):
-            if ev.message.startswith(("skipped", "warning")) or ev.done == 0:
+            if ev.tiles:  # a large image, tile by tile
+                progress.bar(ev.tile, ev.tiles, before=f"image {ev.done + 1}/{ev.total}",
+                             after=ev.message)
+            elif ev.message.startswith(("skipped", "warning")) or ev.done == 0:
                 progress.line(ev.message)
             else:
                 written += 1
