@@ -24,7 +24,7 @@ from pathlib import Path
 from . import __version__
 from .cli_evaluate import add_evaluate_parser, cmd_evaluate
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
-from .terminal import EXIT_USAGE, Progress, fail, fmt, warn
+from .terminal import EXIT_USAGE, Progress, fail, warn
 
 
 def _add_model_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:

@@ -25,6 +25,7 @@ from .preprocessing import Preprocessing
 from .tiling import predict_logits, predict_mask, tiled
 from .unet import UNet
 
+
 def predict_probability(model: UNet, image: np.ndarray, device: torch.device | str = "cpu",
                         *, logits: bool = False) -> torch.Tensor:
     """Foreground probability (or logits) (H, W) on the CPU for one (H, W, C) uint8 image,
