@@ -2,7 +2,7 @@
 
     loragui                      open the window
     loragui train ...            train an adapter (or a base model with --full)
-    loragui evaluate ...         Dice and IoU of a model on labelled images
+    loragui evaluate ...         Dice and IoU of a model on labelled images (cli_evaluate.py)
     loragui predict ...          write masks for a folder of images
     loragui merge ...            fold an adapter into its base model
     loragui info FILE            what a model or adapter file is and where it came from
@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .cli_evaluate import add_evaluate_parser, cmd_evaluate
 from .cli_runs import add_runs_parser, cmd_runs
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
-from .terminal import EXIT_USAGE, Progress, fail, fmt, warn
+from .terminal import EXIT_USAGE, Progress, fail, warn
 
 
 def _add_model_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
@@ -61,11 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    e = sub.add_parser("evaluate", help="Dice and IoU on labelled images")
-    e.add_argument("--images", metavar="DIR", required=True)
-    e.add_argument("--masks", metavar="DIR", required=True)
-    _add_model_args(e)
-    e.add_argument("--json", action="store_true", help="print one JSON object")
+    add_evaluate_parser(sub, _add_model_args)
 
     p = sub.add_parser("predict", help="write a 0/255 PNG mask for every image in a folder")
     p.add_argument("--images", metavar="DIR", required=True)
@@ -111,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # No sub-command: the window (its own options: --sample, --images, --masks, --self-test).
-    if not any(a in COMMANDS or a in ("-h", "--help", "--version") for a in argv):
+    word = first_word(argv)
+    if word is not None and word not in COMMANDS:
+        return fail(unknown_command(word))
+    # No command: the window (its own options: --sample, --images, --masks, --self-test).
+    if word is None and not any(a in ("-h", "--help", "--version") for a in argv):
         return _open_window(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -134,29 +134,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+# The window's options that take a value, and Qt's (-platform xcb, -style fusion, ...): the
+# word after them is that value, not a command.
+_VALUE_OPTIONS = frozenset({"--images", "--masks", "-platform", "-platformpluginpath",
+                            "-platformtheme", "-plugin", "-style", "-stylesheet", "-display",
+                            "-geometry", "-qwindowgeometry", "-qwindowtitle", "-qwindowicon",
+                            "-session", "-name", "-title", "-screen"})
+
+
+def first_word(argv: Sequence[str]) -> str | None:
+    """The first argument that is neither an option nor an option's value: the command."""
+    after_value_option = False
+    for arg in argv:
+        if after_value_option:
+            after_value_option = False
+        elif arg == "--":
+            continue
+        elif arg.startswith("-"):
+            after_value_option = arg in _VALUE_OPTIONS
+        else:
+            return arg
+    return None
+
+
+def unknown_command(word: str) -> str:
+    """One line: the closest command to a mistyped one, and the list of them."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.5)
+    guess = f" Did you mean '{close[0]}'?" if close else ""
+    return (f"'{word}' is not a loragui command.{guess} Commands: {', '.join(COMMANDS)} "
+            "(loragui COMMAND --help); without a command, loragui opens the window")
+
+
+def window(argv: Sequence[str] | None = None) -> int:
+    """The ``loragui-gui`` program: the window and its options only (no console on Windows)."""
+    return _open_window(list(sys.argv[1:] if argv is None else argv))
+
+
 def _open_window(argv: list[str]) -> int:
+    from .gui.platform_check import platform_problem
+
+    # Before any Qt library loads: a plugin that cannot load would abort the program in Qt.
+    env = {"QT_QPA_PLATFORM": "offscreen", **os.environ} if "--self-test" in argv else os.environ
+    problem = platform_problem(env, argv)
+    if problem:
+        return fail(problem)
     try:
         from .gui.app import main as gui_main
     except ImportError as exc:
         return fail(f"the window cannot open: {exc}. Install the GUI requirements "
                      "(pip install loragui), or use the command line: loragui --help")
     return gui_main(argv)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .engine.predict import evaluate_folders
-
-    result = evaluate_folders(args.images, args.masks, base=args.base, adapter=args.adapter,
-                              device=args.device, force=args.force)
-    for w in result.pop("warnings"):
-        print(f"warning: {w}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['images']} images: Dice {fmt(result['dice'])} (pooled "
-              f"{fmt(result['dice_pooled'])}), IoU {fmt(result['iou'])} (pooled "
-              f"{fmt(result['iou_pooled'])})")
-    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -167,7 +196,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         for ev in predict_folder(args.images, args.out, base=args.base, adapter=args.adapter,
                                  device=args.device, force=args.force):
-            if ev.message.startswith(("skipped", "warning")) or ev.done == 0:
+            if ev.tiles:  # a large image, tile by tile
+                progress.bar(ev.tile, ev.tiles, before=f"image {ev.done + 1}/{ev.total}",
+                             after=ev.message)
+            elif ev.message.startswith(("skipped", "warning")) or ev.done == 0:
                 progress.line(ev.message)
             else:
                 written += 1

@@ -218,7 +218,8 @@ def _print_events(events) -> int:
                 else:
                     out.line(f"epoch {ev.epoch}/{ev.epochs} step {ev.step}: train loss "
                              f"{fmt(ev.train_loss)} val loss {fmt(ev.val_loss)} Dice "
-                             f"{fmt(ev.dice)} IoU {fmt(ev.iou)}" + (" *best" if ev.is_best else ""))
+                             f"{fmt(ev.dice)} IoU {fmt(ev.iou)}, validated in {ev.seconds:.0f} s"
+                             + (" *best" if ev.is_best else ""))
             elif isinstance(ev, LogEvent):
                 out.line(("warning: " if ev.level == "warning" else "") + ev.message)
             elif isinstance(ev, RunFinished):

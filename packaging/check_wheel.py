@@ -50,6 +50,8 @@ def check(wheel: Path) -> list[str]:
         entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
         if "loragui = loragui.cli:main" not in entry_points:
             problems.append("the `loragui` command is not among the entry points")
+        if "[gui_scripts]\nloragui-gui = loragui.cli:window" not in entry_points:
+            problems.append("the `loragui-gui` window program is not among the GUI entry points")
         metadata = zf.read(f"{dist_info}/METADATA").decode()
         for needed in ("License-Expression: MIT", "License-File: LICENSE", "Project-URL: Homepage"):
             if needed not in metadata:

@@ -288,3 +288,26 @@ def test_wheel_carries_resources(tmp_path):
     entry = desktop_entry(tmp_path / "share" / "applications" / DESKTOP.name)
     assert entry["Exec"] == str(prefix / "bin" / "loragui")
     assert (tmp_path / "share" / "icons" / "hicolor" / "256x256" / "apps" / f"{APP_ID}.png").is_file()
+
+
+# ------------------------------------------------------------------- the window's program
+
+def test_the_window_has_a_gui_entry_point_beside_the_console_one(monkeypatch):
+    from loragui import cli
+
+    project = load_pyproject()["project"]
+    assert project["scripts"]["loragui"] == "loragui.cli:main"
+    assert project["gui-scripts"]["loragui-gui"] == "loragui.cli:window"
+    opened = []
+    monkeypatch.setattr(cli, "_open_window", lambda argv: opened.append(argv) or 0)
+    assert cli.window(["--sample"]) == 0 and opened == [["--sample"]]
+
+
+def test_the_frozen_windows_build_has_a_windowed_program():
+    text = SPEC.read_text(encoding="utf-8")
+    block = text[text.index('if sys.platform == "win32":\n    b = Analysis'):]
+    assert "loragui_gui_main.py" in block and 'name="loragui-gui"' in block
+    assert "console=False" in block[:block.index("coll = COLLECT")]
+    assert "*windowed" in text[text.index("coll = COLLECT"):]
+    main = (ROOT / "packaging" / "loragui_gui_main.py").read_text()
+    assert "from loragui.cli import window" in main and "freeze_support()" in main

@@ -122,6 +122,9 @@ class ProgressEvent:
     done: int
     total: int
     message: str = ""
+    # within the current item (an image predicted in tiles): tiles done of ``tiles``
+    tile: int = 0
+    tiles: int = 0
 
 
 Event = RunStarted | StepEvent | EpochEvent | LogEvent | RunFinished | RunFailed | ProgressEvent

@@ -1,15 +1,14 @@
 """Inference: one image, or a whole folder, with a base model and optional adapter.
 
 Images are normalised exactly as at training (the preprocessing stored in the
-model file). Any size works: the network pads to a multiple of ``2**depth``;
-images larger than ``TILE`` pixels a side are processed in overlapping tiles so
-memory stays bounded.
+model file). Any size works: images larger than a tile are predicted in
+overlapping tiles blended without seams, in bounded memory (:mod:`.tiling`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,44 +16,21 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_write
-from .devices import resolve_device, supports_bf16
+from .devices import resolve_device
 from .errors import DataError
 from .events import ProgressEvent
 from .folders import list_images
 from .imageio import read_image
-from .model_input import to_model_input
 from .preprocessing import Preprocessing
+from .tiling import predict_logits, predict_mask, tiled
 from .unet import UNet
 
-TILE = 1024  # tile side for big images
-OVERLAP = 64  # context discarded at inner tile borders
 
-
-def _forward(model: UNet, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=supports_bf16(device)):
-        return model.forward_any_size(x).float()
-
-
-@torch.no_grad()
 def predict_probability(model: UNet, image: np.ndarray, device: torch.device | str = "cpu",
                         *, logits: bool = False) -> torch.Tensor:
-    """Foreground probability (or logits) (H, W) on the CPU for one (H, W, C) uint8 image."""
-    device = torch.device(device)
-    h, w = image.shape[:2]
-    x = to_model_input(image, device)  # (1, C, H, W)
-    if h <= TILE and w <= TILE:
-        out = _forward(model, x, device)[0, 0]
-    else:
-        out = torch.empty(h, w, device=device)
-        step = TILE - 2 * OVERLAP
-        for top in range(0, h, step):
-            for left in range(0, w, step):
-                t0, l0 = max(0, top - OVERLAP), max(0, left - OVERLAP)
-                t1, l1 = min(h, top + step + OVERLAP), min(w, left + step + OVERLAP)
-                tile = _forward(model, x[..., t0:t1, l0:l1], device)[0, 0]
-                bh, bw = min(step, h - top), min(step, w - left)
-                out[top:top + bh, left:left + bw] = tile[top - t0:top - t0 + bh, left - l0:left - l0 + bw]
-    out = out.cpu()
+    """Foreground probability (or logits) (H, W) on the CPU for one (H, W, C) uint8 image,
+    held at full size (:func:`.tiling.predict_mask` writes the mask of any size)."""
+    out = torch.from_numpy(predict_logits(model, image, torch.device(device)))
     return out if logits else torch.sigmoid(out)
 
 
@@ -97,8 +73,20 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
             failed.append(path.name)
             yield ProgressEvent(i + 1, len(files), f"skipped: {exc}")
             continue
-        prob = predict_probability(model, image, dev).numpy()
-        mask = Image.fromarray(((prob > threshold) * 255).astype(np.uint8))
+        steps = tiled(model, image, dev, threshold=threshold)
+        while True:  # a large image: an event per tile, and a stop between two tiles
+            try:
+                tile, tiles = next(steps)
+            except StopIteration as finished:
+                mask = Image.fromarray(finished.value)
+                break
+            if tiles > 1:
+                yield ProgressEvent(i, len(files), f"{path.name}: tile {tile} of {tiles}",
+                                    tile=tile, tiles=tiles)
+                if stop is not None and stop.is_set():
+                    yield ProgressEvent(i, len(files), "stopped")
+                    return
+        del image, steps
         # two images with one stem (a.tif, a.jpg) must not overwrite each other's mask
         name = path.stem if stems.count(path.stem.casefold()) == 1 else \
             f"{path.stem}_{path.suffix.lstrip('.').lower()}"
@@ -112,8 +100,10 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
 
 def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str | Path | None = None,
                      adapter: str | Path | None = None, device: str = "auto",
-                     force: bool = False) -> dict:
-    """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair."""
+                     force: bool = False, stems: Collection[str] | None = None) -> dict:
+    """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair,
+    and one row per image (``per_image``). ``stems``: score only these pairs (a run's
+    validation set); a stem that is not among the pairs is an error."""
     from .masks import read_mask
     from .metrics import SegmentationScores
     from .pairing import pair_folders
@@ -121,15 +111,31 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
     report = pair_folders(images_dir, masks_dir)
     if not report.ok:
         raise DataError("no image/mask pairs to evaluate on.\n" + report.summary())
+    pairs = report.pairs
+    if stems is not None:
+        by_stem = {p.stem: p for p in pairs}
+        missing = [s for s in stems if s not in by_stem]
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(stems)} validation image(s) are no "
+                            f"longer paired in {images_dir} and {masks_dir} "
+                            f"({', '.join(missing[:5])}): restore them, or evaluate the folders "
+                            "with --images and --masks")
+        pairs = [by_stem[s] for s in stems]
     model, prep, warnings = load_for_inference(base, adapter, force=force)
     dev = resolve_device(device)
     model.to(dev).eval()
     scores = SegmentationScores()
-    for pair in report.pairs:
-        prob = predict_probability(model, read_image(pair.image, prep, exif=pair.exif), dev).numpy()
+    rows = []
+    for pair in pairs:
+        pred = predict_mask(model, read_image(pair.image, prep, exif=pair.exif), dev) > 0
         mask, _ = read_mask(pair.mask)
-        scores.add(prob > 0.5, mask)
+        scores.add(pred, mask)
+        rows.append({"stem": pair.stem, "image": pair.image.name, "mask": pair.mask.name,
+                     "dice": scores.dice_per_image[-1], "iou": scores.iou_per_image[-1],
+                     "true_pixels": int(np.count_nonzero(mask)),
+                     "predicted_pixels": int(np.count_nonzero(pred))})
     result = scores.summary()
     result["warnings"] = warnings
     result["skipped"] = len(report.images_without_masks) + len(report.unreadable) + len(report.size_mismatch)
+    result["per_image"] = rows
     return result

@@ -83,3 +83,38 @@ def this_process() -> dict[str, Any]:
 def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run's ``run.json``: settings, status, best and final epochs, timings."""
     return json.loads((Path(run_dir) / RUN_JSON).read_text())
+
+
+def validation_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What re-scores a run's validation set: its folders, the stems it validated on and the
+    model it wrote (``adapter`` for a LoRA run, ``base`` the model file of a ``--full`` one).
+
+    Raises :class:`~.errors.DataError` with what to do when the run cannot tell.
+    """
+    from .errors import DataError
+
+    run = Path(run_dir)
+    if not (run / RUN_JSON).is_file():
+        raise DataError(f"{run} is not a run folder (it holds no {RUN_JSON}): give the folder "
+                        "that `loragui train --out` wrote")
+    try:
+        record = read_run_record(run)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{run / RUN_JSON} cannot be read ({exc}): evaluate with --images and "
+                        "--masks instead") from None
+    stems = record.get("validation")
+    config = record.get("config") or {}
+    if stems is None or not config.get("images") or not config.get("masks"):
+        raise DataError(f"{run / RUN_JSON} does not list the images the run validated on (an "
+                        "older loragui wrote it): evaluate with --images and --masks instead")
+    if not stems:
+        raise DataError(f"the run in {run} held out no validation images (--val-fraction 0): "
+                        "evaluate with --images and --masks instead")
+    full = record.get("mode") == "full"
+    output = output_path(run, full)
+    if not output.exists():
+        raise DataError(f"the run in {run} has not written its {output.name} yet: evaluate "
+                        "once it has finished an epoch")
+    return {"images": config["images"], "masks": config["masks"], "stems": list(stems),
+            "base": str(output) if full else config.get("base"),
+            "adapter": None if full else str(output)}

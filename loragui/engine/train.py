@@ -111,6 +111,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 MAX_VALIDATIONS = 40  # per run by default: validation must not cost more than training
+MIN_VAL_IMAGES = 5  # fewer validation images than this give a Dice too noisy to trust: warned
 
 
 def default_steps_per_epoch(n_train: int, batch_size: int, crop_size: int, mean_area: float,
@@ -197,6 +198,7 @@ class Trainer:
         self.batch_size = config.batch_size  # halved when the device runs out of memory
         self.val_batch_pixels = VAL_BATCH_PIXELS
         self.total_steps: int | None = None
+        self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
         self._started = False  # RunStarted was reported
         self.compiled: torch.nn.Module | None = None  # the model compiled for training steps
         self._t_start = time.perf_counter()
@@ -342,6 +344,12 @@ class Trainer:
         train_idx, val_idx = split_indices(n, c.val_fraction, c.seed)
         if n == 1:
             yield LogEvent("only one pair: it is used for both training and validation", "warning")
+        elif 0 < len(val_idx) < MIN_VAL_IMAGES:
+            yield LogEvent(f"only {len(val_idx)} validation image(s): their Dice is a rough "
+                           f"figure; add image/mask pairs, or raise --val-fraction (now "
+                           f"{c.val_fraction:g}) so that at least {MIN_VAL_IMAGES} are held out",
+                           "warning")
+        self.val_stems = [data.names[i] for i in val_idx]
         self.train_data = data.subset(train_idx)
         self.val_data = data.subset(val_idx) if val_idx else None
         self.dataset_info = {"pairs": n, "train": len(train_idx), "val": len(val_idx),
@@ -838,7 +846,9 @@ class Trainer:
             "base_name": self.base_info.name if self.base_info else None,
             "architecture": self.model.config.to_dict(),
             "preprocessing": self.prep.to_dict(),
-            "training": {k: v for k, v in c.to_dict().items()
+            # folder and file names only, never a path: adapters and models get shared
+            "training": {k: (Path(v).name if k == "base" and v else v)
+                         for k, v in c.to_dict().items()
                          if k not in ("images", "masks", "out", "resume")},
             "dataset": self.dataset_info,
             "metrics": metrics or {},
@@ -926,7 +936,7 @@ class Trainer:
         st.faults = ckpt.faults
         old = ckpt.config
         yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
-                       f"Dice {st.best_dice})")
+                       f"Dice {_round(st.best_dice)})")
         if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
             st.lr_scale = float(ckpt.lr_scale)
             st.backoffs = int(ckpt.backoffs)
@@ -969,6 +979,8 @@ class Trainer:
             "seconds": seconds, "base_dice": self.state.base_dice,
             "best_epoch": self.state.best_epoch, "best": best, "final": final,
             "output": self.best_output(), "dataset": self.dataset_info,
+            # the stems of the validation pairs: `loragui evaluate --run` scores exactly these
+            "validation": self.val_stems,
             "pairing_problems": getattr(self, "pairing_problems", {}),
             "trainable_params": count_parameters(self.model, trainable_only=True),
             # What was changed to keep the run going (non-finite losses, out of memory).
@@ -1011,6 +1023,8 @@ def _damaged_checkpoint(run_dir: Path) -> str | None:
     except LoraGuiError as exc:
         return str(exc).split("; delete it")[0]
     return None
+def _round(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _seed_everything(seed: int) -> None:

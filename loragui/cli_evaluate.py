@@ -1,0 +1,122 @@
+"""``loragui evaluate``: Dice and IoU of a model on labelled images.
+
+The images come from ``--images``/``--masks``, the bundled sample (``--sample``), or
+a run folder (``--run``: exactly the pairs that run validated on, scored with the
+model it wrote). ``--per-image FILE.csv`` writes one row per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from .terminal import fmt
+
+PER_IMAGE_COLUMNS = ("stem", "dice", "iou", "true_pixels", "predicted_pixels", "image", "mask")
+
+
+def add_evaluate_parser(sub, add_model_args) -> None:
+    e = sub.add_parser(
+        "evaluate", help="Dice and IoU on labelled images",
+        description="Dice and IoU (mean per image, and pooled over all pixels) of a base model, "
+                    "or of a base model with an adapter, on image/mask pairs.")
+    where = e.add_argument_group("the images (one of)")
+    where.add_argument("--images", metavar="DIR",
+                       help="folder of images (with --masks; pairs share a file stem)")
+    where.add_argument("--masks", metavar="DIR",
+                       help="folder of masks, one per image (0 = background)")
+    where.add_argument("--sample", action="store_true", help="the bundled sample data")
+    where.add_argument("--run", metavar="RUN",
+                       help="a run folder: its validation images, scored with the adapter (or "
+                            "model) it wrote, unless --adapter or --base is given")
+    add_model_args(e)
+    e.add_argument("--per-image", metavar="FILE.csv",
+                   help="also write one row per image (stem, dice, iou, pixels) to this CSV")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _inputs(args: argparse.Namespace) -> dict:
+    """images, masks, stems (or None), base, adapter, from whichever source was given."""
+    from .engine.errors import DataError
+
+    folders = args.images is not None or args.masks is not None
+    chosen = [name for name, given in (("--images/--masks", folders), ("--sample", args.sample),
+                                       ("--run", args.run is not None)) if given]
+    if len(chosen) != 1:
+        raise DataError("evaluate needs one of --images DIR --masks DIR, --sample or --run RUN"
+                        + (f" (not {' and '.join(chosen)} together)" if chosen else ""))
+    if folders and (args.images is None or args.masks is None):
+        raise DataError(f"{'--masks' if args.masks is None else '--images'} is missing: "
+                        "--images and --masks go together")
+    given = {"base": args.base, "adapter": args.adapter, "stems": None}
+    if args.sample:
+        from .engine.resources import bundled_sample_dirs
+
+        dirs = bundled_sample_dirs()
+        if dirs is None:
+            raise DataError("this installation has no bundled sample data: use --images and "
+                            "--masks")
+        return {**given, "images": dirs[0], "masks": dirs[1]}
+    if args.run is not None:
+        from .engine.runrecord import validation_inputs
+
+        run = validation_inputs(args.run)
+        if args.adapter or args.base:  # another model on the run's validation set
+            run.update(base=args.base, adapter=args.adapter)
+        return run
+    return {**given, "images": args.images, "masks": args.masks}
+
+
+def _per_image_check(path: str) -> Path:
+    """The CSV's place, checked before any work: it may replace only a CSV file."""
+    from .engine.errors import DataError
+
+    dest = Path(path)
+    if dest.suffix.lower() != ".csv":
+        raise DataError(f"--per-image {path}: give a file name ending in .csv")
+    if dest.is_dir():
+        raise DataError(f"--per-image {path} is a folder: give a file name ending in .csv")
+    if not dest.parent.is_dir():
+        raise DataError(f"--per-image {path}: the folder {dest.parent} does not exist")
+    return dest
+
+
+def write_per_image(dest: Path, rows: list[dict]) -> None:
+    from .engine.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6f}" if k in ("dice", "iou") else row[k])
+                         for k in PER_IMAGE_COLUMNS})
+    atomic_write_text(dest, buf.getvalue())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine.predict import evaluate_folders
+
+    inputs = _inputs(args)
+    dest = _per_image_check(args.per_image) if args.per_image else None
+    result = evaluate_folders(inputs["images"], inputs["masks"], base=inputs["base"],
+                              adapter=inputs["adapter"], device=args.device, force=args.force,
+                              stems=inputs["stems"])
+    for w in result.pop("warnings"):
+        print(f"warning: {w}", file=sys.stderr)
+    rows = result.pop("per_image")
+    if dest is not None:
+        write_per_image(dest, rows)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        what = "validation images of the run" if args.run else "images"
+        print(f"{result['images']} {what}: Dice {fmt(result['dice'])} (pooled "
+              f"{fmt(result['dice_pooled'])}), IoU {fmt(result['iou'])} (pooled "
+              f"{fmt(result['iou_pooled'])})")
+    if dest is not None:
+        print(f"wrote {dest} ({len(rows)} rows)", file=sys.stderr)
+    return 0

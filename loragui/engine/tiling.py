@@ -1,0 +1,177 @@
+"""Prediction of an image of any size in tiles, with the same result as the whole image.
+
+A tile's prediction is exact except within the network's receptive field of a cut
+edge, where the context beyond the cut is missing. So the tiles overlap by two such
+margins and a ramp: each tile's weight is 0 within ``margin`` of a cut edge, rises
+smoothly (a raised cosine) over the ramp, and is 1 inside; at the image's own edges
+the tile is exact and keeps weight 1. The blended result (weighted mean) then equals
+the whole-image prediction within float rounding, seams included.
+
+Tiles sit on the grid of ``2**depth`` pixels that the network pools on, over the image
+reflect-padded to that multiple as :meth:`UNet.forward_any_size` pads it, so that each
+tile sees exactly the pixels the whole-image forward pass sees.
+
+Memory stays bounded by one row of tiles: the weighted sums of the tiles in a row are
+kept for that row's height only, and the rows finished are thresholded into the
+preallocated uint8 mask at once. The probabilities never exist at full size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .devices import supports_bf16
+from .model_input import to_model_input
+from .unet import UNet
+
+TILE = 1024  # tile side (rounded down to the pooling grid)
+RAMP = 32  # the blending ramp inside the overlap, in pixels
+
+# on_tile(done, total): called after each tile
+TileCallback = Callable[[int, int], None]
+
+
+def receptive_radius(model: UNet) -> int:
+    """How far (pixels) an output pixel sees: two 3x3 convolutions per level, 2x2 pooling
+    and 2x2 transposed up-sampling; rounded up to the pooling grid."""
+    depth = model.config.depth
+    radius = 8 * 2 ** depth - 6  # 6 (2^depth - 1) on the way down and up + 2 * 2^depth below
+    m = model.multiple
+    return math.ceil(radius / m) * m
+
+
+def _forward(model: UNet, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=supports_bf16(device)):
+        return model.forward_any_size(x).float()
+
+
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Tile positions along one axis of ``size`` (padded) pixels; the last one ends at the edge."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def edge_weight(length: int, margin: int, ramp: int, cut_before: bool,
+                cut_after: bool) -> np.ndarray:
+    """1-D weight of a tile along one axis: 0 within ``margin`` of a cut edge, a raised
+    cosine over ``ramp``, 1 inside; 1 up to an image edge (``cut_* = False``)."""
+    w = np.ones(length, np.float32)
+    rise = (0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)).astype(np.float32)
+    if cut_before:
+        w[:margin] = 0
+        w[margin:margin + ramp] = rise
+    if cut_after:
+        w[length - margin:] = 0
+        w[length - margin - ramp:length - margin] *= rise[::-1]
+    return w
+
+
+def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices past the end mirrored back, as ``F.pad(mode="reflect")`` pads."""
+    return np.where(index < size, index, 2 * (size - 1) - index)
+
+
+def tile_count(height: int, width: int, model: UNet, tile: int = TILE) -> int:
+    """How many tiles an image of this size is predicted in (1: in one piece)."""
+    plan = _plan(height, width, model, tile)
+    return 1 if plan is None else len(plan[0]) * len(plan[1])
+
+
+def _plan(height: int, width: int, model: UNet, tile: int):
+    """(row starts, column starts, tile height, tile width, margin, padded size), or None
+    when the image is predicted in one piece."""
+    m = model.multiple
+    if height <= tile and width <= tile:
+        return None
+    margin = receptive_radius(model)
+    tile = max(tile // m * m, 4 * margin)
+    hp, wp = height + (-height) % m, width + (-width) % m
+    th, tw = min(tile, hp), min(tile, wp)
+    # consecutive tiles share two margins and the ramp (a multiple of the grid)
+    stride_h = th - 2 * margin - math.ceil(RAMP / m) * m
+    stride_w = tw - 2 * margin - math.ceil(RAMP / m) * m
+    return (tile_starts(hp, th, stride_h), tile_starts(wp, tw, stride_w), th, tw, margin,
+            (hp, wp))
+
+
+def predict_mask(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
+                 threshold: float = 0.5, tile: int = TILE,
+                 on_tile: TileCallback | None = None) -> np.ndarray:
+    """The (H, W) uint8 mask (255 where the probability exceeds ``threshold``, else 0) of
+    one (H, W, C) uint8 image, in tiles when it is larger than ``tile`` pixels a side."""
+    return _run(tiled(model, image, device, output="mask", threshold=threshold, tile=tile),
+                on_tile)
+
+
+def predict_logits(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
+                   tile: int = TILE, on_tile: TileCallback | None = None) -> np.ndarray:
+    """The (H, W) float32 logits of one image (held at full size: for images that fit in
+    memory several times over; :func:`predict_mask` for any size)."""
+    return _run(tiled(model, image, device, output="logits", tile=tile), on_tile)
+
+
+def _run(steps, on_tile: TileCallback | None) -> np.ndarray:
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if on_tile is not None:
+            on_tile(done, total)
+
+
+@torch.no_grad()
+def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
+          output: str = "mask", threshold: float = 0.5, tile: int = TILE):
+    """Predict one (H, W, C) uint8 image; yields ``(tiles done, tiles)`` after each tile and
+    returns the uint8 0/255 mask (``output="mask"``) or the float32 logits (``"logits"``).
+
+    A generator, so that the caller can report each tile and stop between two. The
+    logits are blended (their sigmoid is the probability)."""
+    device = torch.device(device)
+    h, w = image.shape[:2]
+    cut = math.log(threshold / (1 - threshold))  # probability > threshold <=> logit > cut
+    plan = _plan(h, w, model, tile)
+    if plan is None:
+        logits = _forward(model, to_model_input(image, device), device)[0, 0]
+        yield 1, 1
+        if output == "logits":
+            return logits.cpu().numpy()
+        return ((torch.sigmoid(logits) > threshold).to(torch.uint8) * 255).cpu().numpy()
+    rows, cols, th, tw, margin, (hp, wp) = plan
+    out = np.zeros((h, w), np.float32 if output == "logits" else np.uint8)
+    weights_x = [edge_weight(tw, margin, RAMP, left > 0, left + tw < wp) for left in cols]
+    total, done = len(rows) * len(cols), 0
+    carry: tuple[np.ndarray, np.ndarray] | None = None  # sums for rows the next tile row shares
+    for r, top in enumerate(rows):
+        acc = np.zeros((th, wp), np.float32)  # sum of weight x logit
+        wsum = np.zeros((th, wp), np.float32)  # sum of weight
+        if carry is not None:
+            acc[:len(carry[0])] = carry[0]
+            wsum[:len(carry[1])] = carry[1]
+        wy = edge_weight(th, margin, RAMP, top > 0, top + th < hp)
+        band = image[_reflect(np.arange(top, top + th), h)]  # (th, W, C): this row's pixels
+        for left, wx in zip(cols, weights_x, strict=True):
+            x = to_model_input(band[:, _reflect(np.arange(left, left + tw), w)], device)
+            logits = _forward(model, x, device)[0, 0].cpu().numpy()
+            weight = wy[:, None] * wx[None, :]
+            acc[:, left:left + tw] += weight * logits
+            wsum[:, left:left + tw] += weight
+            done += 1
+            yield done, total
+        # the rows above the next tile row's start are final
+        end = rows[r + 1] if r + 1 < len(rows) else top + th
+        n = min(end, h) - top
+        if n > 0:
+            blended = acc[:n, :w] / wsum[:n, :w]
+            out[top:top + n] = blended if output == "logits" else \
+                (blended > cut).view(np.uint8) * np.uint8(255)
+        keep = end - top
+        carry = (acc[keep:].copy(), wsum[keep:].copy()) if keep < th else None
+    return out
