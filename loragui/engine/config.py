@@ -98,6 +98,9 @@ class TrainConfig:
              "for tests). --batch-size is per device; the peak --lr is scaled by "
              "the square root of the number of devices")
     resume: bool = setting(False, help="continue the run in OUT from its checkpoint")
+    overwrite: bool = setting(
+        False, help="replace the earlier run in OUT (its adapter or model is replaced once "
+                    "this run writes a new one)")
     previews: int = setting(4, help="validation images shown each epoch (default {default})")
     # Full training only
     width: int = setting(32, help="--full without --base: first-level channels")

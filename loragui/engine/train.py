@@ -82,9 +82,11 @@ from .formats import now_iso
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
 from .metrics import SegmentationScores, dice_bce_loss
 from .model_input import to_model_input
+from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
 from .predict import predict_probability
 from .preprocessing import Preprocessing
+from .runlock import RunLock, probe
 from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
 from .sampler import CropSampler
 from .unet import UNet, UNetConfig, count_parameters
@@ -147,6 +149,7 @@ def run_training(config: TrainConfig, stop: threading.Event | None = None) -> It
                     yield ev
     finally:
         events.close()
+        trainer.release()
         if trainer.dist is not None:
             trainer.dist.close()
 
@@ -190,6 +193,7 @@ class Trainer:
         self.val_batch_pixels = VAL_BATCH_PIXELS
         self.total_steps: int | None = None
         self._started = False  # RunStarted was reported
+        self._lock: RunLock | None = None  # rank 0's lock on the run folder while it writes
         self._t_start = time.perf_counter()
         # Data parallel (torchrun): this process's rank; None in a single process.
         self.dist = Dist.from_env()
@@ -202,7 +206,17 @@ class Trainer:
     def best_output(self) -> str | None:
         if self.out is None or not self._best_written:
             return None
-        return str(output_path(self.out, self.config.full))
+        path = output_path(self.out, self.config.full)
+        return str(path) if path.exists() else None
+
+    def release(self) -> None:
+        """Let go of the run folder's lock (the run writes no more)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _folder_gone(self) -> bool:
+        return self._lock is not None and not self._lock.still_there()
 
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
@@ -221,9 +235,14 @@ class Trainer:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """A failed write (disk full, read-only folder) stops the run, saying what is intact."""
+        """A failed write (disk full, read-only folder) stops the run, saying what is intact;
+        so does a run folder that was deleted or moved (nothing is written in its place)."""
         try:
+            if self._lock is not None:
+                self._lock.check()
             yield
+            if self._lock is not None:
+                self._lock.check()
         except TrainingError:
             raise
         except LoraGuiError as exc:
@@ -232,8 +251,9 @@ class Trainer:
 
     def record_failure(self, message: str) -> None:
         """Best effort: note the failure in run.json (never raises)."""
-        if not self.is_main or not self._started or self.out is None or not self.out.is_dir():
-            return  # nothing ran: an earlier run's record in this folder stays as it was
+        if (not self.is_main or not self._started or self.out is None or not self.out.is_dir()
+                or self._folder_gone()):
+            return  # nothing ran (an earlier run's record stays as it was), or no folder is left
         with contextlib.suppress(Exception):
             self._write_run_json(time.perf_counter() - self._t_start, False, failed=message)
 
@@ -279,13 +299,22 @@ class Trainer:
                                f"{default.whole_lr_scale:g})")
 
     def _prepare_run_folder(self) -> None:
-        if not self.is_main:  # rank 0 alone writes the run folder
+        if not self.is_main:  # rank 0 alone writes the run folder (and holds its lock)
             return
+        c = self.config
+        if self.out.is_dir():
+            probe(self.out)  # a run in progress there is named as such, before anything else
+        check_output(self.out, RUN, [Input("the images folder", c.images, nest_ok=True),
+                                     Input("the masks folder", c.masks, nest_ok=True),
+                                     Input("the base model (--base)", c.base)],
+                     overwrite=c.overwrite, resume=c.resume)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LoraGuiError(f"cannot create the output folder {self.out}: "
                                f"{exc.strerror or exc}. Choose another folder.") from None
+        self._lock = RunLock(self.out)
+        mark(self.out, RUN)
         clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
 
     def _setup_model(self) -> tuple[UNet, Any, Preprocessing]:
