@@ -36,6 +36,11 @@ def _add_model_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
 
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {what} (nothing else is ever replaced)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loragui",
@@ -58,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="write a 0/255 PNG mask for every image in a folder")
     p.add_argument("--images", metavar="DIR", required=True)
-    p.add_argument("--out", metavar="DIR", required=True)
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="a new or empty folder for the masks")
+    _add_overwrite(p, "masks loragui predicted earlier in --out")
     _add_model_args(p)
 
     m = sub.add_parser("merge", help="fold an adapter into its base model")
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the merged model as ONNX (needs the onnx extra)")
     m.add_argument("--force", action="store_true",
                    help="apply an adapter made for another base model when the shapes match (warns)")
+    _add_overwrite(m, "a merged model (or ONNX file) loragui wrote earlier at --out (--onnx)")
 
     i = sub.add_parser("info", help="describe a base model, adapter or merged model",
                        description="What a file is and where it came from: base-model SHA-256, "
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--base", metavar="FILE", help="base model; default: the bundled base model")
     x.add_argument("--force", action="store_true",
                    help="use an adapter made for another base model when the shapes match (warns)")
+    _add_overwrite(x, "an adapter or ONNX file loragui wrote earlier at --out")
     return parser
 
 
@@ -154,7 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     written = 0
     try:
         for ev in predict_folder(args.images, args.out, base=args.base, adapter=args.adapter,
-                                 device=args.device, force=args.force):
+                                 device=args.device, force=args.force, overwrite=args.overwrite):
             if ev.message.startswith(("skipped", "warning")) or ev.done == 0:
                 progress.line(ev.message)
             else:
@@ -166,10 +175,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset: int = 17) -> None:
+def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset: int = 17,
+                overwrite: bool = False) -> None:
     from .engine.onnx_export import check_onnx, export_model_onnx, onnxruntime_available
 
-    path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=warn)
+    path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=warn,
+                             overwrite=overwrite)
     print(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
     if onnxruntime_available():
         from .engine.basemodel import load_model
@@ -186,12 +197,19 @@ def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from .engine.exports import merge_adapter_file
+    from .engine.onnx_export import ONNX_FORMAT
+    from .engine.outputs import FILE, OutputRefused, check_output, model_inputs
 
+    if args.onnx:  # both destinations are checked before either is written
+        if os.path.abspath(args.onnx) == os.path.abspath(args.out):
+            raise OutputRefused("--onnx and --out name the same file; give two file names")
+        check_output(args.onnx, FILE, model_inputs(args.adapter, args.base), flag="--onnx",
+                     overwrite=args.overwrite, replaces=ONNX_FORMAT)
     path = merge_adapter_file(args.base, args.adapter, args.out, force=args.force,
-                              on_warning=warn)
+                              on_warning=warn, overwrite=args.overwrite)
     print(f"wrote {path}")
     if args.onnx:
-        _write_onnx(str(path), args.onnx, base=None, force=False)
+        _write_onnx(str(path), args.onnx, base=None, force=False, overwrite=args.overwrite)
     return 0
 
 
@@ -224,13 +242,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.peft or args.single_file:
             raise LoraGuiError("--onnx writes a model; it does not combine with --peft or "
                                "--single-file")
-        _write_onnx(args.path, args.out, base=args.base, force=args.force, opset=args.opset)
+        _write_onnx(args.path, args.out, base=args.base, force=args.force, opset=args.opset,
+                    overwrite=args.overwrite)
         return 0
     if kind != "adapter":
         raise LoraGuiError(f"{args.path} is a {kind}, not an adapter: add --onnx to export it "
                            "as ONNX")
     path = export_adapter(args.path, args.out, args.single_file, peft_compatible=args.peft,
-                          base=args.base, force=args.force)
+                          base=args.base, force=args.force, overwrite=args.overwrite)
     print(f"wrote {path}")
     loadable, _, note = adapter_peft_status(load_adapter(path))
     if not loadable:

@@ -53,13 +53,15 @@ OWN_FORMATS = ("loragui.",)
 class OutputRefused(LoraGuiError):
     """An output path that would replace or mix with something it must not.
 
-    ``replaceable``: the path holds loragui's own earlier output, which the same
-    call with ``overwrite=True`` replaces (the window asks before doing so).
+    ``replaceable``: the path holds loragui's own earlier output (``held`` says
+    what), which the same call with ``overwrite=True`` replaces (the window asks
+    before doing so).
     """
 
-    def __init__(self, message: str, *, replaceable: bool = False) -> None:
+    def __init__(self, message: str, *, held: str = "") -> None:
         super().__init__(message)
-        self.replaceable = replaceable
+        self.held = held  # what the path holds, for the window's question ("F holds ...")
+        self.replaceable = bool(held)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class Input:
     label: str  # how the message names it: "the images folder", "--base"
     path: str | os.PathLike | None
     nest_ok: bool = False
+
+
+def model_inputs(source: str | os.PathLike | None, base: str | os.PathLike | None
+                 ) -> list[Input]:
+    """What a merge or an export reads: the adapter or model given, and the base model."""
+    return [Input("the source", source), Input("the base model (--base)", base)]
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -136,7 +144,12 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
         entries = sorted(it, key=lambda e: e.name)
     own: set[str] = {MARKER, LOCK}
     if kind == RUN:
-        own |= set(RUN_FILES) | set(RUN_EXTRAS)
+        own |= set(RUN_EXTRAS)
+        # A run's files count as loragui's in a folder loragui marked as a run, or (a run
+        # from before the mark) one with a run record or checkpoint: an adapter/ alone
+        # may be the user's own.
+        if read_marker(folder) == RUN or any((folder / n).is_file() for n in (RUN_JSON, CHECKPOINT)):
+            own |= set(RUN_FILES)
     elif kind == ADAPTER_DIR:
         own |= {ADAPTER_CONFIG, ADAPTER_WEIGHTS}
     foreign = []
@@ -154,9 +167,9 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
     return foreign
 
 
-def _loragui_file(path: Path) -> bool:
-    """The file carries loragui's stamp: a model or adapter file's header ``format``
-    or an ONNX file's ``format`` property."""
+def file_format(path: Path) -> str:
+    """The ``format`` stamp in a model file's header (or an ONNX file's properties);
+    "" for a file that carries none or cannot be read."""
     try:
         if path.suffix.lower() == ".onnx":
             import onnx  # the onnx extra; without it no ONNX file is recognised
@@ -169,8 +182,13 @@ def _loragui_file(path: Path) -> bool:
             with safe_open(str(path), framework="numpy") as fh:
                 found = (fh.metadata() or {}).get("format", "")
     except Exception:  # not a readable model file: not one of loragui's
-        return False
-    return found.startswith(OWN_FORMATS)
+        return ""
+    return found if isinstance(found, str) else ""
+
+
+# How a message names each of loragui's file formats.
+FORMAT_NAMES = {"loragui.base": "a base model", "loragui.merged": "a merged model",
+                "loragui.adapter": "an adapter file", "loragui.onnx": "an ONNX model"}
 
 
 def run_summary(folder: Path) -> str:
@@ -231,12 +249,15 @@ def _check_inputs(out: Path, kind: str, inputs: Iterable[Input], flag: str) -> N
 
 
 def check_output(out: str | os.PathLike, kind: str, inputs: Iterable[Input] = (), *,
-                 overwrite: bool = False, resume: bool = False, flag: str = "--out") -> Path:
+                 overwrite: bool = False, resume: bool = False, flag: str = "--out",
+                 replaces: str | None = None) -> Path:
     """Refuse ``out`` (an :class:`OutputRefused` saying why and what to do) where
     writing an output of ``kind`` there could destroy a file that is not loragui's
     own earlier output, or (without ``overwrite``) loragui's own; else ``out`` made
     absolute. ``resume``: a run continues in its own folder. ``flag``: how the
-    messages name the destination."""
+    messages name the destination. ``replaces`` (a :data:`FILE`): the format of
+    loragui's files that this output may replace (a merged model replaces a merged
+    model, never a base model)."""
     if str(out).strip() == "":
         raise OutputRefused(f"no output was given: pass {flag}")
     path = Path(os.path.abspath(Path(out).expanduser()))
@@ -249,7 +270,7 @@ def check_output(out: str | os.PathLike, kind: str, inputs: Iterable[Input] = ()
         raise OutputRefused(f"{flag} {path} cannot be examined ({exc.strerror or exc}); choose "
                             "another folder") from None
     if kind == FILE:
-        return _check_file(path, st, overwrite, flag)
+        return _check_file(path, st, overwrite, flag, replaces)
     if not stat.S_ISDIR(st.st_mode):
         raise OutputRefused(f"{flag} {path} is a file, not a folder: give a new or empty folder "
                             f"for the {kind}")
@@ -259,37 +280,41 @@ def check_output(out: str | os.PathLike, kind: str, inputs: Iterable[Input] = ()
         raise OutputRefused(f"{flag} {path} cannot be read ({exc.strerror or exc}); choose "
                             "another folder") from None
     if foreign and kind != RUN and holds_output(path, RUN):
-        raise OutputRefused(f"{path} holds {run_summary(path)}; choose an empty or new folder "
-                            f"for {flag}")
+        raise OutputRefused(f"{path} holds {run_summary(path)}; choose an empty or new folder")
     if foreign:
         raise OutputRefused(
             f"{path} holds {_plural(len(foreign), 'file')} loragui did not write "
-            f"({_names(foreign)}); choose an empty or new folder for {flag}")
+            f"({_names(foreign)}); choose an empty or new folder")
     if not holds_output(path, kind):
         return path  # empty (or only loragui's marker)
     if kind == RUN:
         if resume or overwrite:
             return path
-        raise OutputRefused(f"{path} holds {run_summary(path)}; use --resume to continue it, "
-                            f"--overwrite to replace it, or another {flag}", replaceable=True)
+        held = f"{path} holds {run_summary(path)}"
+        raise OutputRefused(f"{held}; use --resume to continue it, --overwrite to replace it, "
+                            f"or another {flag}", held=held)
     if not overwrite:
-        what = "an adapter" if kind == ADAPTER_DIR else "masks loragui predicted earlier"
-        raise OutputRefused(f"{path} holds {what}; use --overwrite to replace it, or another "
-                            f"{flag}", replaceable=True)
+        held = f"{path} holds " + ("an adapter" if kind == ADAPTER_DIR
+                                   else "masks loragui predicted earlier")
+        raise OutputRefused(f"{held}; use --overwrite to replace it, or another {flag}", held=held)
     return path
 
 
-def _check_file(path: Path, st: os.stat_result, overwrite: bool, flag: str) -> Path:
+def _check_file(path: Path, st: os.stat_result, overwrite: bool, flag: str,
+                replaces: str | None) -> Path:
     if stat.S_ISDIR(st.st_mode):
         raise OutputRefused(f"{flag} {path} is a folder: give a file name, such as "
                             f"{path / 'name.safetensors'}")
     if not stat.S_ISREG(st.st_mode):
         raise OutputRefused(f"{flag} {path} is not a regular file (a device, pipe or socket); "
                             "give a new file name")
-    if not _loragui_file(path):
-        raise OutputRefused(f"{path} is a file loragui did not write; give a new file name for "
-                            f"{flag}")
+    found = file_format(path)
+    if not found.startswith(OWN_FORMATS):
+        raise OutputRefused(f"{path} is a file loragui did not write; give a new file name")
+    what = FORMAT_NAMES.get(found, "a loragui file")
+    if replaces is not None and found != replaces:
+        raise OutputRefused(f"{path} is {what}; it is kept: give a new file name")
     if not overwrite:
-        raise OutputRefused(f"{path} exists (written by loragui earlier); use --overwrite to "
-                            f"replace it, or another {flag}", replaceable=True)
+        held = f"{path} exists ({what} loragui wrote earlier)"
+        raise OutputRefused(f"{held}; use --overwrite to replace it, or another {flag}", held=held)
     return path

@@ -72,7 +72,7 @@ def probe(folder: str | os.PathLike) -> None:
     before any other: a run in progress is not "a run's files")."""
     path = Path(folder) / LOCK
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return  # no lock file, or not ours to open: nobody holds it
     try:
@@ -95,17 +95,24 @@ class RunLock:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self.path = self.folder / LOCK
+        # The lock is held on a read-only descriptor: a file open for writing would keep
+        # the drive from being remounted read-only or ejected cleanly during a run.
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         except OSError as exc:
             raise LoraGuiError(f"cannot write in the run folder {self.folder} "
                                f"({exc.strerror or exc}); choose another folder") from None
         if not _try_lock(fd):
             os.close(fd)
             raise _in_use(self.folder, self.path)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode("ascii"))
+        try:
+            with open(self.path, "w", encoding="ascii") as fh:  # the holder, for the message
+                fh.write(str(os.getpid()))
+        except OSError as exc:
+            _unlock(fd)
+            os.close(fd)
+            raise LoraGuiError(f"cannot write in the run folder {self.folder} "
+                               f"({exc.strerror or exc}); choose another folder") from None
         self._fd: int | None = fd
         st = os.fstat(fd)
         self._identity = (st.st_dev, st.st_ino)
