@@ -15,15 +15,17 @@ User errors print one line (``loragui: error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
-from .terminal import EXIT_USAGE, Progress, fail, fmt, warn
+from .terminal import EXIT_USAGE, Progress, fail, fmt, say, warn
 
 
 def _add_model_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
@@ -107,7 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run ``loragui ARGV``; the exit status. A reader that goes away (``| head``) ends
+    the output quietly."""
+    try:
+        status = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+    except BrokenPipeError:
+        return _closed_pipe()
+    return status
+
+
+def _closed_pipe() -> int:
+    """The reader of standard output went away: stop writing, quietly."""
+    with contextlib.suppress(OSError, ValueError):  # no complaint when Python flushes at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # as a shell reports a program ended by SIGPIPE
+
+
+def _run(argv: list[str]) -> int:
     # No sub-command: the window (its own options: --sample, --images, --masks, --self-test).
     if not any(a in COMMANDS or a in ("-h", "--help", "--version") for a in argv):
         return _open_window(argv)
@@ -124,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nloragui: interrupted", file=sys.stderr)
         status = 130
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a bug or an environment fault: one line, the details in a log
+        from .errorlog import report_unexpected
+
+        status = report_unexpected(f"{type(exc).__name__}: {exc}", traceback.format_exc())
     if os.environ.get(LAUNCHED_ENV):  # started by --devices: rank 0 has reported
         from .engine.distributed import record_status
 
@@ -146,11 +172,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folders(args.images, args.masks, base=args.base, adapter=args.adapter,
                               device=args.device, force=args.force)
     for w in result.pop("warnings"):
-        print(f"warning: {w}", file=sys.stderr)
+        warn(w)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['images']} images: Dice {fmt(result['dice'])} (pooled "
+        say(f"{result['images']} images: Dice {fmt(result['dice'])} (pooled "
               f"{fmt(result['dice_pooled'])}), IoU {fmt(result['iou'])} (pooled "
               f"{fmt(result['iou_pooled'])})")
     return 0
@@ -181,7 +207,7 @@ def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset:
 
     path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=warn,
                              overwrite=overwrite)
-    print(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
+    say(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
     if onnxruntime_available():
         from .engine.basemodel import load_model
         from .engine.exports import merged_model
@@ -207,7 +233,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, replaces=ONNX_FORMAT)
     path = merge_adapter_file(args.base, args.adapter, args.out, force=args.force,
                               on_warning=warn, overwrite=args.overwrite)
-    print(f"wrote {path}")
+    say(f"wrote {path}")
     if args.onnx:
         _write_onnx(str(path), args.onnx, base=None, force=False, overwrite=args.overwrite)
     return 0
@@ -227,7 +253,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             value = "yes" if value else "no"
         if isinstance(value, dict | list):
             value = json.dumps(value, default=str)
-        print(f"{key}: {value}")
+        say(f"{key}: {value}")
     return 0
 
 
@@ -250,10 +276,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                            "as ONNX")
     path = export_adapter(args.path, args.out, args.single_file, peft_compatible=args.peft,
                           base=args.base, force=args.force, overwrite=args.overwrite)
-    print(f"wrote {path}")
+    say(f"wrote {path}")
     loadable, _, note = adapter_peft_status(load_adapter(path))
     if not loadable:
-        print(f"note: {note}", file=sys.stderr)
+        say(f"note: {note}", sys.stderr)
     elif args.single_file:
         print("note: PEFT loads folders; export without --single-file for "
               "PeftModel.from_pretrained", file=sys.stderr)
