@@ -16,9 +16,11 @@ User errors print one line (``loragui: error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -27,7 +29,7 @@ from . import __version__
 from .cli_evaluate import add_evaluate_parser, cmd_evaluate
 from .cli_runs import add_runs_parser, cmd_runs
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
-from .terminal import EXIT_USAGE, Progress, fail, warn
+from .terminal import EXIT_USAGE, Progress, fail, say, warn
 
 
 def _add_model_args(p: argparse.ArgumentParser, adapter: bool = True) -> None:
@@ -48,6 +50,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"loragui: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {what} (nothing else is ever replaced)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="loragui",
@@ -66,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="write a 0/255 PNG mask for every image in a folder")
     p.add_argument("--images", metavar="DIR", required=True)
-    p.add_argument("--out", metavar="DIR", required=True)
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="a new or empty folder for the masks")
+    _add_overwrite(p, "masks loragui predicted earlier in --out")
     _add_model_args(p)
 
     m = sub.add_parser("merge", help="fold an adapter into its base model")
@@ -77,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the merged model as ONNX (needs the onnx extra)")
     m.add_argument("--force", action="store_true",
                    help="apply an adapter made for another base model when the shapes match (warns)")
+    _add_overwrite(m, "a merged model (or ONNX file) loragui wrote earlier at --out (--onnx)")
 
     i = sub.add_parser("info", help="describe a base model, adapter or merged model",
                        description="What a file is and where it came from: base-model SHA-256, "
@@ -102,12 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--base", metavar="FILE", help="base model; default: the bundled base model")
     x.add_argument("--force", action="store_true",
                    help="use an adapter made for another base model when the shapes match (warns)")
+    _add_overwrite(x, "an adapter or ONNX file loragui wrote earlier at --out")
     add_runs_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run ``loragui ARGV``; the exit status. A reader that goes away (``| head``) ends
+    the output quietly."""
+    try:
+        status = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+    except BrokenPipeError:
+        return _closed_pipe()
+    return status
+
+
+def _closed_pipe() -> int:
+    """The reader of standard output went away: stop writing, quietly."""
+    with contextlib.suppress(OSError, ValueError):  # no complaint when Python flushes at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # as a shell reports a program ended by SIGPIPE
+
+
+def _run(argv: list[str]) -> int:
     word = first_word(argv)
     if word is not None and word not in COMMANDS:
         return fail(unknown_command(word))
@@ -127,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nloragui: interrupted", file=sys.stderr)
         status = 130
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a bug or an environment fault: one line, the details in a log
+        from .errorlog import report_unexpected
+
+        status = report_unexpected(f"{type(exc).__name__}: {exc}", traceback.format_exc())
     if os.environ.get(LAUNCHED_ENV):  # started by --devices: rank 0 has reported
         from .engine.launcher import record_status
 
@@ -195,7 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     written = 0
     try:
         for ev in predict_folder(args.images, args.out, base=args.base, adapter=args.adapter,
-                                 device=args.device, force=args.force):
+                                 device=args.device, force=args.force, overwrite=args.overwrite):
             if ev.tiles:  # a large image, tile by tile
                 progress.bar(ev.tile, ev.tiles, before=f"image {ev.done + 1}/{ev.total}",
                              after=ev.message)
@@ -210,11 +245,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset: int = 17) -> None:
+def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset: int = 17,
+                overwrite: bool = False) -> None:
     from .engine.onnx_export import check_onnx, export_model_onnx, onnxruntime_available
 
-    path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=warn)
-    print(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
+    path = export_model_onnx(source, dest, base=base, force=force, opset=opset, on_warning=warn,
+                             overwrite=overwrite)
+    say(f"wrote {path} (ONNX opset {opset}; dynamic batch, height and width)")
     if onnxruntime_available():
         from .engine.basemodel import load_model
         from .engine.exports import merged_model
@@ -230,12 +267,19 @@ def _write_onnx(source: str, dest: str, *, base: str | None, force: bool, opset:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from .engine.exports import merge_adapter_file
+    from .engine.onnx_export import ONNX_FORMAT
+    from .engine.outputs import FILE, OutputRefused, check_output, model_inputs
 
+    if args.onnx:  # both destinations are checked before either is written
+        if os.path.abspath(args.onnx) == os.path.abspath(args.out):
+            raise OutputRefused("--onnx and --out name the same file; give two file names")
+        check_output(args.onnx, FILE, model_inputs(args.adapter, args.base), flag="--onnx",
+                     overwrite=args.overwrite, replaces=ONNX_FORMAT)
     path = merge_adapter_file(args.base, args.adapter, args.out, force=args.force,
-                              on_warning=warn)
-    print(f"wrote {path}")
+                              on_warning=warn, overwrite=args.overwrite)
+    say(f"wrote {path}")
     if args.onnx:
-        _write_onnx(str(path), args.onnx, base=None, force=False)
+        _write_onnx(str(path), args.onnx, base=None, force=False, overwrite=args.overwrite)
     return 0
 
 
@@ -253,7 +297,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             value = "yes" if value else "no"
         if isinstance(value, dict | list):
             value = json.dumps(value, default=str)
-        print(f"{key}: {value}")
+        say(f"{key}: {value}")
     return 0
 
 
@@ -268,17 +312,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.peft or args.single_file:
             raise LoraGuiError("--onnx writes a model; it does not combine with --peft or "
                                "--single-file")
-        _write_onnx(args.path, args.out, base=args.base, force=args.force, opset=args.opset)
+        _write_onnx(args.path, args.out, base=args.base, force=args.force, opset=args.opset,
+                    overwrite=args.overwrite)
         return 0
     if kind != "adapter":
         raise LoraGuiError(f"{args.path} is a {kind}, not an adapter: add --onnx to export it "
                            "as ONNX")
     path = export_adapter(args.path, args.out, args.single_file, peft_compatible=args.peft,
-                          base=args.base, force=args.force)
-    print(f"wrote {path}")
+                          base=args.base, force=args.force, overwrite=args.overwrite)
+    say(f"wrote {path}")
     loadable, _, note = adapter_peft_status(load_adapter(path))
     if not loadable:
-        print(f"note: {note}", file=sys.stderr)
+        say(f"note: {note}", sys.stderr)
     elif args.single_file:
         print("note: PEFT loads folders; export without --single-file for "
               "PeftModel.from_pretrained", file=sys.stderr)

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from .terminal import fmt
+from .terminal import fmt, say, warn
 
 PER_IMAGE_COLUMNS = ("stem", "dice", "iou", "true_pixels", "predicted_pixels", "image", "mask")
 
@@ -36,6 +36,8 @@ def add_evaluate_parser(sub, add_model_args) -> None:
     add_model_args(e)
     e.add_argument("--per-image", metavar="FILE.csv",
                    help="also write one row per image (stem, dice, iou, pixels) to this CSV")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --per-image file (nothing else is ever replaced)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -71,8 +73,9 @@ def _inputs(args: argparse.Namespace) -> dict:
     return {**given, "images": args.images, "masks": args.masks}
 
 
-def _per_image_check(path: str) -> Path:
-    """The CSV's place, checked before any work: it may replace only a CSV file."""
+def _per_image_check(path: str, overwrite: bool) -> Path:
+    """The CSV's place, checked before any work: a new file, or (``overwrite``) an
+    existing CSV file."""
     from .engine.errors import DataError
 
     dest = Path(path)
@@ -82,6 +85,9 @@ def _per_image_check(path: str) -> Path:
         raise DataError(f"--per-image {path} is a folder: give a file name ending in .csv")
     if not dest.parent.is_dir():
         raise DataError(f"--per-image {path}: the folder {dest.parent} does not exist")
+    if dest.exists() and not overwrite:
+        raise DataError(f"--per-image {path} exists; use --overwrite to replace it, or give "
+                        "another file name")
     return dest
 
 
@@ -101,12 +107,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.predict import evaluate_folders
 
     inputs = _inputs(args)
-    dest = _per_image_check(args.per_image) if args.per_image else None
+    dest = _per_image_check(args.per_image, args.overwrite) if args.per_image else None
     result = evaluate_folders(inputs["images"], inputs["masks"], base=inputs["base"],
                               adapter=inputs["adapter"], device=args.device, force=args.force,
                               stems=inputs["stems"])
     for w in result.pop("warnings"):
-        print(f"warning: {w}", file=sys.stderr)
+        warn(w)
     rows = result.pop("per_image")
     if dest is not None:
         write_per_image(dest, rows)
@@ -114,9 +120,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         what = "validation images of the run" if args.run else "images"
-        print(f"{result['images']} {what}: Dice {fmt(result['dice'])} (pooled "
+        say(f"{result['images']} {what}: Dice {fmt(result['dice'])} (pooled "
               f"{fmt(result['dice_pooled'])}), IoU {fmt(result['iou'])} (pooled "
               f"{fmt(result['iou_pooled'])})")
     if dest is not None:
-        print(f"wrote {dest} ({len(rows)} rows)", file=sys.stderr)
+        say(f"wrote {dest} ({len(rows)} rows)", sys.stderr)
     return 0

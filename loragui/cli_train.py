@@ -23,7 +23,7 @@ from .engine.config import (
     check_values,
     train_options,
 )
-from .terminal import EXIT_USAGE, Progress, eta, fail, fmt
+from .terminal import EXIT_USAGE, Progress, eta, fail, fmt, say
 
 # Set in the processes that ``--devices`` starts (engine.launcher.ENV_STATUS).
 LAUNCHED_ENV = "LORAGUI_LAUNCH_STATUS"
@@ -231,9 +231,12 @@ def _print_events(events) -> int:
             elif isinstance(ev, RunFailed):
                 out.close()
                 msg = ev.message + (f"\nthe best result so far is kept in {ev.output}" if ev.output else "")
-                if ev.details:
-                    print(ev.details, file=sys.stderr)
-                    print(f"loragui: error: {msg}", file=sys.stderr)
+                if ev.details:  # a bug or an environment fault: its details go to a log
+                    from .errorlog import write_details
+
+                    path = write_details(ev.details)
+                    say(f"loragui: error: {msg}" + (f"\nthe details are in {path}"
+                                                   if path is not None else ""), sys.stderr)
                     status = 1
                 else:
                     status = fail(msg)
@@ -265,7 +268,7 @@ def train_on_devices(args: argparse.Namespace, config: TrainConfig) -> int | Non
     if result.status is not None:  # rank 0 reported the outcome (and printed it)
         died = {r: how for r, how in result.failures.items() if r != 0}
         for r, how in sorted(died.items()):  # say which process, when one died
-            print(f"loragui: training process {r} of {plan.count} {how}", file=sys.stderr)
+            say(f"loragui: training process {r} of {plan.count} {how}", sys.stderr)
         return 1 if died and result.status == 0 else result.status
     if result.interrupted and not result.failures:
         return 130
@@ -291,5 +294,5 @@ def train_on_devices(args: argparse.Namespace, config: TrainConfig) -> int | Non
             message, details=how, run_dir=config.out,
             output=str(adapter) if adapter.exists() else None))
     else:
-        print(f"loragui: error: {message}", file=sys.stderr)
+        say(f"loragui: error: {message}", sys.stderr)
     return 1

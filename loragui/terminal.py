@@ -3,25 +3,44 @@
 User errors print one line (``loragui: error: ...``) on standard error and the
 command exits with status 2. Progress is a tqdm bar on a terminal and nothing
 otherwise; the lines around it (epochs, warnings, results) are printed either way.
+
+Everything printed goes through :func:`printable`: a file name holding terminal
+escape sequences or control characters is shown with them escaped, never obeyed.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import IO
 
 EXIT_USAGE = 2
 
+# Control characters (C0 but the line break and tab, DEL, C1) and the bidirectional
+# overrides that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f"
+                      "\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped as Python writes them (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+def say(text: str, stream: IO[str] | None = None) -> None:
+    """Print a line (standard output unless ``stream``), escaped."""
+    print(printable(text), file=stream if stream is not None else sys.stdout)
+
 
 def fail(message: str) -> int:
     """Print a user error; the exit status to return."""
-    print(f"loragui: error: {message}", file=sys.stderr)
+    say(f"loragui: error: {message}", sys.stderr)
     return EXIT_USAGE
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    say(f"warning: {message}", sys.stderr)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -46,6 +65,7 @@ class Progress:
         self._bar = None
 
     def line(self, text: str) -> None:
+        text = printable(text)
         if self._bar is not None:
             self._bar.write(text, file=self.stream)
         else:
@@ -56,6 +76,7 @@ class Progress:
         """Show ``done`` of ``total``, with ``before`` and ``after`` the bar."""
         if not self.tty:
             return
+        before, after = printable(before), printable(after)
         if self._bar is None or self._bar.total != total:
             self.close()
             self._bar = _bar_type()(total=total, initial=done, desc=before, postfix=after,

@@ -17,3 +17,4 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("userdirs")
     monkeypatch.setenv("LORAGUI_CONFIG_DIR", str(root / "config"))
     monkeypatch.setenv("LORAGUI_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("LORAGUI_LOG_DIR", str(root / "logs"))

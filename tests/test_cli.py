@@ -44,7 +44,7 @@ def test_train_evaluate_predict_merge_info(tmp_path):
     out = tmp_path / "pred"
     loragui("predict", "--images", images, "--out", out, "--base", base, "--adapter", run / "adapter",
             "--device", "cpu")
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.glob("*.png"))  # and loragui's marker
     assert written == sorted(p.stem + ".png" for p in images.iterdir())
     first = np.array(Image.open(out / written[0]))
     assert first.shape == (32, 32) and set(np.unique(first)) <= {0, 255}
@@ -127,7 +127,8 @@ def test_every_setting_has_an_option_and_the_command_line_reads_back():
         train_modules=[], epochs=3, steps=7, steps_per_epoch=2, batch_size=3, lr=1.2345678e-3,
         weight_decay=0.0, whole_lr_scale=0.2, warmup_fraction=0.1, crop_size=64,
         intensity_augment=False, val_fraction=0.3, seed=5, device="cpu", devices="cpu,cpu",
-        invert_masks=True, compile=False, resume=True, previews=2, width=16, depth=2)
+        invert_masks=True, compile=False, resume=True, overwrite=True, previews=2, width=16,
+        depth=2)
     default = TrainConfig()
     assert all(getattr(config, f.name) != getattr(default, f.name)
                for f in dataclasses.fields(TrainConfig))

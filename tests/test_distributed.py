@@ -31,6 +31,7 @@ from loragui.engine import distributed
 from loragui.engine.distributed import Dist
 from loragui.engine.errors import DeviceError, LoraGuiError
 from loragui.engine.launcher import parse_devices
+from loragui.engine.outputs import LOCK, MARKER
 from loragui.engine.train import RUN_FILES, find_resumable
 from tests.messy import make_tiny_dataset
 from tests.tiny import make_tiny_base
@@ -280,7 +281,7 @@ def test_devices_launcher_stop_then_torchrun_resume(tmp_path):
     assert _ranks(ref_debug)[0]["digest"] == r0["digest"]
 
     # One run folder, written once by rank 0.
-    assert {p.name for p in out.iterdir()} <= set(RUN_FILES) | {"previews"}
+    assert {p.name for p in out.iterdir()} <= set(RUN_FILES) | {"previews", MARKER, LOCK}
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["status"] == "finished" and run_json["steps"] == 120
     dist_info = run_json["distributed"]

@@ -87,6 +87,20 @@ def test_per_image_table_for_folders_has_a_row_per_pair(run, tmp_path, capsys):
     assert len(table.read_text().splitlines()) == 1 + 8
 
 
+def test_per_image_table_never_replaces_a_file_unasked(run, tmp_path, capsys):
+    config, _ = run
+    table = tmp_path / "mine.csv"
+    table.write_text("the user's own table\n")
+    args = ["evaluate", "--images", config.images, "--masks", config.masks, "--base",
+            config.base, "--device", "cpu", "--per-image", str(table)]
+    assert cli.main(args) == 2
+    _, err = capsys.readouterr()
+    assert "exists; use --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert table.read_text() == "the user's own table\n"
+    assert cli.main([*args, "--overwrite"]) == 0
+    assert len(table.read_text().splitlines()) == 1 + 8
+
+
 @pytest.mark.parametrize("args, expected", [
     ([], "evaluate needs one of --images DIR --masks DIR, --sample or --run RUN"),
     (["--images", "x"], "--masks is missing"),

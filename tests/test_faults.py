@@ -690,14 +690,14 @@ def test_export_and_merge_on_a_full_disk(tmp_path, monkeypatch, capsys, trained)
     before = {p: p.read_bytes() for p in (merged, single, folder / "adapter_model.safetensors")}
     with monkeypatch.context() as m:
         m.setattr(os, "replace", enospc)
-        for call in (lambda: merge_adapter_file(base, adapter, merged),
-                     lambda: export_adapter(adapter, single, single_file=True),
-                     lambda: export_adapter(adapter, folder, single_file=False)):
+        for call in (lambda: merge_adapter_file(base, adapter, merged, overwrite=True),
+                     lambda: export_adapter(adapter, single, single_file=True, overwrite=True),
+                     lambda: export_adapter(adapter, folder, single_file=False, overwrite=True)):
             with pytest.raises(LoraGuiError, match="the disk is full"):
                 call()
         # the command line: exit status 2, one clear line, no traceback
         assert cli.main(["merge", "--adapter", str(adapter), "--base", str(base),
-                         "--out", str(merged)]) == 2
+                         "--out", str(merged), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"loragui: error: could not write {merged}: the disk is full")
     assert "Traceback" not in err
@@ -733,6 +733,8 @@ def test_starting_over_in_a_resumable_folder_warns(tmp_path):
     config = tiny_config(tmp_path, epochs=2)
     stop = threading.Event()
     run(config, stop, on_event=lambda ev: isinstance(ev, StepEvent) and ev.step == 3 and stop.set())
+    assert "holds a stopped run" in failed(run(config)).message  # without --overwrite
+    config.overwrite = True
     events = run(config)
     finished(events)
     assert any("holds a checkpoint of an earlier run; this run starts over" in w

@@ -231,7 +231,9 @@ def test_peft_style_suffix_targets_and_patterns(models, tmp_path):
 def test_atomic_export_never_overwrites_its_source(models, tmp_path):
     adapter = tmp_path / "adapter"
     make_adapter(models["base"], adapter)
-    with pytest.raises(ModelFileError, match="the adapter itself"):
+    from loragui.engine.outputs import OutputRefused
+
+    with pytest.raises(OutputRefused, match="is the source itself"):
         export_adapter(adapter, adapter)
     assert load_adapter(adapter).tensors
 

@@ -78,7 +78,7 @@ def test_train_evaluate_predict_open_no_socket(tmp_path, no_sockets):
     evaluate_folders(images, masks, base=base, adapter=events[-1].output, device="cpu")
     list(predict_folder(images, tmp_path / "pred", base=base, adapter=events[-1].output,
                         device="cpu"))
-    assert len(list((tmp_path / "pred").iterdir())) == 4
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 4
     assert no_sockets == [], no_sockets
     assert _AUDIT["events"] == [], _AUDIT["events"]
 
@@ -125,4 +125,4 @@ def test_command_line_opens_no_socket(tmp_path):
                           env=env, cwd=ROOT, timeout=300)
     assert "NETWORK" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(list((tmp_path / "pred").iterdir())) == 4
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 4

@@ -152,6 +152,9 @@ class TrainConfig:
     compile: bool = setting(True, help="train the plain model on CUDA GPUs too (by default the "
                                        "training step is compiled there, with torch.compile)")
     resume: bool = setting(False, help="continue the run in OUT from its checkpoint")
+    overwrite: bool = setting(
+        False, help="replace the earlier run in OUT (its adapter or model is replaced once "
+                    "this run writes a new one)")
     previews: int = setting(4, help="validation images shown each epoch (default {default})",
                             low=0, high=64)
     # Full training only

@@ -15,8 +15,9 @@ from .adapter_plan import apply_adapter, apply_adapter_plan, module_matches
 from .adapters import Adapter, load_adapter, write_adapter
 from .basemodel import BaseModelInfo, load_model, resolve_base, save_model
 from .errors import ModelFileError
-from .formats import ADAPTER_WEIGHTS, MERGED_FORMAT, PEFT_PREFIX, sha256_file
+from .formats import ADAPTER_FORMAT, ADAPTER_WEIGHTS, MERGED_FORMAT, PEFT_PREFIX, sha256_file
 from .lora import lora_layers, strip_lora
+from .outputs import ADAPTER_DIR, FILE, Input, check_output, model_inputs
 from .unet import UNet
 
 
@@ -39,10 +40,15 @@ def _adapter_fingerprint(path: Path) -> str | None:
 
 def merge_adapter_file(base: str | os.PathLike | None, adapter: str | os.PathLike,
                        out: str | os.PathLike, *, force: bool = False,
-                       on_warning: Callable[[str], None] | None = None) -> Path:
+                       on_warning: Callable[[str], None] | None = None,
+                       overwrite: bool = False) -> Path:
     """Fold an adapter into its base model and write a merged-model file (a base-model
     file with ``format: loragui.merged`` and the adapter's provenance)."""
+    check_output(out, FILE, model_inputs(adapter, base), overwrite=overwrite,
+                 replaces=MERGED_FORMAT)
     model, info, ad, warnings = merged_model(base, adapter, force=force)
+    check_output(out, FILE, [Input("the base model", info.path)], overwrite=overwrite,
+                 replaces=MERGED_FORMAT)
     for w in warnings:
         if on_warning is not None:
             on_warning(w)
@@ -103,19 +109,20 @@ def peft_compatible_adapter(ad: Adapter, base: str | os.PathLike | None = None, 
 
 def export_adapter(adapter_dir: str | os.PathLike, dest: str | os.PathLike, single_file: bool = False,
                    *, peft_compatible: bool = False, base: str | os.PathLike | None = None,
-                   force: bool = False) -> Path:
+                   force: bool = False, overwrite: bool = False) -> Path:
     """Copy an adapter to ``dest`` as a PEFT folder or a single ``.safetensors`` file.
 
     With ``peft_compatible``, ``ConvTranspose2d`` updates are folded into
     ``modules_to_save`` weights (see :func:`peft_compatible_adapter`; needs the base
     model) so that ``peft.PeftModel.from_pretrained`` loads the folder.
     """
+    kind = FILE if single_file else ADAPTER_DIR
+    check_output(dest, kind, model_inputs(adapter_dir, base), overwrite=overwrite,
+                 replaces=ADAPTER_FORMAT)
     ad = load_adapter(adapter_dir)
     if peft_compatible:
         tensors, config = peft_compatible_adapter(ad, base, force=force)
     else:
         tensors = {PEFT_PREFIX + k: v.contiguous() for k, v in ad.tensors.items()}
         config = ad.config
-    if Path(dest).resolve() == Path(adapter_dir).resolve():
-        raise ModelFileError("the export destination is the adapter itself; choose another path")
     return write_adapter(tensors, config, dest, single_file=single_file)

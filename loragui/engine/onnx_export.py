@@ -158,13 +158,17 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def export_model_onnx(source: str | os.PathLike, dest: str | os.PathLike, *,
                       base: str | os.PathLike | None = None, force: bool = False,
-                      opset: int = MIN_OPSET, on_warning=None) -> Path:
-    """ONNX file of a base/merged model file, or of an adapter merged into its base model."""
+                      opset: int = MIN_OPSET, on_warning=None, overwrite: bool = False) -> Path:
+    """ONNX file of a base/merged model file, or of an adapter merged into its base model
+    (``dest`` as :mod:`.outputs` allows)."""
     from .basemodel import load_model
     from .exports import merged_model
     from .formats import MERGED_FORMAT
     from .info import file_kind
+    from .outputs import FILE, check_output, model_inputs
 
+    check_output(dest, FILE, model_inputs(source, base), overwrite=overwrite,
+                 replaces=ONNX_FORMAT)
     if file_kind(source) == "adapter":
         model, info, adapter, warns = merged_model(base, source, force=force)
         for w in warns:

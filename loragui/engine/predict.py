@@ -21,6 +21,7 @@ from .errors import DataError
 from .events import ProgressEvent
 from .folders import list_images
 from .imageio import read_image
+from .outputs import PREDICTIONS, Input, check_output, mark
 from .preprocessing import Preprocessing
 from .tiling import predict_logits, predict_mask, tiled
 from .unet import UNet
@@ -51,14 +52,23 @@ def load_for_inference(base: str | Path | None, adapter: str | Path | None, *,
 def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | Path | None = None,
                    adapter: str | Path | None = None, device: str = "auto",
                    stop: threading.Event | None = None, threshold: float = 0.5,
-                   force: bool = False) -> Iterator[ProgressEvent]:
-    """Write one 0/255 PNG mask per image (same stem, original size) into ``out_dir``."""
+                   force: bool = False, overwrite: bool = False) -> Iterator[ProgressEvent]:
+    """Write one 0/255 PNG mask per image (same stem, original size) into ``out_dir``,
+    a new or empty folder, or (``overwrite``) one that holds loragui's earlier masks
+    (see :mod:`.outputs`)."""
     files = list_images(images_dir)
+    out = check_output(out_dir, PREDICTIONS, [Input("the images folder", images_dir, nest_ok=True),
+                                              Input("--base", base), Input("--adapter", adapter)],
+                       overwrite=overwrite)
     model, prep, warnings = load_for_inference(base, adapter, force=force)
     dev = resolve_device(device)
     model.to(dev).eval()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the folder {out} ({exc.strerror or exc}); choose "
+                        "another folder for the masks") from None
+    mark(out, PREDICTIONS)
     for w in warnings:
         yield ProgressEvent(0, len(files), w)
     failed = []

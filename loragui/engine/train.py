@@ -82,10 +82,12 @@ from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mo
 from .memory import Architecture
 from .metrics import SegmentationScores, dice_bce_loss
 from .model_input import to_model_input
+from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
 from .predict import predict_probability
 from .preflight import check_layers, check_memory, fitted_crop, rank_note
 from .preprocessing import Preprocessing
+from .runlock import RunLock, probe
 from .runrecord import (
     RUN_FILES,
     has_checkpoint,
@@ -156,6 +158,7 @@ def run_training(config: TrainConfig, stop: threading.Event | None = None) -> It
                     yield ev
     finally:
         events.close()
+        trainer.release()
         if trainer.dist is not None:
             trainer.dist.close()
 
@@ -201,6 +204,7 @@ class Trainer:
         self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
         self._started = False  # RunStarted was reported
         self.compiled: torch.nn.Module | None = None  # the model compiled for training steps
+        self._lock: RunLock | None = None  # rank 0's lock on the run folder while it writes
         self._t_start = time.perf_counter()
         # Data parallel (torchrun): this process's rank; None in a single process.
         self.dist = Dist.from_env()
@@ -213,7 +217,17 @@ class Trainer:
     def best_output(self) -> str | None:
         if self.out is None or not self._best_written:
             return None
-        return str(output_path(self.out, self.config.full))
+        path = output_path(self.out, self.config.full)
+        return str(path) if path.exists() else None
+
+    def release(self) -> None:
+        """Let go of the run folder's lock (the run writes no more)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _folder_gone(self) -> bool:
+        return self._lock is not None and not self._lock.still_there()
 
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
@@ -232,9 +246,14 @@ class Trainer:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """A failed write (disk full, read-only folder) stops the run, saying what is intact."""
+        """A failed write (disk full, read-only folder) stops the run, saying what is intact;
+        so does a run folder that was deleted or moved (nothing is written in its place)."""
         try:
+            if self._lock is not None:
+                self._lock.check()
             yield
+            if self._lock is not None:
+                self._lock.check()
         except TrainingError:
             raise
         except LoraGuiError as exc:
@@ -243,8 +262,9 @@ class Trainer:
 
     def record_failure(self, message: str) -> None:
         """Best effort: note the failure in run.json (never raises)."""
-        if not self.is_main or not self._started or self.out is None or not self.out.is_dir():
-            return  # nothing ran: an earlier run's record in this folder stays as it was
+        if (not self.is_main or not self._started or self.out is None or not self.out.is_dir()
+                or self._folder_gone()):
+            return  # nothing ran (an earlier run's record stays as it was), or no folder is left
         with contextlib.suppress(Exception):
             self._write_run_json(time.perf_counter() - self._t_start, False, failed=message)
 
@@ -282,13 +302,22 @@ class Trainer:
         check_settings(self.config)  # the declared bounds: as the command line checks them
 
     def _prepare_run_folder(self) -> None:
-        if not self.is_main:  # rank 0 alone writes the run folder
+        if not self.is_main:  # rank 0 alone writes the run folder (and holds its lock)
             return
+        c = self.config
+        if self.out.is_dir():
+            probe(self.out)  # a run in progress there is named as such, before anything else
+        check_output(self.out, RUN, [Input("the images folder", c.images, nest_ok=True),
+                                     Input("the masks folder", c.masks, nest_ok=True),
+                                     Input("the base model (--base)", c.base)],
+                     overwrite=c.overwrite, resume=c.resume)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LoraGuiError(f"cannot create the output folder {self.out}: "
                                f"{exc.strerror or exc}. Choose another folder.") from None
+        self._lock = RunLock(self.out)
+        mark(self.out, RUN)
         clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
 
     def _setup_model(self) -> tuple[UNet, Any, Preprocessing]:

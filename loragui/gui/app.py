@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     from .window import MainWindow
 
     install_excepthook()
+    user_dirs = None
+    if args.self_test:  # the user's preferences stay untouched
+        from .selftest import private_user_dirs
+
+        user_dirs = private_user_dirs()
     window = MainWindow()
     window.setWindowIcon(app.windowIcon())
     if args.startup_time:
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         from .selftest import SelfTest
 
-        return SelfTest(app, window).run()
+        return SelfTest(app, window, user_dirs=user_dirs).run()
     if args.quit_after_show:
         def quit_() -> None:
             window.close()

@@ -26,22 +26,29 @@ from .workers import CallWorker, PredictWorker, Worker
 
 
 def _export(adapter: str, dest: str, single_file: bool, peft_compatible: bool = False,
-            base: str | None = None) -> Path:
+            base: str | None = None, overwrite: bool = False) -> Path:
     from loragui.engine.exports import export_adapter
 
-    return export_adapter(adapter, dest, single_file, peft_compatible=peft_compatible, base=base)
+    return export_adapter(adapter, dest, single_file, peft_compatible=peft_compatible, base=base,
+                          overwrite=overwrite)
 
 
-def _merge(base: str | None, adapter: str, out: str, on_warning=None) -> Path:
+def _merge(base: str | None, adapter: str, out: str, overwrite: bool = False,
+           on_warning=None) -> Path:
     from loragui.engine.exports import merge_adapter_file
 
-    return merge_adapter_file(base, adapter, out, on_warning=on_warning)
+    return merge_adapter_file(base, adapter, out, on_warning=on_warning, overwrite=overwrite)
 
 
-def _export_onnx(adapter: str, dest: str, base: str | None, on_warning=None) -> Path:
+def _export_onnx(adapter: str, dest: str, base: str | None, overwrite: bool = False,
+                 on_warning=None) -> Path:
     from loragui.engine.onnx_export import export_model_onnx
 
-    return export_model_onnx(adapter, dest, base=base, on_warning=on_warning)
+    return export_model_onnx(adapter, dest, base=base, on_warning=on_warning, overwrite=overwrite)
+
+
+# How the window names the place it writes to, in the engine's messages.
+DESTINATION = "destination"
 
 
 def adapter_facts(adapter: str) -> dict:
@@ -148,17 +155,48 @@ class AfterTraining(QObject):
     def export_adapter(self, dest: Path, single_file: bool) -> CallWorker:
         return self.export_adapter_as("single" if single_file else "peft", dest)
 
-    def export_adapter_as(self, kind: str, dest: Path) -> CallWorker:
-        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx")."""
+    def may_write(self, dest: Path, kind: str, replaces: str | None = None,
+                  inputs: list | None = None) -> bool | None:
+        """The output rule (engine.outputs) for ``dest``: None when it is refused (the
+        user was told why); else whether to overwrite loragui's earlier output there,
+        which the user confirms first."""
+        from loragui.engine.outputs import OutputRefused, check_output, model_inputs
+
+        if inputs is None:
+            inputs = model_inputs(self.output(), self._base())
+        try:
+            check_output(dest, kind, inputs, replaces=replaces, flag=DESTINATION)
+        except OutputRefused as exc:
+            if exc.replaceable:
+                if dialogs.ask_yes_no(self.window, "Replace?", f"{exc.held}. Replace it?"):
+                    return True
+                return None
+            dialogs.show_error(self.window, str(exc), title="Cannot write there")
+            return None
+        return False
+
+    def export_adapter_as(self, kind: str, dest: Path) -> CallWorker | None:
+        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx");
+        None when the destination is refused or its replacement declined."""
+        from loragui.engine.formats import ADAPTER_FORMAT
+        from loragui.engine.outputs import ADAPTER_DIR, FILE
+
         self.prefs.export_dir = str(Path(dest).parent)
         adapter, base = self.output(), self._base()
         if kind == "onnx":
-            return self._job(_export_onnx, adapter, str(dest), base, warnings=True,
+            overwrite = self.may_write(dest, FILE, replaces="loragui.onnx")
+            if overwrite is None:
+                return None
+            return self._job(_export_onnx, adapter, str(dest), base, overwrite, warnings=True,
                              done="ONNX model (adapter merged in) saved to {}")
+        overwrite = self.may_write(dest, FILE if kind == "single" else ADAPTER_DIR,
+                                   replaces=ADAPTER_FORMAT)
+        if overwrite is None:
+            return None
         if kind == "peft_compatible":
-            return self._job(_export, adapter, str(dest), False, True, base,
+            return self._job(_export, adapter, str(dest), False, True, base, overwrite,
                              done="PEFT-loadable adapter saved to {}")
-        return self._job(_export, adapter, str(dest), kind == "single",
+        return self._job(_export, adapter, str(dest), kind == "single", False, None, overwrite,
                          done="Adapter saved to {}")
 
     def export_merged_dialog(self) -> None:
@@ -169,10 +207,16 @@ class AfterTraining(QObject):
         if path:
             self.export_merged(Path(path if path.endswith(".safetensors") else path + ".safetensors"))
 
-    def export_merged(self, dest: Path) -> CallWorker:
+    def export_merged(self, dest: Path) -> CallWorker | None:
+        from loragui.engine.formats import MERGED_FORMAT
+        from loragui.engine.outputs import FILE
+
         self.prefs.export_dir = str(Path(dest).parent)
-        return self._job(_merge, self._base(), self.output(), str(dest), warnings=True,
-                         done="Merged model saved to {}")
+        overwrite = self.may_write(dest, FILE, replaces=MERGED_FORMAT)
+        if overwrite is None:
+            return None
+        return self._job(_merge, self._base(), self.output(), str(dest), overwrite,
+                         warnings=True, done="Merged model saved to {}")
 
     def _job(self, fn, *args, done: str, warnings: bool = False) -> CallWorker:
         worker = CallWorker(fn, *args, warnings=warnings)
@@ -197,10 +241,17 @@ class AfterTraining(QObject):
         if out:
             self.predict_folder(Path(images), Path(out))
 
-    def predict_folder(self, images: Path, out: Path) -> PredictWorker:
+    def predict_folder(self, images: Path, out: Path) -> PredictWorker | None:
+        from loragui.engine.outputs import PREDICTIONS, Input, model_inputs
+
         config = self.config
-        worker = PredictWorker(images, out, base=config.base if config else None,
-                               adapter=self.output(), device=config.device if config else "auto")
+        base = config.base if config else None
+        overwrite = self.may_write(out, PREDICTIONS, inputs=[
+            Input("the images folder", images, nest_ok=True), *model_inputs(self.output(), base)])
+        if overwrite is None:
+            return None
+        worker = PredictWorker(images, out, base=base, adapter=self.output(),
+                               device=config.device if config else "auto", overwrite=overwrite)
         worker.progress.connect(self.results.set_predicting)
         worker.succeeded.connect(lambda path: self._log(f"Masks written to {path}"))
         worker.failed.connect(lambda m, d: dialogs.show_error(self.window, m, d,

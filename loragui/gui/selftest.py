@@ -2,11 +2,14 @@
 CPU steps, check that curves, previews and an adapter appeared, and exit.
 
 Everything is driven by a timer on the GUI thread (nothing here blocks it); the
-run goes to a temporary folder that is removed afterwards.
+run goes to a temporary folder that is removed afterwards. The window reads and
+writes its preferences in a temporary place too (:func:`private_user_dirs`): a
+self-test leaves the user's preferences, geometry and runs as they were.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -18,9 +21,20 @@ from PySide6.QtCore import QTimer
 TIMEOUT_S = 300
 
 
+def private_user_dirs() -> Path:
+    """Point the preferences and the runs (prefs.config_dir, prefs.data_dir) at a new
+    temporary folder, before the window reads them; the folder, to remove afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="loragui-self-test-home-"))
+    os.environ["LORAGUI_CONFIG_DIR"] = str(root / "config")
+    os.environ["LORAGUI_DATA_DIR"] = str(root / "data")
+    return root
+
+
 class SelfTest:
-    def __init__(self, app, window, say: Callable[[str], None] = print) -> None:
+    def __init__(self, app, window, say: Callable[[str], None] = print,
+                 user_dirs: Path | None = None) -> None:
         self.app, self.window, self.say = app, window, say
+        self.user_dirs = user_dirs  # private_user_dirs()'s folder, removed at the end
         self.code = 1
         self.tmp = Path(tempfile.mkdtemp(prefix="loragui-self-test-"))
         self.deadline = time.monotonic() + TIMEOUT_S
@@ -37,6 +51,8 @@ class SelfTest:
         self.timer.start()
         self.app.exec()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.user_dirs is not None:
+            shutil.rmtree(self.user_dirs, ignore_errors=True)
         return self.code
 
     def _finish(self, ok: bool, message: str) -> None:

@@ -219,10 +219,12 @@ class PredictWorker(Worker):
     failed = Signal(str, str)
 
     def __init__(self, images_dir: Path, out_dir: Path, *, base: str | None,
-                 adapter: str | None, device: str = "auto", parent=None) -> None:
+                 adapter: str | None, device: str = "auto", overwrite: bool = False,
+                 parent=None) -> None:
         super().__init__(parent)
         self.images_dir, self.out_dir = Path(images_dir), Path(out_dir)
         self.base, self.adapter, self.device = base, adapter, device
+        self.overwrite = overwrite  # the user agreed to replace loragui's earlier masks
 
     def run(self) -> None:
         try:
@@ -230,7 +232,7 @@ class PredictWorker(Worker):
 
             for event in predict_folder(self.images_dir, self.out_dir, base=self.base,
                                         adapter=self.adapter, device=self.device,
-                                        stop=self.stop_event):
+                                        stop=self.stop_event, overwrite=self.overwrite):
                 self.progress.emit(event.done, event.total, event.message)
             self.succeeded.emit(str(self.out_dir))
         except BaseException as exc:  # noqa: BLE001

@@ -120,6 +120,28 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     assert len(list((tmp_path / "predicted").glob("*.png"))) == 6
     assert not dialogs.messages
 
+    # The output rule: a folder holding the user's file is refused, untouched ...
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.docx").write_bytes(b"years of work")
+    assert window.outputs.export_adapter(mine, single_file=False) is None
+    assert "1 file loragui did not write (thesis.docx)" in dialogs.messages.pop()[1]
+    assert [p.name for p in mine.iterdir()] == ["thesis.docx"]
+    assert window.outputs.predict_folder(images, images) is None  # never over the images
+    assert "is the images folder itself" in dialogs.messages.pop()[1]
+    # ... and loragui's own earlier output is replaced only once the user agrees.
+    merged_bytes = (tmp_path / "merged.safetensors").read_bytes()
+    dialogs.answer_yes = False
+    assert window.outputs.export_merged(tmp_path / "merged.safetensors") is None
+    assert window.outputs.predict_folder(images, tmp_path / "predicted") is None
+    assert "merged model loragui wrote earlier" in dialogs.questions[-2]
+    assert "masks loragui predicted earlier" in dialogs.questions[-1]
+    assert (tmp_path / "merged.safetensors").read_bytes() == merged_bytes
+    dialogs.answer_yes = True
+    assert window.outputs.predict_folder(images, tmp_path / "predicted") is not None
+    wait_idle(qtbot, window)
+    assert not dialogs.messages
+
 
 def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base, dialogs):
     # Crops big enough that a step takes a while: "the step under way" is then clear.
