@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import threading
 import time
 import traceback
@@ -41,12 +40,11 @@ import torch
 
 from .. import __version__
 from .adapters import adapter_config, save_adapter
-from .atomic import clean_folder
-from .basemodel import load_model, resolve_base, save_model
+from .basemodel import save_model
 from .checkpoint import Checkpoint, find_resumable
 from .config import TrainConfig
 from .dataset import DecodedDataset, split_indices
-from .devices import default_forward_mode, resolve_device, supports_bf16
+from .devices import resolve_device, supports_bf16
 from .distributed import (
     LR_SCALING,
     AgreedFailure,
@@ -61,7 +59,6 @@ from .events import (
     EpochEvent,
     Event,
     LogEvent,
-    Preview,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -79,42 +76,23 @@ from .faults import (
     tensors_finite,
 )
 from .formats import now_iso
-from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
-from .metrics import SegmentationScores, dice_bce_loss
-from .model_input import to_model_input
+from .metrics import dice_bce_loss
 from .pairing import pair_folders
-from .predict import predict_probability
-from .preprocessing import Preprocessing
 from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
 from .sampler import CropSampler
-from .unet import UNet, UNetConfig, count_parameters
+from .schedule import default_steps_per_epoch, lr_factor
+from .setup_steps import (
+    build_model,
+    check_settings,
+    make_optimizer,
+    make_trainable,
+    prepare_run_folder,
+    seed_everything,
+)
+from .unet import count_parameters
+from .validation import Validator
 
 __all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
-
-VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0.02 (a small floor keeps late steps useful)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-MAX_VALIDATIONS = 40  # per run by default: validation must not cost more than training
-
-
-def default_steps_per_epoch(n_train: int, batch_size: int, crop_size: int, mean_area: float,
-                            total_steps: int | None = None) -> int:
-    """About one crop per image-area-worth of pixels per epoch, at least 10 steps, and few
-    enough epochs (validations, checkpoints) that they stay a small part of the run."""
-    crops = n_train * max(1.0, mean_area / float(crop_size * crop_size))
-    steps = max(10, math.ceil(crops / batch_size))
-    if total_steps:
-        steps = max(steps, math.ceil(total_steps / MAX_VALIDATIONS))
-    return steps
-
 
 @dataclass
 class _State:
@@ -187,7 +165,6 @@ class Trainer:
         self._notes: list[LogEvent] = []  # warnings raised where no event can be yielded
         self.device = torch.device("cpu")
         self.batch_size = config.batch_size  # halved when the device runs out of memory
-        self.val_batch_pixels = VAL_BATCH_PIXELS
         self.total_steps: int | None = None
         self._started = False  # RunStarted was reported
         self._t_start = time.perf_counter()
@@ -239,63 +216,31 @@ class Trainer:
 
     def _setup(self) -> Iterator[Event]:
         """Everything before the first step, in order; each step sets the attributes it names."""
-        self._check_settings()
-        self._prepare_run_folder()
+        check_settings(self.config)
+        if self.is_main:  # rank 0 alone writes the run folder
+            prepare_run_folder(self.out)
         if self.dist is None:  # several processes: the device was agreed before (see run)
             if self.config.devices:  # each device is a process of its own, from the launcher
                 raise LoraGuiError(f"devices {self.config.devices!r} train in one process each: "
                                    "start them with loragui train --devices")
             self.device = resolve_device(self.config.device)
-        _seed_everything(self.config.seed)
-        self.model, self.base_info, self.prep = self._setup_model()
+        seed_everything(self.config.seed)
+        self.model, self.base_info, self.prep = build_model(self.config, self.device.type)
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
-        self.lora, self.extra_trainable = self._setup_adapter()
-        self.params, self.optimizer = self._setup_optimizer()
+        self.lora, self.extra_trainable = make_trainable(self.model, self.config, self.device)
+        self.params, self.optimizer = make_optimizer(self.model, self.config)
         self.warmup = int(self.config.warmup_fraction * self.total_steps)
         self.autocast = supports_bf16(self.device)
+        self.validator = Validator(
+            self.model, self.device, autocast=self.autocast, lora=self.lora is not None,
+            previews=self.config.previews, fault=lambda m: self._notes.append(self._fault(m)),
+            resume_hint=self._resume_hint)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         yield from self._setup_resume()
         self._started = True
         yield from self._announce(dataset)
-
-    def _check_settings(self) -> None:
-        c = self.config
-        if not c.out:
-            raise LoraGuiError("no output folder given: pass --out DIR")
-        if c.batch_size < 1 or (c.crop_size and c.crop_size < 8) or c.epochs < 1 or c.rank < 1:
-            raise LoraGuiError("batch size and epochs must be ≥ 1, rank ≥ 1, crop size ≥ 8 "
-                               "(or 0 for auto)")
-        if not 0 <= c.val_fraction < 1:
-            raise LoraGuiError("the validation fraction must be in [0, 1)")
-        default = TrainConfig()
-        if not (math.isfinite(c.lr) and c.lr > 0):
-            raise LoraGuiError(f"the learning rate must be a positive number, not {c.lr:g} "
-                               f"(try the default, --lr {default.lr:g})")
-        if not (math.isfinite(c.whole_lr_scale) and c.whole_lr_scale >= 0):
-            raise LoraGuiError(f"--whole-lr-scale must be 0 or more, not {c.whole_lr_scale:g} "
-                               "(0 freezes the weights trained whole; the default is "
-                               f"{default.whole_lr_scale:g})")
-
-    def _prepare_run_folder(self) -> None:
-        if not self.is_main:  # rank 0 alone writes the run folder
-            return
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LoraGuiError(f"cannot create the output folder {self.out}: "
-                               f"{exc.strerror or exc}. Choose another folder.") from None
-        clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
-
-    def _setup_model(self) -> tuple[UNet, Any, Preprocessing]:
-        """(model, base model's info or None, preprocessing): a fresh UNet for --full
-        without --base, else the base model."""
-        c = self.config
-        if c.full and not c.base:
-            return UNet(UNetConfig(width=c.width, depth=c.depth)), None, Preprocessing()
-        model, info = load_model(resolve_base(c.base, device_type=self.device.type))
-        return model, info, Preprocessing.from_dict(info.preprocessing)
 
     def _setup_data(self) -> Iterator[Event]:
         """Pair and decode the folders; sets train_data, val_data, dataset_info,
@@ -339,50 +284,6 @@ class Trainer:
         if prior is not None:  # resumed with another number of processes: same epochs
             self.steps_per_epoch, self.total_steps = prior
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-
-    def _setup_adapter(self) -> tuple[LoRASettings | None, list[str]]:
-        """Moves the model to the device and makes what trains trainable: every weight
-        (--full), or LoRA factors plus the weights trained whole. Returns (LoRA settings
-        or None, names of the parameters trained whole)."""
-        c = self.config
-        self.model.to(self.device)
-        if c.full:
-            for p in self.model.parameters():
-                p.requires_grad_(True)
-            lora, extra = None, []
-        else:
-            lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
-                                dropout=c.dropout, targets=list(c.targets),
-                                exclude=list(c.train_modules))
-            try:
-                inject_lora(self.model, lora)
-            except ValueError as exc:
-                raise LoraGuiError(f"{exc}; check the layer patterns (--targets)") from None
-            self.model.to(self.device)
-            extra = set_extra_trainable(self.model, biases=c.train_bias,
-                                        modules=list(c.train_modules))
-            set_forward_mode(self.model, default_forward_mode(self.device))
-        if self.device.type != "mps":
-            self.model.to(memory_format=torch.channels_last)
-        return lora, extra
-
-    def _setup_optimizer(self) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
-        """(trainable parameters, AdamW over them). Groups by (learning-rate multiplier,
-        weight decay): LoRA factors (full training: every weight) at the learning rate,
-        weights trained whole (biases, --train-modules) at whole_lr_scale times it; no
-        decay on 1-d tensors. Groups that coincide (the default scale of 1) are one."""
-        c = self.config
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        members: dict[tuple[float, float], list[torch.nn.Parameter]] = {
-            key: [] for key in ((1.0, c.weight_decay), (1.0, 0.0),
-                                (c.whole_lr_scale, c.weight_decay), (c.whole_lr_scale, 0.0))}
-        for name, p in named:
-            mult = 1.0 if c.full or ".lora_" in name else c.whole_lr_scale
-            members[(mult, c.weight_decay if p.ndim > 1 else 0.0)].append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": ps, "weight_decay": decay, "lr_mult": mult}
-             for (mult, decay), ps in members.items() if ps], lr=c.lr)
-        return [p for _, p in named], optimizer
 
     def _setup_resume(self) -> Iterator[Event]:
         if self.config.resume:
@@ -678,35 +579,16 @@ class Trainer:
             f"(back-off {st.backoffs} of at most {MAX_BACKOFFS})")
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
     def _validate(self, epoch: int, train_loss: float | None) -> EpochEvent:
-        t0 = time.perf_counter()
-        c = self.config
-        data = self.val_data
-        scores = SegmentationScores()
-        previews = []
-        val_loss_sum = 0.0
-        self.model.eval()
-        if self.lora is not None:
-            set_forward_mode(self.model, "merged")  # one conv per layer: the base model's cost
-        if data is not None:
-            for i, logits in self._val_logits(data):
-                image, mask = data.images[i], data.masks[i]
-                target = torch.from_numpy(mask.astype(np.float32))[None, None]
-                val_loss_sum += float(dice_bce_loss(logits[None, None], target))
-                prob = torch.sigmoid(logits).numpy()
-                scores.add(prob > 0.5, mask > 0)
-                if i < c.previews:
-                    previews.append(Preview(data.names[i], image, mask > 0, prob.astype(np.float32)))
-        if self.lora is not None:
-            set_forward_mode(self.model, default_forward_mode(self.device))
-        summary = scores.summary()
+        """Validate, keep the best adapter so far, and add the epoch's row to the history."""
+        result = self.validator.run(self.val_data)
+        summary = result.summary
         dice = summary["dice"]
         is_best = False
         if epoch == 0:
             self.state.base_dice = dice
-        elif data is None or (dice is not None and (self.state.best_dice is None
-                                                     or dice > self.state.best_dice)):
+        elif self.val_data is None or (dice is not None and (self.state.best_dice is None
+                                                             or dice > self.state.best_dice)):
             is_best = True
             previous = self.state.best_dice, self.state.best_epoch
             self.state.best_dice = dice
@@ -717,9 +599,9 @@ class Trainer:
                 self.state.best_dice, self.state.best_epoch = previous
                 raise
         row = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
-               "val_loss": val_loss_sum / data_len(data) if data is not None else None,
+               "val_loss": result.val_loss,
                **{k: summary[k] for k in ("dice", "iou", "dice_pooled", "iou_pooled")},
-               "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+               "lr": self.optimizer.param_groups[0]["lr"], "seconds": result.seconds}
         self.state.history.append(row)
         if epoch > 0:
             self._write_metrics()
@@ -727,58 +609,8 @@ class Trainer:
                           train_loss=train_loss, val_loss=row["val_loss"], dice=dice,
                           iou=summary["iou"], dice_pooled=summary["dice_pooled"],
                           iou_pooled=summary["iou_pooled"], best_epoch=self.state.best_epoch,
-                          best_dice=self.state.best_dice, is_best=is_best, previews=previews,
-                          seconds=row["seconds"])
-
-    def _val_logits(self, data: DecodedDataset):
-        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched.
-
-        Out of memory: the batches shrink (and stay smaller) until one image at a time."""
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(data.images):
-            by_shape.setdefault(image.shape, []).append(i)
-        results = {}
-        for shape, indices in by_shape.items():
-            area = shape[0] * shape[1]
-            pos = 0
-            while pos < len(indices):
-                big = area > 2**21  # big images: tiled, one at a time
-                per_batch = 1 if big else max(1, self.val_batch_pixels // area)
-                chunk = indices[pos:pos + per_batch]
-                try:
-                    results.update(self._val_chunk(data, chunk, big))
-                    pos += len(chunk)
-                    continue
-                except Exception as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                free_memory(self.device)
-                where = device_words(self.device)
-                if len(chunk) == 1:
-                    name = data.names[chunk[0]]
-                    raise TrainingError(
-                        f"{where} ran out of memory validating {name} ({shape[1]}×{shape[0]} "
-                        "pixels), even alone. "
-                        + memory_advice("Use smaller validation images (crops of the large ones)",
-                                        offer_cpu=self.device.type != "cpu")
-                        + self._resume_hint())
-                smaller = max(1, len(chunk) // 2)
-                self.val_batch_pixels = smaller * area
-                self._notes.append(self._fault(
-                    f"{where} ran out of memory validating {len(chunk)} images at once; "
-                    f"validating {smaller} at a time from now on"))
-        for i in range(len(data.images)):
-            yield i, results[i]
-
-    def _val_chunk(self, data: DecodedDataset, chunk: list[int], big: bool
-                   ) -> dict[int, torch.Tensor]:
-        if big:
-            i = chunk[0]
-            return {i: predict_probability(self.model, data.images[i], self.device, logits=True)}
-        x = to_model_input([data.images[i] for i in chunk], self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.model.forward_any_size(x).float()[:, 0].cpu()
-        return {i: out[j] for j, i in enumerate(chunk)}
+                          best_dice=self.state.best_dice, is_best=is_best,
+                          previews=result.previews, seconds=row["seconds"])
 
     # ------------------------------------------------------------------ files
     def _provenance(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -929,16 +761,7 @@ class Trainer:
         write_run_record(self.out, info)
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-
-
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:160] if lines else type(exc).__name__
 
-
-def data_len(data: DecodedDataset | None) -> int:
-    return len(data.names) if data is not None else 0
