@@ -67,3 +67,20 @@ def write_run_record(run_dir: str | os.PathLike, record: dict[str, Any]) -> None
 def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run's ``run.json``: settings, status, best and final epochs, timings."""
     return json.loads((Path(run_dir) / RUN_JSON).read_text())
+
+
+QUALITY_WITHIN = 0.01  # Dice: "at its best level" for the time to quality
+
+
+def time_to_quality(history: list[dict[str, Any]], best_dice: float | None,
+                    within: float = QUALITY_WITHIN) -> dict[str, Any] | None:
+    """When a run first reached its best Dice within ``within``: the first trained
+    epoch's row (``elapsed`` seconds since the start) with a Dice that high; None
+    without a best Dice."""
+    if best_dice is None:
+        return None
+    for row in history:
+        if row["epoch"] > 0 and row.get("dice") is not None and row["dice"] >= best_dice - within:
+            return {"within": within, "seconds": row.get("elapsed"), "epoch": row["epoch"],
+                    "step": row["step"], "dice": row["dice"]}
+    return None

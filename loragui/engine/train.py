@@ -54,6 +54,7 @@ from .distributed import (
     lr_scale,
     parameters_digest,
 )
+from .early_stop import EarlyStop, patience_for
 from .errors import DataError, LoraGuiError, TrainingError
 from .events import (
     EpochEvent,
@@ -78,7 +79,14 @@ from .faults import (
 from .formats import now_iso
 from .metrics import dice_bce_loss
 from .pairing import pair_folders
-from .runrecord import RUN_FILES, has_checkpoint, output_path, write_metrics, write_run_record
+from .runrecord import (
+    RUN_FILES,
+    has_checkpoint,
+    output_path,
+    time_to_quality,
+    write_metrics,
+    write_run_record,
+)
 from .sampler import CropSampler
 from .schedule import default_steps_per_epoch, lr_factor
 from .setup_steps import (
@@ -168,6 +176,8 @@ class Trainer:
         self.total_steps: int | None = None
         self._started = False  # RunStarted was reported
         self._t_start = time.perf_counter()
+        self._elapsed_before = 0.0  # resumed: the seconds the run had trained before
+        self.early: EarlyStop | None = None  # the early-stopping rule (None: off)
         # Data parallel (torchrun): this process's rank; None in a single process.
         self.dist = Dist.from_env()
         self.world_size = self.dist.world_size if self.dist else 1
@@ -228,6 +238,8 @@ class Trainer:
         self.model, self.base_info, self.prep = build_model(self.config, self.device.type)
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
+        if self.config.early_stop:
+            self.early = EarlyStop(patience_for(self.epochs))
         self.lora, self.extra_trainable = make_trainable(self.model, self.config, self.device)
         self.params, self.optimizer = make_optimizer(self.model, self.config)
         self.warmup = int(self.config.warmup_fraction * self.total_steps)
@@ -377,7 +389,7 @@ class Trainer:
         ips = 0.0
         stopped = False
         self.model.train()
-        while st.step < self.total_steps:
+        while st.step < self.total_steps and not self._ended_early():
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
@@ -416,10 +428,14 @@ class Trainer:
                         # Saved before the epoch is reported: a reported epoch survives a crash.
                         self._save_checkpoint()
                 self._good = GoodState.capture(self.model, self.optimizer, st.step, epoch)
+                if self.dist is not None and self.early is not None:  # rank 0 validated
+                    self.early = EarlyStop.from_state(self.dist.gather(self.early.state_dict())[0])
                 if event is not None:
                     yield from self._drain_notes()
                     yield event
                 self.model.train()
+        early_stopped = self._ended_early()
+        reason = self._end_reason(stopped, early_stopped)
         if self.dist is not None:
             self.dist.write_debug(step=st.step, stopped=stopped,
                                   digest=parameters_digest(self.params))
@@ -429,14 +445,28 @@ class Trainer:
                     self._save_checkpoint()
                 if not self._best_written:
                     self._save_best()  # a run stopped before its first validation leaves one too
-                self._write_run_json(time.perf_counter() - t_start, stopped)
+                self._write_run_json(time.perf_counter() - t_start, stopped, reason=reason)
         if stopped:
             yield LogEvent(f"stopped at step {st.step} of {self.total_steps}; "
                            "resume with --resume", "info")
         yield RunFinished(
             run_dir=str(self.out), output=self.best_output() or "", best_epoch=st.best_epoch,
             best_dice=st.best_dice, base_dice=st.base_dice, steps=st.step,
-            seconds=time.perf_counter() - t_start, stopped=stopped)
+            seconds=time.perf_counter() - t_start, stopped=stopped, reason=reason,
+            early_stopped=early_stopped)
+
+    def _ended_early(self) -> bool:
+        """The early-stopping rule ended the run before its last step."""
+        return (self.early is not None and self.early.ended
+                and self.state.step < self.total_steps)
+
+    def _end_reason(self, stopped: bool, early_stopped: bool) -> str:
+        st = self.state
+        if stopped:
+            return f"stopped at step {st.step} of {self.total_steps}"
+        if early_stopped:
+            return self.early.reason(st.best_dice, st.best_epoch)
+        return f"reached the maximum of {self.total_steps} steps ({self.epochs} epochs)"
 
     @contextlib.contextmanager
     def _agreed(self, when: str) -> Iterator[None]:
@@ -601,8 +631,11 @@ class Trainer:
         row = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
                "val_loss": result.val_loss,
                **{k: summary[k] for k in ("dice", "iou", "dice_pooled", "iou_pooled")},
-               "lr": self.optimizer.param_groups[0]["lr"], "seconds": result.seconds}
+               "lr": self.optimizer.param_groups[0]["lr"], "seconds": result.seconds,
+               "elapsed": self.elapsed()}
         self.state.history.append(row)
+        if epoch > 0 and self.early is not None:
+            self.early.update(epoch, dice)
         if epoch > 0:
             self._write_metrics()
         return EpochEvent(epoch=epoch, epochs=self.epochs, step=self.state.step,
@@ -610,7 +643,12 @@ class Trainer:
                           iou=summary["iou"], dice_pooled=summary["dice_pooled"],
                           iou_pooled=summary["iou_pooled"], best_epoch=self.state.best_epoch,
                           best_dice=self.state.best_dice, is_best=is_best,
-                          previews=result.previews, seconds=row["seconds"])
+                          previews=result.previews, seconds=row["seconds"],
+                          elapsed=row["elapsed"])
+
+    def elapsed(self) -> float:
+        """Seconds since the run started, counting a resumed run's earlier part."""
+        return self._elapsed_before + time.perf_counter() - self._t_start
 
     # ------------------------------------------------------------------ files
     def _provenance(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -661,6 +699,7 @@ class Trainer:
             fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size,
             cuda_rng=(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
                       else None),
+            early_stop=self.early.state_dict() if self.early is not None else None,
         ).save(self.out)
         self._checkpoint_step = st.step
 
@@ -697,6 +736,14 @@ class Trainer:
         self._checkpoint_step = st.step
         st.epoch_loss_sum, st.epoch_loss_n = ckpt.epoch_loss
         st.faults = ckpt.faults
+        trained = [r for r in st.history if r["epoch"] > 0]
+        self._elapsed_before = float(trained[-1].get("elapsed") or 0.0) if trained else 0.0
+        if self.early is not None:
+            if ckpt.early_stop is not None:
+                self.early = EarlyStop.from_state(ckpt.early_stop)
+            else:  # the rule was off, or the checkpoint predates it: its state from the history
+                for r in trained:
+                    self.early.update(r["epoch"], r["dice"])
         old = ckpt.config
         yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
                        f"Dice {st.best_dice})")
@@ -726,7 +773,8 @@ class Trainer:
     def _write_metrics(self) -> None:
         write_metrics(self.out, self.state.history)
 
-    def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None) -> None:
+    def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None,
+                        reason: str | None = None) -> None:
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
                      and r["epoch"] > 0), None)
         final = self.state.history[-1] if self.state.history else None
@@ -734,11 +782,15 @@ class Trainer:
             "loragui_version": __version__, "created": now_iso(), "config": self.config.to_dict(),
             "device": self._device_text(), "mode": "full" if self.config.full else "lora",
             "status": "failed" if failed else "stopped" if stopped else "finished",
-            "error": failed, "stopped": stopped,
+            "error": failed, "stopped": stopped, "reason": failed or reason,
+            "early_stopped": self._ended_early(),
+            "early_stop": self.early.state_dict() if self.early is not None else None,
             "steps": self.state.step, "total_steps": self.total_steps,
             "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
             "seconds": seconds, "base_dice": self.state.base_dice,
             "best_epoch": self.state.best_epoch, "best": best, "final": final,
+            # When the best Dice was first reached within QUALITY_WITHIN (seconds since start).
+            "time_to_quality": time_to_quality(self.state.history, self.state.best_dice),
             "output": self.best_output(), "dataset": self.dataset_info,
             "pairing_problems": getattr(self, "pairing_problems", {}),
             "trainable_params": count_parameters(self.model, trainable_only=True),

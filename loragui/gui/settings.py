@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication, QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loragui.engine.config import TrainConfig, several_devices
+from loragui.engine.config import TRAIN_OPTIONS, TrainConfig, several_devices
 
 # Which convolutions get a LoRA update. Module names come from engine/unet.py:
 # down.N.convK (encoder), bottleneck.convK, up.N (transposed), dec.N.convK, head.
@@ -111,7 +112,14 @@ class SettingsPanel(QWidget):
         self.alpha.setDecimals(2)
         self.alpha.setValue(d.alpha)
         self.alpha.setToolTip("LoRA alpha: the update is scaled by alpha / rank (usually 2 × rank)")
-        self.epochs = self._spin(1, 100000, d.epochs, "How many passes over the training images")
+        self.epochs = self._spin(1, 100000, d.epochs,
+                                 "How many passes over the training images, at most")
+        self.early_stop = QCheckBox("Stop when it stops improving")
+        self.early_stop.setChecked(d.early_stop)
+        self.early_stop.setToolTip(
+            "End the run when the validation Dice has not improved for a while; the best "
+            "adapter is kept. Unchecked: "
+            + next(o.help for o in TRAIN_OPTIONS if o.name == "early_stop") + ".")
         self.batch_size = self._spin(1, 1024, d.batch_size,
                                      "Crops per step. Lower it if the device runs out of memory.")
         self.lr = SciSpinBox()
@@ -159,6 +167,7 @@ class SettingsPanel(QWidget):
         form.addRow("Rank", self.rank)
         form.addRow("Alpha", self.alpha)
         form.addRow("Epochs", self.epochs)
+        form.addRow("", self.early_stop)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Crop size", self.crop_size)
@@ -187,6 +196,7 @@ class SettingsPanel(QWidget):
         for w in (self.alpha, self.lr):
             w.valueChanged.connect(self._changed)
         self.device.currentIndexChanged.connect(self._changed)
+        self.early_stop.toggled.connect(self._changed)
         self.layers.currentIndexChanged.connect(self._layers_changed)
         self.patterns.textChanged.connect(self._changed)
         self._changed()
@@ -320,6 +330,7 @@ class SettingsPanel(QWidget):
             "rank": self.rank.value(),
             "alpha": self.alpha.value(),
             "epochs": self.epochs.value(),
+            "early_stop": self.early_stop.isChecked(),
             "batch_size": self.batch_size.value(),
             "lr": self.lr.value(),
             "crop_size": self.crop_size.value(),
@@ -333,6 +344,8 @@ class SettingsPanel(QWidget):
             value = values.get(name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 getattr(self, name).setValue(value)
+        if isinstance(values.get("early_stop"), bool):
+            self.early_stop.setChecked(values["early_stop"])
         value = values.get("val_fraction")
         if isinstance(value, int | float) and not isinstance(value, bool):
             self.val_percent.setValue(round(100 * value))
@@ -360,8 +373,8 @@ class SettingsPanel(QWidget):
     def reset(self) -> None:
         d = TrainConfig()
         self.set_values({k: getattr(d, k) for k in
-                         ("rank", "alpha", "epochs", "batch_size", "lr", "crop_size",
-                          "val_fraction", "targets")} | {"device": "auto", "base": None})
+                         ("rank", "alpha", "epochs", "early_stop", "batch_size", "lr",
+                          "crop_size", "val_fraction", "targets")} | {"device": "auto", "base": None})
 
     def make_config(self, images: str, masks: str, out: str = "", **extra: Any) -> TrainConfig:
         values = self.values() | extra
