@@ -72,8 +72,11 @@ def peft_model(base_model, rank: int, alpha: float):
 
 
 def train_plain(model, images, masks, *, steps, batch, size, lr, device, bf16, channels_last,
-                seed=0) -> float:
-    """A hand-written loop: AdamW, cosine schedule, BCE+Dice; returns wall seconds."""
+                seed=0, validate_every=0, validate=None) -> float:
+    """A hand-written loop: AdamW, cosine schedule, BCE+Dice; returns wall seconds.
+
+    ``validate(step)``, if given, is called every ``validate_every`` steps and at the
+    end (its time counts in the wall seconds); the model is put back in training mode."""
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -83,7 +86,7 @@ def train_plain(model, images, masks, *, steps, batch, size, lr, device, bf16, c
         model.to(memory_format=torch.channels_last)
     sync(device)
     t0 = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
         x, y = numpy_crops(images, masks, batch, size, rng)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
@@ -95,6 +98,10 @@ def train_plain(model, images, masks, *, steps, batch, size, lr, device, bf16, c
         loss.backward()
         opt.step()
         sched.step()
+        done = step + 1
+        if validate is not None and (done % validate_every == 0 or done == steps):
+            validate(done)
+            model.train()
     sync(device)
     return time.perf_counter() - t0
 

@@ -218,7 +218,8 @@ def _print_events(events) -> int:
                 else:
                     out.line(f"epoch {ev.epoch}/{ev.epochs} step {ev.step}: train loss "
                              f"{fmt(ev.train_loss)} val loss {fmt(ev.val_loss)} Dice "
-                             f"{fmt(ev.dice)} IoU {fmt(ev.iou)}, validated in {ev.seconds:.0f} s"
+                             f"{fmt(ev.dice)} IoU {fmt(ev.iou)} at {eta(ev.elapsed)}, validated in "
+                             f"{ev.seconds:.0f} s"
                              + (" *best" if ev.is_best else ""))
             elif isinstance(ev, LogEvent):
                 out.line(("warning: " if ev.level == "warning" else "") + ev.message)
@@ -227,6 +228,8 @@ def _print_events(events) -> int:
                 verb = "stopped" if ev.stopped else "finished"
                 out.line(f"{verb} after {ev.steps} steps in {ev.seconds:.1f} s; best val Dice "
                          f"{fmt(ev.best_dice)} (epoch {ev.best_epoch}), base model {fmt(ev.base_dice)}")
+                if ev.early_stopped:
+                    out.line(f"ended early: {ev.reason} (--no-early-stop trains to the maximum)")
                 out.line(f"wrote {ev.output}")
             elif isinstance(ev, RunFailed):
                 out.close()

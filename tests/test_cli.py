@@ -31,6 +31,7 @@ def test_train_evaluate_predict_merge_info(tmp_path):
                 "--epochs", 3, "--steps-per-epoch", 4, "--batch-size", 4, "--crop-size", 32,
                 "--device", "cpu", "--rank", 4)
     assert p.stdout.count("epoch ") >= 3 and "base model alone" in p.stdout
+    assert "IoU" in p.stdout and " at 0:00:" in p.stdout  # each validation: time since start
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert (run / "metrics.csv").read_text().count("\n") == 4
     info = json.loads((run / "run.json").read_text())
@@ -59,6 +60,20 @@ def test_train_evaluate_predict_merge_info(tmp_path):
     assert json.loads(p.stdout)["kind"] == "adapter"
     p = loragui("info", merged)
     assert "merged model" in p.stdout
+
+
+def test_train_says_why_a_run_ended_early(tmp_path):
+    images, masks = make_tiny_dataset(tmp_path / "data", n=8, size=32)
+    base = make_tiny_base(tmp_path / "base.safetensors")
+    common = ["--images", images, "--masks", masks, "--base", base, "--epochs", 12,
+              "--steps-per-epoch", 2, "--batch-size", 2, "--crop-size", 32, "--device", "cpu",
+              "--lr", "1e-9", "--previews", 0]  # a flat validation Dice
+    p = loragui("train", *common, "--out", tmp_path / "a")
+    assert "ended early: no improvement for 3 validations; best Dice" in p.stdout
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["steps"] == 8
+    p = loragui("train", *common, "--out", tmp_path / "b", "--no-early-stop")
+    assert "ended early" not in p.stdout
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["steps"] == 24
 
 
 def test_bad_input_exit_2_without_traceback(tmp_path):
@@ -124,7 +139,7 @@ def test_every_setting_has_an_option_and_the_command_line_reads_back():
     config = TrainConfig(
         images="i", masks="m", out="o", base="b.safetensors", full=True, rank=8, alpha=2.5,
         rslora=True, dropout=0.1, targets=["down.*", "up.*"], train_bias=False,
-        train_modules=[], epochs=3, steps=7, steps_per_epoch=2, batch_size=3, lr=1.2345678e-3,
+        train_modules=[], epochs=3, early_stop=False, steps=7, steps_per_epoch=2, batch_size=3, lr=1.2345678e-3,
         weight_decay=0.0, whole_lr_scale=0.2, warmup_fraction=0.1, crop_size=64,
         intensity_augment=False, val_fraction=0.3, seed=5, device="cpu", devices="cpu,cpu",
         invert_masks=True, compile=False, resume=True, overwrite=True, previews=2, width=16,

@@ -933,7 +933,7 @@ def _train_process(config: TrainConfig, resume: bool) -> subprocess.Popen:
             "--alpha", str(config.alpha), "--epochs", str(config.epochs), "--steps-per-epoch",
             str(config.steps_per_epoch), "--batch-size", str(config.batch_size), "--crop-size",
             str(config.crop_size), "--val-fraction", str(config.val_fraction), "--lr",
-            str(config.lr), "--device", "cpu", "--events", "jsonl"]
+            str(config.lr), "--device", "cpu", "--events", "jsonl", "--no-early-stop"]
     if resume:
         args.append("--resume")
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
@@ -943,11 +943,12 @@ def _train_process(config: TrainConfig, resume: bool) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_sigkill_at_random_steps_then_resume_matches_uninterrupted_run(tmp_path, capsys):
-    reference = tiny_config(tmp_path / "reference", epochs=8)
+    # To the maximum: resuming with the early-stopping rule is tests/test_early_stop.py's.
+    reference = tiny_config(tmp_path / "reference", epochs=8, early_stop=False)
     ref_done = finished(run(reference))
     ref_final = json.loads((Path(reference.out) / "run.json").read_text())["final"]
 
-    config = tiny_config(tmp_path / "killed", epochs=8)
+    config = tiny_config(tmp_path / "killed", epochs=8, early_stop=False)
     spe, total = config.steps_per_epoch, 40
     rng = random.Random(2024)
     start_step = 0
@@ -989,7 +990,7 @@ def test_sigkill_at_random_steps_then_resume_matches_uninterrupted_run(tmp_path,
                        config.out, "--base", config.base, "--rank", "4", "--alpha", "8",
                        "--epochs", "8", "--steps-per-epoch", "5", "--batch-size", "4",
                        "--crop-size", "32", "--val-fraction", "0.25", "--lr", "0.01",
-                       "--device", "cpu", "--resume", "--events", "jsonl"])
+                       "--device", "cpu", "--resume", "--events", "jsonl", "--no-early-stop"])
     assert status == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert next(e for e in events if e["event"] == "RunStarted")["start_step"] == start_step

@@ -28,6 +28,7 @@ from .runrecord import CHECKPOINT, has_checkpoint
 FORMAT = "loragui.checkpoint"
 _SETTINGS = {f.name for f in fields(TrainConfig)}
 VERSION = 1
+OPTIONAL = ("cuda_rng", "early_stop")  # fields a checkpoint may lack
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Checkpoint:
     # Several processes: rank 0's state; each rank's crops follow from (seed, rank, step).
     world_size: int
     cuda_rng: torch.Tensor | None = None  # CUDA runs only
+    # The early-stopping rule's state (EarlyStop.state_dict()); None: the rule is off, or
+    # a checkpoint written before it existed (its state then follows from the history).
+    early_stop: dict[str, Any] | None = None
 
     def save(self, run_dir: str | os.PathLike) -> None:
         payload: dict[str, Any] = {"format": FORMAT, "version": VERSION,
@@ -65,6 +69,7 @@ class Checkpoint:
         # Lists of dicts and strings travel as JSON: weights_only loading accepts them as text.
         payload["history"] = json.dumps(self.history)
         payload["faults"] = json.dumps(self.faults)
+        payload["early_stop"] = json.dumps(self.early_stop)
         if self.cuda_rng is None:
             del payload["cuda_rng"]
         atomic_write(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
@@ -83,7 +88,7 @@ class Checkpoint:
                                "over") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise LoraGuiError(f"{path} is not a loragui checkpoint")
-        required = [f.name for f in fields(cls) if f.name != "cuda_rng"]
+        required = [f.name for f in fields(cls) if f.name not in OPTIONAL]
         missing = [name for name in required if name not in payload]
         if missing:
             raise LoraGuiError(f"the checkpoint {path} lacks {', '.join(missing)}; delete it to "
@@ -92,6 +97,7 @@ class Checkpoint:
         try:
             values["history"] = json.loads(payload["history"])
             values["faults"] = json.loads(payload["faults"])
+            values["early_stop"] = json.loads(payload.get("early_stop") or "null")
         except (TypeError, ValueError, RecursionError):
             values["history"] = values["faults"] = None  # refused below, by field
         for name, value in values.items():
@@ -139,7 +145,7 @@ def find_resumable(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What an interrupted run in ``run_dir`` can resume from, or None.
 
     None when there is no checkpoint, it cannot be read, or the run already
-    reached its last step. Otherwise a dict with ``step`` (steps done),
+    ended (its last step, or the early-stopping rule). Otherwise a dict with ``step`` (steps done),
     ``total_steps``, ``epoch`` (epochs completed), ``epochs``,
     ``steps_per_epoch``, ``best_epoch``, ``best_dice``, ``saved`` (ISO time),
     ``mode`` ("lora" or "full") and ``config`` (the run's settings with
@@ -152,8 +158,8 @@ def find_resumable(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         ckpt = Checkpoint.load(run_dir, mmap=True)
     except Exception:  # unreadable, not a checkpoint, or damaged: nothing to resume
         return None
-    if ckpt.step >= ckpt.total_steps:
-        return None
+    if ckpt.step >= ckpt.total_steps or (ckpt.early_stop or {}).get("ended"):
+        return None  # the run ended: at its last step, or by the early-stopping rule
     config = dict(ckpt.config)
     config["resume"] = True
     config["out"] = str(Path(run_dir))

@@ -108,8 +108,14 @@ class TrainConfig:
         help="comma-separated modules trained whole instead of through LoRA "
              "(default: {default}; '' for none)")
     # Optimisation
-    epochs: int = setting(40, help="epochs to train (default {default})", low=1, high=10**6)
-    steps: int | None = setting(None, help="total steps (overrides --epochs)", low=1, high=10**9)
+    epochs: int = setting(40, help="epochs to train at most (default {default})", low=1,
+                          high=10**6)
+    steps: int | None = setting(None, help="total steps at most (overrides --epochs)", low=1,
+                                high=10**9)
+    # On by default: the rule and its reason are in engine/early_stop.py and the README.
+    early_stop: bool = setting(
+        True, help="train to the end of --epochs/--steps even when the validation Dice has "
+                   "stopped improving (by default a run ends when it no longer improves)")
     steps_per_epoch: int | None = setting(
         None, help="default: from the data size (about one crop per image's worth of "
                    "pixels, at least 10)", low=1, high=10**9)

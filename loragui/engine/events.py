@@ -83,7 +83,8 @@ class EpochEvent:
     best_dice: float | None
     is_best: bool
     previews: list[Preview] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # this validation's cost
+    elapsed: float = 0.0  # seconds since the run started (a resumed run counts its first part)
     # JSON lines carry no arrays: ``loragui train --events jsonl`` writes the previews to
     # this .npz file (see write_previews) and names it here instead.
     previews_file: str | None = None
@@ -105,6 +106,10 @@ class RunFinished:
     steps: int
     seconds: float
     stopped: bool = False  # True when the user stopped the run early
+    # Why the run ended, for a person ("no improvement for 6 validations; best Dice 0.870
+    # at epoch 12"); early_stopped: it ended by the early-stopping rule, before its maximum.
+    reason: str = ""
+    early_stopped: bool = False
 
 
 @dataclass

@@ -118,3 +118,20 @@ def validation_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
     return {"images": config["images"], "masks": config["masks"], "stems": list(stems),
             "base": str(output) if full else config.get("base"),
             "adapter": None if full else str(output)}
+
+
+QUALITY_WITHIN = 0.01  # Dice: "at its best level" for the time to quality
+
+
+def time_to_quality(history: list[dict[str, Any]], best_dice: float | None,
+                    within: float = QUALITY_WITHIN) -> dict[str, Any] | None:
+    """When a run first reached its best Dice within ``within``: the first trained
+    epoch's row (``elapsed`` seconds since the start) with a Dice that high; None
+    without a best Dice."""
+    if best_dice is None:
+        return None
+    for row in history:
+        if row["epoch"] > 0 and row.get("dice") is not None and row["dice"] >= best_dice - within:
+            return {"within": within, "seconds": row.get("elapsed"), "epoch": row["epoch"],
+                    "step": row["step"], "dice": row["dice"]}
+    return None

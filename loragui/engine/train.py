@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import threading
 import time
 import traceback
@@ -46,7 +45,7 @@ from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
 from .config import OPTIONS_BY_NAME, TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
-from .devices import default_forward_mode, resolve_device, supports_bf16
+from .devices import resolve_device, supports_bf16
 from .distributed import (
     LR_SCALING,
     AgreedFailure,
@@ -55,12 +54,12 @@ from .distributed import (
     StepOutcome,
     lr_scale,
 )
+from .early_stop import EarlyStop, patience_for
 from .errors import DataError, LoraGuiError, TrainingError
 from .events import (
     EpochEvent,
     Event,
     LogEvent,
-    Preview,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -78,13 +77,10 @@ from .faults import (
     tensors_finite,
 )
 from .formats import now_iso
-from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
 from .memory import Architecture
-from .metrics import SegmentationScores, dice_bce_loss
-from .model_input import to_model_input
+from .metrics import dice_bce_loss
 from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
-from .predict import predict_probability
 from .preflight import check_layers, check_memory, fitted_crop, rank_note
 from .preprocessing import Preprocessing
 from .runlock import RunLock, probe
@@ -93,38 +89,19 @@ from .runrecord import (
     has_checkpoint,
     output_path,
     this_process,
+    time_to_quality,
     write_metrics,
     write_run_record,
 )
 from .sampler import CropSampler
+from .schedule import default_steps_per_epoch, lr_factor
+from .setup_steps import make_optimizer, make_trainable, seed_everything
 from .unet import UNet, UNetConfig, count_parameters
+from .validation import Validator
 
 __all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
 
-VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0.02 (a small floor keeps late steps useful)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-MAX_VALIDATIONS = 40  # per run by default: validation must not cost more than training
 MIN_VAL_IMAGES = 5  # fewer validation images than this give a Dice too noisy to trust: warned
-
-
-def default_steps_per_epoch(n_train: int, batch_size: int, crop_size: int, mean_area: float,
-                            total_steps: int | None = None) -> int:
-    """About one crop per image-area-worth of pixels per epoch, at least 10 steps, and few
-    enough epochs (validations, checkpoints) that they stay a small part of the run."""
-    crops = n_train * max(1.0, mean_area / float(crop_size * crop_size))
-    steps = max(10, math.ceil(crops / batch_size))
-    if total_steps:
-        steps = max(steps, math.ceil(total_steps / MAX_VALIDATIONS))
-    return steps
 
 
 @dataclass
@@ -199,13 +176,14 @@ class Trainer:
         self._notes: list[LogEvent] = []  # warnings raised where no event can be yielded
         self.device = torch.device("cpu")
         self.batch_size = config.batch_size  # halved when the device runs out of memory
-        self.val_batch_pixels = VAL_BATCH_PIXELS
         self.total_steps: int | None = None
         self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
         self._started = False  # RunStarted was reported
         self.compiled: torch.nn.Module | None = None  # the model compiled for training steps
         self._lock: RunLock | None = None  # rank 0's lock on the run folder while it writes
         self._t_start = time.perf_counter()
+        self._elapsed_before = 0.0  # resumed: the seconds the run had trained before
+        self.early: EarlyStop | None = None  # the early-stopping rule (None: off)
         # Data parallel (torchrun): this process's rank; None in a single process.
         self.dist = Dist.from_env()
         self.world_size = self.dist.world_size if self.dist else 1
@@ -277,15 +255,21 @@ class Trainer:
                 raise LoraGuiError(f"devices {self.config.devices!r} train in one process each: "
                                    "start them with loragui train --devices")
             self.device = resolve_device(self.config.device)
-        _seed_everything(self.config.seed)
+        seed_everything(self.config.seed)
         self.model, self.base_info, self.prep = self._setup_model()
         yield from self._preflight()
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
-        self.lora, self.extra_trainable = self._setup_adapter()
-        self.params, self.optimizer = self._setup_optimizer()
+        if self.config.early_stop:
+            self.early = EarlyStop(patience_for(self.epochs))
+        self.lora, self.extra_trainable = make_trainable(self.model, self.config, self.device)
+        self.params, self.optimizer = make_optimizer(self.model, self.config, self.device)
         self.warmup = int(self.config.warmup_fraction * self.total_steps)
         self.autocast = supports_bf16(self.device)
+        self.validator = Validator(
+            self.model, self.device, autocast=self.autocast, lora=self.lora is not None,
+            previews=self.config.previews, fault=lambda m: self._notes.append(self._fault(m)),
+            resume_hint=self._resume_hint)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.compiled = self._setup_compiled()
@@ -403,52 +387,6 @@ class Trainer:
             self.steps_per_epoch, self.total_steps = prior
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
-    def _setup_adapter(self) -> tuple[LoRASettings | None, list[str]]:
-        """Moves the model to the device and makes what trains trainable: every weight
-        (--full), or LoRA factors plus the weights trained whole. Returns (LoRA settings
-        or None, names of the parameters trained whole)."""
-        c = self.config
-        self.model.to(self.device)
-        if c.full:
-            for p in self.model.parameters():
-                p.requires_grad_(True)
-            lora, extra = None, []
-        else:
-            lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
-                                dropout=c.dropout, targets=list(c.targets),
-                                exclude=list(c.train_modules))
-            try:
-                inject_lora(self.model, lora)
-            except ValueError as exc:
-                raise LoraGuiError(f"{exc}; check the layer patterns (--targets)") from None
-            self.model.to(self.device)
-            extra = set_extra_trainable(self.model, biases=c.train_bias,
-                                        modules=list(c.train_modules))
-            set_forward_mode(self.model, default_forward_mode(self.device))
-        if self.device.type != "mps":
-            self.model.to(memory_format=torch.channels_last)
-        return lora, extra
-
-    def _setup_optimizer(self) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
-        """(trainable parameters, AdamW over them). Groups by (learning-rate multiplier,
-        weight decay): LoRA factors (full training: every weight) at the learning rate,
-        weights trained whole (biases, --train-modules) at whole_lr_scale times it; no
-        decay on 1-d tensors. Groups that coincide (the default scale of 1) are one."""
-        c = self.config
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        members: dict[tuple[float, float], list[torch.nn.Parameter]] = {
-            key: [] for key in ((1.0, c.weight_decay), (1.0, 0.0),
-                                (c.whole_lr_scale, c.weight_decay), (c.whole_lr_scale, 0.0))}
-        for name, p in named:
-            mult = 1.0 if c.full or ".lora_" in name else c.whole_lr_scale
-            members[(mult, c.weight_decay if p.ndim > 1 else 0.0)].append(p)
-        # The fused kernel updates every tensor in one launch; on the CPU it is no faster.
-        optimizer = torch.optim.AdamW(
-            [{"params": ps, "weight_decay": decay, "lr_mult": mult}
-             for (mult, decay), ps in members.items() if ps], lr=c.lr,
-            fused=self.device.type == "cuda")
-        return [p for _, p in named], optimizer
-
     def _setup_compiled(self) -> torch.nn.Module | None:
         """The model compiled for training on a CUDA GPU (compiled lazily, at the first
         step), or None: the CPU and MPS train the plain model, where compiling takes longer
@@ -550,7 +488,7 @@ class Trainer:
         ips = 0.0
         stopped = False
         self.model.train()
-        while st.step < self.total_steps:
+        while st.step < self.total_steps and not self._ended_early():
             step = st.step
             epoch = step // self.steps_per_epoch + 1
             for group in self.optimizer.param_groups:
@@ -589,24 +527,42 @@ class Trainer:
                         # Saved before the epoch is reported: a reported epoch survives a crash.
                         self._save_checkpoint()
                 self._good = GoodState.capture(self.model, self.optimizer, st.step, epoch)
+                if self.dist is not None and self.early is not None:  # rank 0 validated
+                    self.early = EarlyStop.from_state(self.dist.gather(self.early.state_dict())[0])
                 if event is not None:
                     yield from self._drain_notes()
                     yield event
                 self.model.train()
+        early_stopped = self._ended_early()
+        reason = self._end_reason(stopped, early_stopped)
         if self.is_main:
             with self._writing():
                 if stopped:
                     self._save_checkpoint()
                 if not self._best_written:
                     self._save_best()  # a run stopped before its first validation leaves one too
-                self._write_run_json(time.perf_counter() - t_start, stopped)
+                self._write_run_json(time.perf_counter() - t_start, stopped, reason=reason)
         if stopped:
             yield LogEvent(f"stopped at step {st.step} of {self.total_steps}; "
                            "resume with --resume", "info")
         yield RunFinished(
             run_dir=str(self.out), output=self.best_output() or "", best_epoch=st.best_epoch,
             best_dice=st.best_dice, base_dice=st.base_dice, steps=st.step,
-            seconds=time.perf_counter() - t_start, stopped=stopped)
+            seconds=time.perf_counter() - t_start, stopped=stopped, reason=reason,
+            early_stopped=early_stopped)
+
+    def _ended_early(self) -> bool:
+        """The early-stopping rule ended the run before its last step."""
+        return (self.early is not None and self.early.ended
+                and self.state.step < self.total_steps)
+
+    def _end_reason(self, stopped: bool, early_stopped: bool) -> str:
+        st = self.state
+        if stopped:
+            return f"stopped at step {st.step} of {self.total_steps}"
+        if early_stopped:
+            return self.early.reason(st.best_dice, st.best_epoch)
+        return f"reached the maximum of {self.total_steps} steps ({self.epochs} epochs)"
 
     @contextlib.contextmanager
     def _agreed(self, when: str) -> Iterator[None]:
@@ -765,35 +721,16 @@ class Trainer:
             f"(back-off {st.backoffs} of at most {MAX_BACKOFFS})")
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
     def _validate(self, epoch: int, train_loss: float | None) -> EpochEvent:
-        t0 = time.perf_counter()
-        c = self.config
-        data = self.val_data
-        scores = SegmentationScores()
-        previews = []
-        val_loss_sum = 0.0
-        self.model.eval()
-        if self.lora is not None:
-            set_forward_mode(self.model, "merged")  # one conv per layer: the base model's cost
-        if data is not None:
-            for i, logits in self._val_logits(data):
-                image, mask = data.images[i], data.masks[i]
-                target = torch.from_numpy(mask.astype(np.float32))[None, None]
-                val_loss_sum += float(dice_bce_loss(logits[None, None], target))
-                prob = torch.sigmoid(logits).numpy()
-                scores.add(prob > 0.5, mask > 0)
-                if i < c.previews:
-                    previews.append(Preview(data.names[i], image, mask > 0, prob.astype(np.float32)))
-        if self.lora is not None:
-            set_forward_mode(self.model, default_forward_mode(self.device))
-        summary = scores.summary()
+        """Validate, keep the best adapter so far, and add the epoch's row to the history."""
+        result = self.validator.run(self.val_data)
+        summary = result.summary
         dice = summary["dice"]
         is_best = False
         if epoch == 0:
             self.state.base_dice = dice
-        elif data is None or (dice is not None and (self.state.best_dice is None
-                                                     or dice > self.state.best_dice)):
+        elif self.val_data is None or (dice is not None and (self.state.best_dice is None
+                                                             or dice > self.state.best_dice)):
             is_best = True
             previous = self.state.best_dice, self.state.best_epoch
             self.state.best_dice = dice
@@ -804,68 +741,26 @@ class Trainer:
                 self.state.best_dice, self.state.best_epoch = previous
                 raise
         row = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
-               "val_loss": val_loss_sum / data_len(data) if data is not None else None,
+               "val_loss": result.val_loss,
                **{k: summary[k] for k in ("dice", "iou", "dice_pooled", "iou_pooled")},
-               "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+               "lr": self.optimizer.param_groups[0]["lr"], "seconds": result.seconds,
+               "elapsed": self.elapsed()}
         self.state.history.append(row)
+        if epoch > 0 and self.early is not None:
+            self.early.update(epoch, dice)
         if epoch > 0:
             self._write_metrics()
         return EpochEvent(epoch=epoch, epochs=self.epochs, step=self.state.step,
                           train_loss=train_loss, val_loss=row["val_loss"], dice=dice,
                           iou=summary["iou"], dice_pooled=summary["dice_pooled"],
                           iou_pooled=summary["iou_pooled"], best_epoch=self.state.best_epoch,
-                          best_dice=self.state.best_dice, is_best=is_best, previews=previews,
-                          seconds=row["seconds"])
+                          best_dice=self.state.best_dice, is_best=is_best,
+                          previews=result.previews, seconds=row["seconds"],
+                          elapsed=row["elapsed"])
 
-    def _val_logits(self, data: DecodedDataset):
-        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched.
-
-        Out of memory: the batches shrink (and stay smaller) until one image at a time."""
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(data.images):
-            by_shape.setdefault(image.shape, []).append(i)
-        results = {}
-        for shape, indices in by_shape.items():
-            area = shape[0] * shape[1]
-            pos = 0
-            while pos < len(indices):
-                big = area > 2**21  # big images: tiled, one at a time
-                per_batch = 1 if big else max(1, self.val_batch_pixels // area)
-                chunk = indices[pos:pos + per_batch]
-                try:
-                    results.update(self._val_chunk(data, chunk, big))
-                    pos += len(chunk)
-                    continue
-                except Exception as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                free_memory(self.device)
-                where = device_words(self.device)
-                if len(chunk) == 1:
-                    name = data.names[chunk[0]]
-                    raise TrainingError(
-                        f"{where} ran out of memory validating {name} ({shape[1]}×{shape[0]} "
-                        "pixels), even alone. "
-                        + memory_advice("Use smaller validation images (crops of the large ones)",
-                                        offer_cpu=self.device.type != "cpu")
-                        + self._resume_hint())
-                smaller = max(1, len(chunk) // 2)
-                self.val_batch_pixels = smaller * area
-                self._notes.append(self._fault(
-                    f"{where} ran out of memory validating {len(chunk)} images at once; "
-                    f"validating {smaller} at a time from now on"))
-        for i in range(len(data.images)):
-            yield i, results[i]
-
-    def _val_chunk(self, data: DecodedDataset, chunk: list[int], big: bool
-                   ) -> dict[int, torch.Tensor]:
-        if big:
-            i = chunk[0]
-            return {i: predict_probability(self.model, data.images[i], self.device, logits=True)}
-        x = to_model_input([data.images[i] for i in chunk], self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.model.forward_any_size(x).float()[:, 0].cpu()
-        return {i: out[j] for j, i in enumerate(chunk)}
+    def elapsed(self) -> float:
+        """Seconds since the run started, counting a resumed run's earlier part."""
+        return self._elapsed_before + time.perf_counter() - self._t_start
 
     # ------------------------------------------------------------------ files
     def _provenance(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -918,6 +813,7 @@ class Trainer:
             fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size,
             cuda_rng=(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
                       else None),
+            early_stop=self.early.state_dict() if self.early is not None else None,
         ).save(self.out)
         self._checkpoint_step = st.step
 
@@ -963,6 +859,14 @@ class Trainer:
         self._checkpoint_step = st.step
         st.epoch_loss_sum, st.epoch_loss_n = ckpt.epoch_loss
         st.faults = ckpt.faults
+        trained = [r for r in st.history if r["epoch"] > 0]
+        self._elapsed_before = float(trained[-1].get("elapsed") or 0.0) if trained else 0.0
+        if self.early is not None:
+            if ckpt.early_stop is not None:
+                self.early = EarlyStop.from_state(ckpt.early_stop)
+            else:  # the rule was off, or the checkpoint predates it: its state from the history
+                for r in trained:
+                    self.early.update(r["epoch"], r["dice"])
         old = ckpt.config
         yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
                        f"Dice {_round(st.best_dice)})")
@@ -993,7 +897,7 @@ class Trainer:
         write_metrics(self.out, self.state.history)
 
     def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None,
-                        running: bool = False) -> None:
+                        running: bool = False, reason: str | None = None) -> None:
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
                      and r["epoch"] > 0), None)
         final = self.state.history[-1] if self.state.history else None
@@ -1002,11 +906,15 @@ class Trainer:
             "device": self._device_text(), "mode": "full" if self.config.full else "lora",
             "status": ("running" if running else "failed" if failed else "stopped" if stopped
                        else "finished"),
-            "error": failed, "stopped": stopped,
+            "error": failed, "stopped": stopped, "reason": failed or reason,
+            "early_stopped": self._ended_early(),
+            "early_stop": self.early.state_dict() if self.early is not None else None,
             "steps": self.state.step, "total_steps": self.total_steps,
             "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
             "seconds": seconds, "base_dice": self.state.base_dice,
             "best_epoch": self.state.best_epoch, "best": best, "final": final,
+            # When the best Dice was first reached within QUALITY_WITHIN (seconds since start).
+            "time_to_quality": time_to_quality(self.state.history, self.state.best_dice),
             "output": self.best_output(), "dataset": self.dataset_info,
             # the stems of the validation pairs: `loragui evaluate --run` scores exactly these
             "validation": self.val_stems,
@@ -1052,20 +960,13 @@ def _damaged_checkpoint(run_dir: Path) -> str | None:
     except LoraGuiError as exc:
         return str(exc).split("; delete it")[0]
     return None
+
+
 def _round(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
 
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:160] if lines else type(exc).__name__
 
-
-def data_len(data: DecodedDataset | None) -> int:
-    return len(data.names) if data is not None else 0

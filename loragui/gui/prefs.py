@@ -52,7 +52,7 @@ def new_run_dir(now: float | None = None) -> Path:
 
 # Training settings remembered between sessions (the folders are kept separately).
 REMEMBERED_TRAIN_FIELDS = (
-    "base", "device", "rank", "alpha", "epochs", "batch_size", "lr", "crop_size",
+    "base", "device", "rank", "alpha", "epochs", "early_stop", "batch_size", "lr", "crop_size",
     "val_fraction", "targets",
 )
 

@@ -131,6 +131,9 @@ class ResultsPanel(QFrame):
                 text += f" Best epoch: {result.best_epoch}."
             if result.stopped:
                 text = "Training was stopped; the best adapter so far was kept. " + text
+            elif result.early_stopped:
+                text = (f"Training ended early: {html.escape(result.reason)}. The best adapter "
+                        "was kept. " + text)
         else:
             self.output = result.output or None
             text = "<b>Training failed:</b> " + html.escape(result.message)

@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication, QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -122,7 +123,13 @@ class SettingsPanel(QWidget):
         self.alpha.setDecimals(2)
         self.alpha.setValue(d.alpha)
         self.alpha.setToolTip("LoRA alpha: the update is scaled by alpha / rank (usually 2 × rank)")
-        self.epochs = self._spin(*limits("epochs"), d.epochs, "How many passes over the training images")
+        self.epochs = self._spin(*limits("epochs"), d.epochs,
+                                 "How many passes over the training images, at most")
+        self.early_stop = QCheckBox("Stop when it stops improving")
+        self.early_stop.setChecked(d.early_stop)
+        self.early_stop.setToolTip(
+            "End the run when the validation Dice has not improved for a while; the best "
+            "adapter is kept. Unchecked: " + OPTIONS_BY_NAME["early_stop"].help + ".")
         self.batch_size = self._spin(*limits("batch_size"), d.batch_size,
                                      "Crops per step. Lower it if the device runs out of memory.")
         self.lr = SciSpinBox()
@@ -171,6 +178,7 @@ class SettingsPanel(QWidget):
         form.addRow("Rank", self.rank)
         form.addRow("Alpha", self.alpha)
         form.addRow("Epochs", self.epochs)
+        form.addRow("", self.early_stop)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Crop size", self.crop_size)
@@ -199,6 +207,7 @@ class SettingsPanel(QWidget):
         for w in (self.alpha, self.lr):
             w.valueChanged.connect(self._changed)
         self.device.currentIndexChanged.connect(self._changed)
+        self.early_stop.toggled.connect(self._changed)
         self.layers.currentIndexChanged.connect(self._layers_changed)
         self.patterns.textChanged.connect(self._changed)
         self._changed()
@@ -332,6 +341,7 @@ class SettingsPanel(QWidget):
             "rank": self.rank.value(),
             "alpha": self.alpha.value(),
             "epochs": self.epochs.value(),
+            "early_stop": self.early_stop.isChecked(),
             "batch_size": self.batch_size.value(),
             "lr": self.lr.value(),
             "crop_size": self.crop_size.value(),
@@ -345,6 +355,8 @@ class SettingsPanel(QWidget):
             value = values.get(name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 getattr(self, name).setValue(value)
+        if isinstance(values.get("early_stop"), bool):
+            self.early_stop.setChecked(values["early_stop"])
         value = values.get("val_fraction")
         if isinstance(value, int | float) and not isinstance(value, bool):
             self.val_percent.setValue(round(100 * value))
@@ -372,8 +384,8 @@ class SettingsPanel(QWidget):
     def reset(self) -> None:
         d = TrainConfig()
         self.set_values({k: getattr(d, k) for k in
-                         ("rank", "alpha", "epochs", "batch_size", "lr", "crop_size",
-                          "val_fraction", "targets")} | {"device": "auto", "base": None})
+                         ("rank", "alpha", "epochs", "early_stop", "batch_size", "lr",
+                          "crop_size", "val_fraction", "targets")} | {"device": "auto", "base": None})
 
     def make_config(self, images: str, masks: str, out: str = "", **extra: Any) -> TrainConfig:
         values = self.values() | extra

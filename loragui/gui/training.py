@@ -278,4 +278,4 @@ class TrainingRun(QObject):
         best = "  ★ best so far" if e.is_best else ""
         return (f"Epoch {e.epoch}/{e.epochs}: training loss {num(e.train_loss)}, validation loss "
                 f"{num(e.val_loss)}, Dice {num(e.dice)}, IoU {num(e.iou)} "
-                f"({format_duration(e.seconds)}){best}")
+                f"at {format_duration(e.elapsed)} (validation {format_duration(e.seconds)}){best}")

@@ -482,6 +482,8 @@ class MainWindow(QMainWindow):
         if finished:
             verb = "Stopped" if result.stopped else "Finished"
             self.log(f"{verb} after {result.steps} steps. Adapter: {result.output}")
+            if result.early_stopped:
+                self.log(f"Training ended early: {result.reason}.")
             if self.results.is_warning:
                 self.log("The adapter is not better than the base model on the validation images.",
                          "warning")

@@ -46,9 +46,11 @@ def test_events_survive_a_json_line():
         RunStarted("/r", "cpu", 4, 2, 3, 5, 15, 0, 10, 100, "lora", {"rank": 4}),
         StepEvent(1, 15, 1, 0.5, 1e-3, 12.5, 30.0),
         EpochEvent(1, 3, 5, 0.4, 0.3, 0.7, 0.6, 0.7, 0.6, 1, 0.7, True, seconds=1.5,
-                   previews_file="/r/previews/epoch_0001.npz"),
+                   elapsed=12.5, previews_file="/r/previews/epoch_0001.npz"),
         LogEvent("batch reduced", "warning"),
         RunFinished("/r", "/r/adapter", 1, 0.7, 0.2, 15, 9.0, stopped=True),
+        RunFinished("/r", "/r/adapter", 1, 0.7, 0.2, 15, 9.0, reason="no improvement for 3 "
+                    "validations; best Dice 0.700 at epoch 1", early_stopped=True),
         RunFailed("bad", "details", "/r", None),
         ProgressEvent(1, 2, "x"),
     ]

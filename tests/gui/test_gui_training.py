@@ -354,3 +354,25 @@ def test_several_processes_from_the_window(qtbot, window, dataset, tiny_base, di
     assert run["status"] == "stopped" and run["world_size"] == 2
     assert run["steps"] < run["total_steps"]
     assert not dialogs.messages
+
+
+def test_a_run_that_ended_early_says_why_and_shows_the_time(qtbot, window, dataset, tiny_base,
+                                                            dialogs):
+    prepare(qtbot, window, dataset, tiny_base)
+    reason = "no improvement for 6 validations; best Dice 0.870 at epoch 12"
+
+    def ended_early(config, stop):
+        yield RunStarted(config.out, "cpu", 4, 2, 40, 1, 40, 0, 10, 100, "lora")
+        yield EpochEvent(1, 40, 1, 0.5, 0.4, 0.87, 0.8, 0.87, 0.8, 1, 0.87, True, seconds=0.5,
+                         elapsed=83.0)
+        yield RunFinished(config.out, "", 12, 0.87, 0.1, 18, 90.0, reason=reason,
+                          early_stopped=True)
+
+    window.run_training = ended_early
+    window.start_training()
+    result = wait_result(qtbot, window)
+    assert result.early_stopped
+    assert f"Training ended early: {reason}" in window.results.text.text()
+    log = window.log_view.toPlainText()
+    assert f"Training ended early: {reason}." in log
+    assert "Epoch 1/40:" in log and "at 1 min 23 s" in log

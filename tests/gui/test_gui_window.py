@@ -75,19 +75,24 @@ def test_settings_command_line_reset_and_preferences(qtbot, window, user_dirs):
     assert s.command.isReadOnly()
     s.copy_button.click()
     assert QApplication.clipboard().text() == cmd
+    s.early_stop.setChecked(False)
+    assert "--no-early-stop" in s.command.text()
     s.reset()
     assert s.rank.value() == TrainConfig().rank and "--rank" not in s.command.text()
+    assert s.early_stop.isChecked() and "--no-early-stop" not in s.command.text()
     assert s.targets() == ["*"]
-    for w in (s.rank, s.alpha, s.epochs, s.batch_size, s.lr, s.crop_size, s.val_percent,
+    for w in (s.rank, s.alpha, s.epochs, s.early_stop, s.batch_size, s.lr, s.crop_size, s.val_percent,
               s.layers, s.device, s.base):
         assert w.toolTip(), w
 
     s.rank.setValue(4)
     s.epochs.setValue(7)
+    s.early_stop.setChecked(False)
     wait_idle(qtbot, window)
     window.close()
     saved = json.loads((user_dirs / "config" / "settings.json").read_text())
     assert saved["train"]["rank"] == 4 and saved["train"]["epochs"] == 7
+    assert saved["train"]["early_stop"] is False
     assert (user_dirs / "config" / "window.ini").is_file()
 
     from loragui.gui.window import MainWindow
@@ -95,6 +100,7 @@ def test_settings_command_line_reset_and_preferences(qtbot, window, user_dirs):
     again = MainWindow(background=False)
     qtbot.addWidget(again)
     assert again.settings.rank.value() == 4 and again.settings.epochs.value() == 7
+    assert not again.settings.early_stop.isChecked()
 
 
 def test_devices_listed_with_unavailable_ones_greyed(qtbot, window):

@@ -1,0 +1,133 @@
+"""Validation: the held-out images through the model, scored, with previews.
+
+The model runs in eval mode and, for a LoRA model, in the merged forward form (one
+convolution per layer: the base model's cost). Images of one size are batched up to
+about ``VAL_BATCH_PIXELS`` pixels; a device that runs out of memory gets smaller
+batches from then on, down to one image at a time (big images are tiled).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import DecodedDataset
+from .devices import default_forward_mode
+from .errors import TrainingError
+from .events import Preview
+from .faults import device_words, free_memory, is_out_of_memory, memory_advice
+from .lora import set_forward_mode
+from .metrics import SegmentationScores, dice_bce_loss
+from .model_input import to_model_input
+from .predict import predict_probability
+from .unet import UNet
+
+VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
+TILED_AREA = 2**21  # images larger than this are predicted alone, in tiles
+
+
+@dataclass
+class Validation:
+    """One validation's result: the scores (SegmentationScores.summary()), the mean
+    validation loss (None without validation images), previews and its cost."""
+
+    summary: dict[str, Any]
+    val_loss: float | None
+    previews: list[Preview] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Validator:
+    """Validates ``model`` on ``device``. ``fault(message)`` is told when the batches
+    shrink after running out of memory; ``resume_hint()`` ends a message that stops the
+    run (what is intact, and how to resume)."""
+
+    def __init__(self, model: UNet, device: torch.device, *, autocast: bool, lora: bool,
+                 previews: int, fault: Callable[[str], None],
+                 resume_hint: Callable[[], str]) -> None:
+        self.model = model
+        self.device = device
+        self.autocast = autocast
+        self.lora = lora
+        self.previews = previews
+        self.fault = fault
+        self.resume_hint = resume_hint
+        self.batch_pixels = VAL_BATCH_PIXELS
+
+    @torch.no_grad()
+    def run(self, data: DecodedDataset | None) -> Validation:
+        t0 = time.perf_counter()
+        scores = SegmentationScores()
+        previews = []
+        loss_sum = 0.0
+        self.model.eval()
+        if self.lora:
+            set_forward_mode(self.model, "merged")
+        try:
+            if data is not None:
+                for i, logits in self._logits(data):
+                    image, mask = data.images[i], data.masks[i]
+                    target = torch.from_numpy(mask.astype(np.float32))[None, None]
+                    loss_sum += float(dice_bce_loss(logits[None, None], target))
+                    prob = torch.sigmoid(logits).numpy()
+                    scores.add(prob > 0.5, mask > 0)
+                    if i < self.previews:
+                        previews.append(Preview(data.names[i], image, mask > 0,
+                                                prob.astype(np.float32)))
+        finally:
+            if self.lora:
+                set_forward_mode(self.model, default_forward_mode(self.device))
+        val_loss = loss_sum / len(data.names) if data is not None else None
+        return Validation(scores.summary(), val_loss, previews, time.perf_counter() - t0)
+
+    def _logits(self, data: DecodedDataset) -> Iterator[tuple[int, torch.Tensor]]:
+        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched."""
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(data.images):
+            by_shape.setdefault(image.shape, []).append(i)
+        results = {}
+        for shape, indices in by_shape.items():
+            area = shape[0] * shape[1]
+            pos = 0
+            while pos < len(indices):
+                big = area > TILED_AREA
+                per_batch = 1 if big else max(1, self.batch_pixels // area)
+                chunk = indices[pos:pos + per_batch]
+                try:
+                    results.update(self._chunk(data, chunk, big))
+                    pos += len(chunk)
+                    continue
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                free_memory(self.device)
+                where = device_words(self.device)
+                if len(chunk) == 1:
+                    name = data.names[chunk[0]]
+                    raise TrainingError(
+                        f"{where} ran out of memory validating {name} ({shape[1]}×{shape[0]} "
+                        "pixels), even alone. "
+                        + memory_advice("Use smaller validation images (crops of the large ones)",
+                                        offer_cpu=self.device.type != "cpu")
+                        + self.resume_hint())
+                smaller = max(1, len(chunk) // 2)
+                self.batch_pixels = smaller * area
+                self.fault(f"{where} ran out of memory validating {len(chunk)} images at once; "
+                           f"validating {smaller} at a time from now on")
+        for i in range(len(data.images)):
+            yield i, results[i]
+
+    def _chunk(self, data: DecodedDataset, chunk: list[int], big: bool
+               ) -> dict[int, torch.Tensor]:
+        if big:
+            i = chunk[0]
+            return {i: predict_probability(self.model, data.images[i], self.device, logits=True)}
+        x = to_model_input([data.images[i] for i in chunk], self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model.forward_any_size(x).float()[:, 0].cpu()
+        return {i: out[j] for j, i in enumerate(chunk)}
