@@ -36,7 +36,7 @@ def test_a_damaged_field_is_refused_on_resume_and_reported_by_a_fresh_run(tmp_pa
     assert find_resumable(run) is None  # the window offers nothing to resume
     line = refused(_train(tmp_path, "--resume"), "checkpoint", "'step'", "wrong type")
     assert "delete it to start over" in line
-    fresh = _train(tmp_path)
+    fresh = _train(tmp_path, "--overwrite")  # loragui's own earlier run: replaced when asked
     assert fresh.returncode == 0, fresh.stderr
     assert "'step' has the wrong type" in fresh.stdout and "starts over" in fresh.stdout
     assert Checkpoint.load(run).step == 4  # replaced by this run's own

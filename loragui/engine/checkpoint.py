@@ -117,6 +117,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "steps_per_epoch": (int,), "epochs": (int,), "saved": (str,), "epoch_loss": (list,),
     "lr_scale": (int, float), "backoffs": (int,), "batch_size": (int,), "faults": (list,),
     "fingerprint": (str,), "world_size": (int,), "cuda_rng": (torch.Tensor, type(None)),
+    "early_stop": (dict, type(None)),
 }
 _POSITIVE = ("total_steps", "steps_per_epoch", "epochs", "batch_size", "world_size")
 
