@@ -8,39 +8,35 @@ first paint (``StartupWorker``).
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QPalette
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QGroupBox,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
-    QProgressBar,
-    QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSplitter,
     QStackedWidget,
-    QStyle,
     QVBoxLayout,
     QWidget,
 )
 
 from . import dialogs, qtfix
 from .datapanel import DataPanel
-from .logview import LogView, level_colour
+from .logview import LogView
 from .menus import build_menus, restore_geometry, save_geometry
+from .messages import Messages
 from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
 from .results import ResultsPanel
 from .resume import ResumeOffer
+from .runbar import RunBar
 from .settings import SettingsPanel
+from .welcome import WelcomePage
 from .workers import StartupWorker, Worker
 
 qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
@@ -49,18 +45,6 @@ qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 # later still (each in an event-loop pass of its own, see _start_run).
 SHOW_VIEW_DELAY_MS = 20
 PREFS_SAVE_DELAY_MS = 400
-
-WELCOME = """
-<h2>Adapt the segmentation model to your images</h2>
-<ol>
-<li>Drop a folder of <b>images</b> and a folder of <b>masks</b> on the left
-(or one folder holding <i>images/</i> and <i>masks/</i>).</li>
-<li>Check the settings: the defaults are a good start.</li>
-<li>Press <b>Train</b> (Ctrl+Return). The loss and Dice curves and the predicted
-masks appear here while it trains; Stop (Esc) keeps the best adapter so far.</li>
-<li>Export the adapter (Ctrl+E), or predict masks for a folder of new images.</li>
-</ol>
-"""
 
 
 class MainWindow(QMainWindow):
@@ -77,7 +61,6 @@ class MainWindow(QMainWindow):
         self.run = None  # TrainingRun
         self.training_view = None
         self.result = None  # last RunFinished / RunFailed
-        self.warnings: list[str] = []  # warnings and errors logged since the run started
         self.info: dict[str, Any] = {}  # torch version and devices, for About
         self.sample_dirs: tuple[Path, Path] | None = None
         self.open_sample_when_ready = False  # `loragui --sample`
@@ -132,50 +115,19 @@ class MainWindow(QMainWindow):
         self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.left_scroll.setMinimumWidth(400)
 
-        style = self.style()
-        self.train_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Train")
-        self.train_button.setToolTip("Start training (Ctrl+Return)")
-        self.train_button.clicked.connect(self.start_training)
-        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
-        self.stop_button.setToolTip("Stop after the current step and keep the best adapter (Esc)")
-        self.stop_button.clicked.connect(self.stop_training)
-        self.resume_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSeekForward),
-                                         "Resume")
-        self.reason = QLabel()
-        self.reason.setWordWrap(True)
-        self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        # Its place is kept while hidden: showing it at Train then moves nothing, and the
-        # training view keeps its size (a resize repaints every plot and preview).
-        keep = self.progress.sizePolicy()
-        keep.setRetainSizeWhenHidden(True)
-        self.progress.setSizePolicy(keep)
-        self.progress.hide()
-        run_bar = QHBoxLayout()
-        run_bar.addWidget(self.train_button)
-        run_bar.addWidget(self.stop_button)
-        run_bar.addWidget(self.resume_button)
-        run_bar.addWidget(self.reason, 1)
-
-        self.welcome = QLabel(WELCOME)
-        self.welcome.setWordWrap(True)
-        self.welcome.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.welcome.setMaximumWidth(720)
-        self.welcome.setContentsMargins(24, 12, 24, 48)
-        self.welcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        welcome_page = QWidget()
-        welcome_layout = QHBoxLayout(welcome_page)
-        welcome_layout.addWidget(self.welcome, 0, Qt.AlignmentFlag.AlignCenter)
+        self.run_bar = RunBar(train=self.start_training, stop=self.stop_training)
+        self.train_button, self.stop_button = self.run_bar.train_button, self.run_bar.stop_button
+        self.resume_button = self.run_bar.resume_button
+        self.reason, self.progress = self.run_bar.reason, self.run_bar.progress
+        self.welcome = WelcomePage()
         self.stack = QStackedWidget()
-        self.stack.addWidget(welcome_page)
+        self.stack.addWidget(self.welcome)
         self.results = ResultsPanel()
         self.results.hide()
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
-        right_layout.addLayout(run_bar)
-        right_layout.addWidget(self.progress)
+        right_layout.addWidget(self.run_bar)
         right_layout.addWidget(self.stack, 1)
         right_layout.addWidget(self.results)
 
@@ -193,10 +145,9 @@ class MainWindow(QMainWindow):
         self.log_dock.setWidget(self.log_view)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
         self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
-        self.warning_label = QLabel()  # the latest warning, until the next run starts
-        self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.warning_label.hide()
-        self.statusBar().addPermanentWidget(self.warning_label)  # made now: no layout shift later
+        self.messages = Messages(self.log_view, self.statusBar(), self)
+        self.warning_label = self.messages.warning_label
+        self.warnings = self.messages.warnings
         self.resize(1400, 900)
 
     # ------------------------------------------------------------------ start-up
@@ -261,21 +212,12 @@ class MainWindow(QMainWindow):
         self.load_folders(*self.sample_dirs)
 
     def dragEnterEvent(self, event) -> None:
-        from .dropzone import local_paths
-
-        if not self.training() and local_paths(event.mimeData().urls()):
+        if not self.training() and self.data.takes_drop(event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        """A drop outside the zones: the images folder first, then the masks folder
-        (a folder holding images/ and masks/ fills both)."""
-        from .dropzone import folder_from_paths, local_paths
-
-        folder = folder_from_paths(local_paths(event.mimeData().urls()))
-        if folder is not None and not self.training():
+        if not self.training() and self.data.drop_outside_zones(event.mimeData().urls()):
             event.acceptProposedAction()
-            target = "masks" if self.data.images_dir and not self.data.masks_dir else "images"
-            self.data.choose(target, folder)
 
     def _data_changed(self) -> None:
         name = self.data.dataset_name()
@@ -332,20 +274,8 @@ class MainWindow(QMainWindow):
         self.settings.set_paths(str(self.data.images_dir or ""), str(self.data.masks_dir or ""))
 
     def log(self, message: str, level: str = "info") -> None:
-        """Add a line to the log; warnings and errors stand out there and in the status
-        bar, where the latest stays (with a count of the others) until the next run."""
-        headline = self.log_view.add(message, level)
-        colour = level_colour(level, self.palette(), QPalette.ColorRole.Window)
-        if colour is None:
-            return
-        self.warnings.append(headline)
-        first = message.split("\n", 1)[0]
-        short = first if len(first) <= 110 else first[:107] + "…"
-        more = f"  (+{len(self.warnings) - 1} more in the log)" if len(self.warnings) > 1 else ""
-        self.warning_label.setText(f"<span style='color:{colour}'>⚠ {html.escape(short)}</span>"
-                                   + html.escape(more))
-        self.warning_label.setToolTip("\n".join(self.warnings[-10:]))
-        self.warning_label.show()
+        """Add a line to the log (warnings and errors: see ``messages.py``)."""
+        self.messages.log(message, level)
 
     # ------------------------------------------------------------------ training
     def _build_training_view(self):
@@ -396,28 +326,21 @@ class MainWindow(QMainWindow):
 
         self.result = None
         self.outputs.set_run(None, None)
-        self.warnings.clear()
-        self.warning_label.hide()
+        self.messages.clear()
         self.resume_offer.withdraw()
         self.results.show_running(config.out)
         view = self._build_training_view()
         if self.run is not None:
             self.run.deleteLater()  # the previous, finished run
         self.run = TrainingRun(view, config, self.run_training, parent=self)
-        self.run.progress.connect(self._progress)
+        self.run.progress.connect(self.run_bar.set_progress)
         self.run.logged.connect(self.log)
         self.run.ended.connect(self._run_ended)
-        # Not the busy animation: it repaints continuously (an eighth of a core) while
-        # the child process starts, when the CPU is needed most.
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("Preparing the data and the model…")
-        self.progress.show()
+        self.run_bar.preparing()
         if config.resume:
             self.log(f"Resuming the run in {config.out}")
         else:
             self.log(f"Starting: {config.command_line()}")
-        self.reason.setText("Training…")
         self.run.start()
         self._update_state()
         # The curves and previews replace the welcome page in a pass of their own: its
@@ -429,22 +352,8 @@ class MainWindow(QMainWindow):
         if self.training() and not self.run.stopping:
             self.run.stop()
             self.log("Stopping after the current step; the best adapter so far is kept.")
-            self.progress.setFormat("Stopping after the current step…")
-            self.reason.setText("Stopping…")
+            self.run_bar.stopping()
             self._update_state()
-
-    def _progress(self, step: int, total: int, text: str) -> None:
-        # QProgressBar.setValue repaints at once (a paint and a flush of its own, ~4 ms);
-        # with updates held back, the bar is painted with the curves in the next pass.
-        bar = self.progress
-        bar.setUpdatesEnabled(False)
-        try:
-            if bar.maximum() != max(total, 1):
-                bar.setRange(0, max(total, 1))
-            bar.setValue(step)
-            bar.setFormat(text)
-        finally:
-            bar.setUpdatesEnabled(True)  # (schedules one update)
 
     def _run_ended(self, result) -> None:
         from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
@@ -452,7 +361,7 @@ class MainWindow(QMainWindow):
         finished = isinstance(result, RunFinished)  # else a RunFailed
         self.result = result
         self.outputs.set_run(result, self.run.config)
-        self.progress.hide()
+        self.run_bar.ended()
         self.results.show_result(result)
         if not self._close_when_stopped:
             self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)
@@ -480,21 +389,13 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training():
             event.ignore()
-            if self._close_when_stopped or self.run.stopping:
-                # Already stopping (a long validation, a slow disk): offer to quit now.
-                if dialogs.ask_yes_no(self, "Training is stopping",
-                                      "Training is finishing its current step. Quit now without "
-                                      "waiting?\n\nThe checkpoint of the last finished epoch and "
-                                      "the best adapter are kept; the steps since are lost."):
-                    self._close_when_stopped = True
-                    self.run.abort()
-                return
-            if dialogs.ask_yes_no(self, "Training is running",
-                                  "Stop training and close the window?\n\nThe best adapter "
-                                  "so far is kept in the run folder, and the run can be "
-                                  "resumed later."):
+            stopping = self._close_when_stopped or self.run.stopping
+            if dialogs.confirm_close_while_training(self, stopping):
                 self._close_when_stopped = True
-                self.stop_training()
+                if stopping:  # a long validation, a slow disk: quit now
+                    self.run.abort()
+                else:
+                    self.stop_training()
             return
         for worker in list(self._jobs):
             worker.cancel()
