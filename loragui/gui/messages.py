@@ -8,7 +8,7 @@ import html
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QStatusBar, QWidget
 
 from .logview import LogView, level_colour
 
@@ -24,8 +24,11 @@ class Messages:
         self.warnings: list[str] = []  # warnings and errors logged since the run started
         self.warning_label = QLabel()
         self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Ignored horizontally: a long warning is cut at the window's edge (the log
+        # holds it whole), it never widens the window.
+        self.warning_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.warning_label.hide()
-        status_bar.addPermanentWidget(self.warning_label)  # made now: no layout shift later
+        status_bar.addPermanentWidget(self.warning_label, 1)  # made now: no layout shift later
 
     def log(self, message: str, level: str = "info") -> None:
         headline = self.log_view.add(message, level)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -91,18 +92,46 @@ class ResultsPanel(QFrame):
         texts.addWidget(self.text)
         texts.addWidget(self.peft_label)
         top.addLayout(texts, 1)
-        buttons = QHBoxLayout()
-        for b in (self.export_button, self.merged_button, self.predict_button, self.open_button):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
+        self.buttons = QGridLayout()
+        self._button_columns = 0
+        self._flow_buttons()
         predict_row = QHBoxLayout()
         predict_row.addWidget(self.predict_bar, 1)
         predict_row.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
         layout.addLayout(top)
-        layout.addLayout(buttons)
+        layout.addLayout(self.buttons)
         layout.addLayout(predict_row)
+
+    def _all_buttons(self) -> list[QPushButton]:
+        return [self.export_button, self.merged_button, self.predict_button, self.open_button]
+
+    def _flow_buttons(self) -> None:
+        """The four buttons in a row, or two rows of two where a row does not fit
+        (a small screen, a large scale factor)."""
+        buttons = self._all_buttons()
+        row_width = sum(b.sizeHint().width() for b in buttons) + 6 * len(buttons) + 16
+        columns = 4 if self.isVisible() and self.width() >= row_width else 2
+        if columns == self._button_columns:
+            return
+        self._button_columns = columns
+        for b in buttons:
+            self.buttons.removeWidget(b)
+        for i, b in enumerate(buttons):
+            self.buttons.addWidget(b, i // columns, i % columns)
+        self.buttons.setColumnStretch(4, 1)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._flow_buttons()
+
+    def minimumSizeHint(self):
+        """That of two rows of buttons, however they are laid out now: the panel can
+        always be narrowed, and then reflows."""
+        hint = super().minimumSizeHint()
+        pair = max(b.minimumSizeHint().width() for b in self._all_buttons()) * 2 + 40
+        return hint.boundedTo(QSize(pair, hint.height())) if self._button_columns == 4 else hint
 
     def show_running(self, run_dir: str) -> None:
         """While training: where the run is written (the panel keeps its place, so

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+REASON_MIN_WIDTH = 160
+
 
 class RunBar(QWidget):
     """``train()`` and ``stop()`` are called by their buttons; the Resume button is
@@ -35,13 +37,18 @@ class RunBar(QWidget):
                                          "Resume")
         self.reason = QLabel()
         self.reason.setWordWrap(True)
-        self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # Ignored horizontally: a long reason wraps in the room left and never widens
+        # the window (a wrapped label's minimum is otherwise that of its longest word,
+        # and a squeezed one wraps a few letters a line).
+        self.reason.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.reason.setMinimumWidth(REASON_MIN_WIDTH)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         # Its place is kept while hidden: showing it at Train then moves nothing, and the
         # training view keeps its size (a resize repaints every plot and preview).
         keep = self.progress.sizePolicy()
         keep.setRetainSizeWhenHidden(True)
+        keep.setHorizontalPolicy(QSizePolicy.Policy.Ignored)  # its text never widens the window
         self.progress.setSizePolicy(keep)
         self.progress.hide()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QWidget
 
 WELCOME = """
 <h2>Adapt the segmentation model to your images</h2>
@@ -18,8 +18,8 @@ masks appear here while it trains; Stop (Esc) keeps the best adapter so far.</li
 """
 
 
-class WelcomePage(QWidget):
-    """The steps, centred."""
+class WelcomePage(QScrollArea):
+    """The steps, centred; on a short window they scroll instead of being cut."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -29,5 +29,10 @@ class WelcomePage(QWidget):
         self.label.setMaximumWidth(720)
         self.label.setContentsMargins(24, 12, 24, 48)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        layout = QHBoxLayout(self)
+        page = QWidget()
+        layout = QHBoxLayout(page)
         layout.addWidget(self.label, 0, Qt.AlignmentFlag.AlignCenter)
+        self.setWidget(page)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -16,27 +16,20 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QGroupBox,
     QMainWindow,
-    QScrollArea,
     QSplitter,
-    QStackedWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from . import dialogs, qtfix
+from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
 from .datapanel import DataPanel
 from .logview import LogView
-from .menus import build_menus, restore_geometry, save_geometry
+from .menus import build_menus, fit_to_screen, restore_geometry, save_geometry
 from .messages import Messages
 from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
-from .results import ResultsPanel
 from .resume import ResumeOffer
-from .runbar import RunBar
 from .settings import SettingsPanel
-from .welcome import WelcomePage
 from .workers import StartupWorker, Worker
 
 qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
@@ -45,6 +38,9 @@ qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 # later still (each in an event-loop pass of its own, see _start_run).
 SHOW_VIEW_DELAY_MS = 20
 PREFS_SAVE_DELAY_MS = 400
+OPENING_SIZE = (1400, 900)  # at most: the available screen is the limit
+LEFT_WIDTH = 440
+LEFT_SHARE = 0.42  # of a narrow window
 
 
 class MainWindow(QMainWindow):
@@ -85,7 +81,8 @@ class MainWindow(QMainWindow):
             self, self.resume_button, training=self.training, start_run=self._start_run,
             log=self.log, track=self._track, changed=self._update_state)
         build_menus(self)
-        restore_geometry(self)
+        self._splitter_restored = restore_geometry(self)
+        fit_to_screen(self, self.size())  # a geometry saved on a larger screen
         self.settings.set_values(self.prefs.train)
         self.data.set_browse_dir(self.prefs.browse_dir)
         self._update_state()
@@ -100,43 +97,20 @@ class MainWindow(QMainWindow):
         self.settings = SettingsPanel()
         self.settings.changed.connect(self._update_state)
 
-        data_box = QGroupBox("Data")
-        QVBoxLayout(data_box).addWidget(self.data)
-        settings_box = QGroupBox("Settings")
-        QVBoxLayout(settings_box).addWidget(self.settings)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(data_box)
-        left_layout.addWidget(settings_box)
-        left_layout.addStretch(1)
-        self.left_scroll = QScrollArea()
-        self.left_scroll.setWidgetResizable(True)
-        self.left_scroll.setWidget(left)
-        self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.left_scroll.setMinimumWidth(400)
-
-        self.run_bar = RunBar(train=self.start_training, stop=self.stop_training)
+        self.left_scroll = SetupColumn(self.data, self.settings)
+        self.right_scroll = RunColumn(train=self.start_training, stop=self.stop_training)
+        self.run_bar, self.results = self.right_scroll.run_bar, self.right_scroll.results
+        self.stack, self.welcome = self.right_scroll.stack, self.right_scroll.welcome
         self.train_button, self.stop_button = self.run_bar.train_button, self.run_bar.stop_button
         self.resume_button = self.run_bar.resume_button
         self.reason, self.progress = self.run_bar.reason, self.run_bar.progress
-        self.welcome = WelcomePage()
-        self.stack = QStackedWidget()
-        self.stack.addWidget(self.welcome)
-        self.results = ResultsPanel()
-        self.results.hide()
-
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addWidget(self.run_bar)
-        right_layout.addWidget(self.stack, 1)
-        right_layout.addWidget(self.results)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.left_scroll)
-        self.splitter.addWidget(right)
+        self.splitter.addWidget(self.right_scroll)
+        self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([440, 960])
         self.setCentralWidget(self.splitter)
 
         self.log_view = LogView()
@@ -144,17 +118,30 @@ class MainWindow(QMainWindow):
         self.log_dock.setObjectName("LogDock")
         self.log_dock.setWidget(self.log_view)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
-        self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
+        screen = self.screen()
+        room = screen.availableGeometry().height() if screen is not None else 900
+        # A few lines of log; on a short screen the plots need the room more.
+        self.resizeDocks([self.log_dock], [max(60, min(120, room // 9))], Qt.Orientation.Vertical)
         self.messages = Messages(self.log_view, self.statusBar(), self)
         self.warning_label = self.messages.warning_label
         self.warnings = self.messages.warnings
-        self.resize(1400, 900)
+        fit_to_screen(self, OPENING_SIZE)
+
+    def _share_width(self) -> None:
+        """The data and settings take up to LEFT_WIDTH, the run's column at least
+        the width its parts need (a splitter restored from a wider screen included)."""
+        total = sum(self.splitter.sizes())
+        left = self.splitter.sizes()[0] if self._splitter_restored else min(
+            LEFT_WIDTH, int(LEFT_SHARE * total))
+        left = max(SETUP_MIN_WIDTH, min(left, LEFT_WIDTH, total - self.right_scroll.needed_width()))
+        self.splitter.setSizes([left, total - left])
 
     # ------------------------------------------------------------------ start-up
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._shown:
             self._shown = True
+            self._share_width()  # (the splitter has its size now)
             QTimer.singleShot(0, self.firstShown.emit)
             if self._background:
                 QTimer.singleShot(30, self._start_background)
