@@ -213,6 +213,8 @@ def _print_events(events) -> int:
                 out.line(f"{verb} after {ev.steps} steps in {ev.seconds:.1f} s; best val Dice "
                          f"{fmt(ev.best_dice)} (epoch {ev.best_epoch}), base model {fmt(ev.base_dice)}")
                 out.line(f"wrote {ev.output}")
+                if ev.stopped:
+                    out.line(f"to continue: loragui train --resume --out {ev.run_dir}")
             elif isinstance(ev, RunFailed):
                 out.close()
                 msg = ev.message + (f"\nthe best result so far is kept in {ev.output}" if ev.output else "")

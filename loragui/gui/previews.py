@@ -21,6 +21,7 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 MAX_COLUMNS = 4
 MIN_IMAGE_HEIGHT = 72
 MIN_CELL_WIDTH = 110  # pixels: below this the cells go two to a row
+COLUMN_MARGIN = 48
 CAPTION_POINTS = 9
 CELL_PADDING = 28  # pixels of a column its caption leaves free (the label's margins, the spacing)
 
@@ -101,8 +102,16 @@ class PredictionPreviews(QWidget):
         self._fit_captions()
 
     def _columns(self, n: int) -> int:
+        """Up to MAX_COLUMNS; fewer where the cells would be narrower than
+        MIN_CELL_WIDTH. Going back to more needs a margin more: the rows that fewer
+        columns add may bring a scroll bar, which narrows the panel, and without the
+        margin the cells would flip back and forth."""
         columns = min(n, MAX_COLUMNS)
-        while columns > 1 and self.width() < columns * MIN_CELL_WIDTH:
+        current = self._shown_columns or columns
+        while columns > 1:
+            need = columns * MIN_CELL_WIDTH + (COLUMN_MARGIN if columns > current else 0)
+            if self.width() >= need:
+                break
             columns = (columns + 1) // 2
         return columns
 

@@ -43,6 +43,7 @@ class ResultsPanel(QFrame):
     predictFolder = Signal()
     openRunFolder = Signal()
     cancelPredict = Signal()
+    openFolder = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -81,6 +82,15 @@ class ResultsPanel(QFrame):
 
         self.predict_bar = QProgressBar()
         self.predict_bar.hide()
+        self.predicted: str | None = None  # the folder the last prediction wrote
+        self.predicted_label = QLabel()
+        self.predicted_label.setWordWrap(True)
+        self.predicted_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.predicted_label.hide()
+        self.open_predicted = QPushButton("Open folder")
+        self.open_predicted.setToolTip("Open the folder of predicted masks")
+        self.open_predicted.clicked.connect(lambda: self.predicted and self.openFolder.emit(self.predicted))
+        self.open_predicted.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop predicting (masks already written are kept)")
         self.cancel_button.clicked.connect(self.cancelPredict)
@@ -98,6 +108,8 @@ class ResultsPanel(QFrame):
         predict_row = QHBoxLayout()
         predict_row.addWidget(self.predict_bar, 1)
         predict_row.addWidget(self.cancel_button)
+        predict_row.addWidget(self.predicted_label, 1)
+        predict_row.addWidget(self.open_predicted)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
         layout.addLayout(top)
@@ -194,12 +206,25 @@ class ResultsPanel(QFrame):
         self.peft_label.show()
 
     def set_predicting(self, done: int, total: int, message: str = "") -> None:
+        """Progress of a prediction: ``done`` of ``total`` (0: not known yet)."""
+        self.predicted_label.hide()
+        self.open_predicted.hide()
         self.predict_bar.show()
         self.cancel_button.show()
         self.predict_button.setEnabled(False)
         self.predict_bar.setRange(0, max(total, 1))
-        self.predict_bar.setValue(done)
-        self.predict_bar.setFormat(f"Predicting %v / %m  {message}".rstrip())
+        self.predict_bar.setValue(done if total else 0)
+        count = f"Predicting {done} of {total}" if total else "Predicting"
+        self.predict_bar.setFormat(f"{count}: {message}" if message else count)
+
+    def show_predicted(self, written: int, total: int, folder: str) -> None:
+        """The end of a prediction: how many masks, where, and a way to look at them."""
+        self.predicted = folder
+        missing = f" ({total - written} of {total} images could not be read)" if written < total else ""
+        self.predicted_label.setText(f"{written} mask{'s' if written != 1 else ''} written to "
+                                     f"<code>{html.escape(folder)}</code>{missing}.")
+        self.predicted_label.show()
+        self.open_predicted.show()
 
     def predicting_done(self) -> None:
         self.predict_bar.hide()

@@ -65,3 +65,4 @@ def test_the_base_model_is_named_in_the_legend_away_from_its_line(qtbot):
             assert not (legend.top() <= line_y <= legend.bottom()), (base, legend, line_y)
     curves.reset(100, 10)  # a new run: no base model yet
     assert not any(label.text.startswith("base model") for _, label in curves.dice_legend.items)
+
