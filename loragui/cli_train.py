@@ -231,6 +231,8 @@ def _print_events(events) -> int:
                 if ev.early_stopped:
                     out.line(f"ended early: {ev.reason} (--no-early-stop trains to the maximum)")
                 out.line(f"wrote {ev.output}")
+                if ev.stopped:
+                    out.line(f"to continue: loragui train --resume --out {ev.run_dir}")
             elif isinstance(ev, RunFailed):
                 out.close()
                 msg = ev.message + (f"\nthe best result so far is kept in {ev.output}" if ev.output else "")

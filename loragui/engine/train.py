@@ -542,9 +542,7 @@ class Trainer:
                 if not self._best_written:
                     self._save_best()  # a run stopped before its first validation leaves one too
                 self._write_run_json(time.perf_counter() - t_start, stopped, reason=reason)
-        if stopped:
-            yield LogEvent(f"stopped at step {st.step} of {self.total_steps}; "
-                           "resume with --resume", "info")
+        # (how to resume is said by the command line and the window, each in its words)
         yield RunFinished(
             run_dir=str(self.out), output=self.best_output() or "", best_epoch=st.best_epoch,
             best_dice=st.best_dice, base_dice=st.base_dice, steps=st.step,
@@ -868,8 +866,9 @@ class Trainer:
                 for r in trained:
                     self.early.update(r["epoch"], r["dice"])
         old = ckpt.config
-        yield LogEvent(f"resumed from step {st.step} (epoch {st.best_epoch} best, "
-                       f"Dice {_round(st.best_dice)})")
+        best = "" if st.best_dice is None else (
+            f" (best so far: epoch {st.best_epoch}, Dice {st.best_dice:.3f})")
+        yield LogEvent(f"resumed from step {st.step}{best}")
         if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
             st.lr_scale = float(ckpt.lr_scale)
             st.backoffs = int(ckpt.backoffs)

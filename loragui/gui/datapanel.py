@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from loragui.engine.runs import dataset_name
 
-from .dropzone import DropZone
+from .dropzone import DropZone, folder_from_paths, local_paths
 from .report import PairingReportView
 from .workers import ScanWorker, ThumbnailWorker, Worker
 
@@ -93,6 +93,18 @@ class DataPanel(QWidget):
     def choose(self, target: str, folder: Path) -> None:
         """A folder was dropped on (or chosen for) ``target``: "images" or "masks"."""
         self._start_scan(ScanWorker(target, Path(folder), self.images_dir, self.masks_dir))
+
+    def takes_drop(self, urls) -> bool:
+        return bool(local_paths(urls))
+
+    def drop_outside_zones(self, urls) -> bool:
+        """A drop beside the zones: the images folder first, then the masks folder (a
+        folder holding images/ and masks/ fills both). False: nothing to take."""
+        folder = folder_from_paths(local_paths(urls))
+        if folder is None:
+            return False
+        self.choose("masks" if self.images_dir and not self.masks_dir else "images", folder)
+        return True
 
     def load(self, images: Path, masks: Path) -> None:
         """Pair two known folders (the sample data, the command line, the tests)."""

@@ -138,3 +138,17 @@ def install_excepthook() -> None:
 
     sys.excepthook = hook
     threading.excepthook = lambda args: hook(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+def confirm_close_while_training(parent: QWidget | None, stopping: bool) -> bool:
+    """Ask whether to close the window during a run (``stopping``: it is already
+    finishing its step, and closing now kills it)."""
+    if stopping:
+        return ask_yes_no(parent, "Training is stopping",
+                          "Training is finishing its current step. Quit now without "
+                          "waiting?\n\nThe checkpoint of the last finished epoch and "
+                          "the best adapter are kept; the steps since are lost.")
+    return ask_yes_no(parent, "Training is running",
+                      "Stop training and close the window?\n\nThe best adapter "
+                      "so far is kept in the run folder, and the run can be "
+                      "resumed later.")

@@ -1,6 +1,6 @@
 """The "Export adapter" dialog: which form to write, each with a line on what it is for.
 
-    PEFT folder, as trained      adapter_config.json + adapter_model.safetensors
+    adapter folder, as trained   adapter_config.json + adapter_model.safetensors
     single .safetensors file     one file, the configuration in its header
     PEFT-loadable folder         ConvTranspose2d updates folded into full weights, so
                                  ``peft.PeftModel.from_pretrained`` loads it
@@ -24,10 +24,11 @@ from PySide6.QtWidgets import (
 
 # kind -> (label, explanation)
 FORMS = {
-    "peft": ("PEFT adapter folder, as trained",
-             "adapter_config.json and adapter_model.safetensors: loragui, and PEFT when the "
-             "adapter is PEFT-loadable."),
-    "single": ("Single adapter file (.safetensors)",
+    # Each named by what it is: only the one PEFT always loads says PEFT.
+    "peft": ("Adapter folder, as trained",
+             "adapter_config.json and adapter_model.safetensors (PEFT's file layout): loragui "
+             "loads it; PEFT loads it only when the adapter is PEFT-loadable."),
+    "single": ("Adapter file (.safetensors)",
                "One file with the configuration in its header: easy to share; loragui loads it."),
     "peft_compatible": ("PEFT-loadable adapter folder",
                         "A copy that peft.PeftModel.from_pretrained loads: LoRA updates of "

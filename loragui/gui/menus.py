@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 
 from . import dialogs
 from .prefs import GEOMETRY_FILE, config_dir
@@ -61,6 +61,28 @@ def build_menus(w) -> None:
     w.about_action = _action(w, help_menu, "&About loragui", lambda: dialogs.show_about(w, w.info))
 
 
+SCREEN_SHARE = 0.95  # of the available screen a window may take when it opens
+
+
+def fit_to_screen(w, size) -> None:
+    """Resize ``w`` to ``size`` (a QSize or (width, height)), at most the available
+    geometry of its screen, and keep it on that screen."""
+    width, height = (size.width(), size.height()) if hasattr(size, "width") else size
+    screen = w.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        w.resize(width, height)
+        return
+    room = screen.availableGeometry()
+    width = min(width, int(room.width() * SCREEN_SHARE))
+    height = min(height, int(room.height() * SCREEN_SHARE))
+    w.resize(width, height)
+    frame = w.frameGeometry()
+    if not room.contains(frame):
+        x = min(max(frame.x(), room.x()), room.right() - frame.width())
+        y = min(max(frame.y(), room.y()), room.bottom() - frame.height())
+        w.move(max(x, room.x()), max(y, room.y()))
+
+
 def _store() -> QSettings:
     return QSettings(str(config_dir() / GEOMETRY_FILE), QSettings.Format.IniFormat)
 
@@ -72,11 +94,11 @@ def save_geometry(w) -> None:
     store.setValue("splitter", w.splitter.saveState())
 
 
-def restore_geometry(w) -> None:
+def restore_geometry(w) -> bool:
+    """Restore the saved geometry; True when the splitter's sizes were restored too."""
     store = _store()
     if store.value("geometry") is not None:
         w.restoreGeometry(store.value("geometry"))
     if store.value("state") is not None:
         w.restoreState(store.value("state"))
-    if store.value("splitter") is not None:
-        w.splitter.restoreState(store.value("splitter"))
+    return store.value("splitter") is not None and w.splitter.restoreState(store.value("splitter"))

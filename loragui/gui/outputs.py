@@ -84,6 +84,7 @@ class AfterTraining(QObject):
         results.exportMerged.connect(self.export_merged_dialog)
         results.predictFolder.connect(self.predict_folder_dialog)
         results.openRunFolder.connect(self.open_run_folder)
+        results.openFolder.connect(self.open_folder)
         results.cancelPredict.connect(lambda: self._predict and self._predict.cancel())
 
     def set_run(self, result: Any, config: Any) -> None:
@@ -235,9 +236,14 @@ class AfterTraining(QObject):
                                                   self.prefs.browse_dir)
         if not images:
             return
-        suggestion = str(Path(images).parent / f"{Path(images).name}-masks")
-        out = QFileDialog.getExistingDirectory(self.window, "Folder for the predicted masks",
-                                               suggestion)
+        # A folder to be made (a folder dialog would refuse a name that does not exist).
+        suggestion = Path(images).parent / f"{Path(images).name}-masks"
+        n = 2
+        while suggestion.exists():
+            suggestion = Path(images).parent / f"{Path(images).name}-masks-{n}"
+            n += 1
+        out, _ = QFileDialog.getSaveFileName(self.window, "New folder for the predicted masks",
+                                             str(suggestion), "Folder (*)")
         if out:
             self.predict_folder(Path(images), Path(out))
 
@@ -253,15 +259,21 @@ class AfterTraining(QObject):
         worker = PredictWorker(images, out, base=base, adapter=self.output(),
                                device=config.device if config else "auto", overwrite=overwrite)
         worker.progress.connect(self.results.set_predicting)
-        worker.succeeded.connect(lambda path: self._log(f"Masks written to {path}"))
+        worker.succeeded.connect(lambda path: self._predicted(worker, path))
         worker.failed.connect(lambda m, d: dialogs.show_error(self.window, m, d,
                                                               "Prediction failed"))
         worker.finished.connect(self._predict_finished)
         self._predict = worker
         self._track(worker)
         self.results.set_predicting(0, 0, "loading the model…")
+        self.results.predicted = None
         worker.start()
         return worker
+
+    def _predicted(self, worker: PredictWorker, folder: str) -> None:
+        n = worker.written
+        self._log(f"{n} mask{'s' if n != 1 else ''} written to {folder}")
+        self.results.show_predicted(n, worker.total, folder)
 
     def _predict_finished(self) -> None:
         self._predict = None
@@ -270,4 +282,10 @@ class AfterTraining(QObject):
     def open_run_folder(self) -> None:
         run_dir = self.result.run_dir if self.result is not None else None
         if run_dir:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(run_dir))
+            self.open_folder(run_dir, "the run folder")
+
+    def open_folder(self, folder: str, what: str = "the folder") -> None:
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(folder)):
+            # No file manager (a bare desktop, a remote session): the path, to copy.
+            dialogs.show_warning(self.window, f"No file manager could open {what}. It is:"
+                                 f"\n\n{folder}", title="Open folder")

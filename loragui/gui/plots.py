@@ -91,18 +91,20 @@ class TrainingCurves(QWidget):
         self.raw_curve = self.loss_plot.plot(name="training (each step)", antialias=False)
         self.ema_curve = self.loss_plot.plot(name="training (smoothed)")
         self.val_curve = self.loss_plot.plot(name="validation", symbol="o", symbolSize=6)
-        self.dice_legend = self.dice_plot.addLegend(offset=(-8, -8))
+        # In a left corner, away from the base model's line (see set_base_dice).
+        self.dice_legend = self.dice_plot.addLegend(offset=(8, 8))
         self.dice_curve = self.dice_plot.plot(name="validation Dice", symbol="o", symbolSize=6)
         self.best_point = pg.ScatterPlotItem(size=16, symbol="star", name="best epoch")
         self.dice_plot.addItem(self.best_point)  # (named: the legend lists it)
         self.best_line = pg.InfiniteLine(angle=90, movable=False)
         self.best_line.hide()
         self.dice_plot.addItem(self.best_line)
-        self.base_line = pg.InfiniteLine(
-            angle=0, movable=False, label="base model",
-            labelOpts={"position": 0.02, "anchors": [(0, 1), (0, 1)]})
+        # The base model's Dice: a dotted line, named in the legend (a label on the
+        # line itself would run under the legend in a small plot).
+        self.base_line = pg.InfiniteLine(angle=0, movable=False)
         self.base_line.hide()
         self.dice_plot.addItem(self.base_line)
+        self.base_entry = pg.PlotDataItem()  # the legend's sample of the line, never drawn
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -143,7 +145,7 @@ class TrainingCurves(QWidget):
         self.best_point.setPen(pg.mkPen(text))
         self.best_line.setPen(pg.mkPen(pick["best"], width=1.5, style=Qt.PenStyle.DashLine))
         self.base_line.setPen(pg.mkPen(text, width=1, style=Qt.PenStyle.DotLine))
-        self.base_line.label.setColor(text)
+        self.base_entry.setPen(pg.mkPen(text, width=1, style=Qt.PenStyle.DotLine))
         self.loss_plot.setTitle("Loss", color=text)
         self.dice_plot.setTitle("Validation Dice", color=text)
 
@@ -167,7 +169,7 @@ class TrainingCurves(QWidget):
             curve.setData([], [])
         self.best_point.setData([], [])
         self.best_line.hide()
-        self.base_line.hide()
+        self.set_base_dice(None)
         if total_steps:
             self.loss_plot.setXRange(0, total_steps, padding=0.02)
         if epochs:
@@ -209,12 +211,19 @@ class TrainingCurves(QWidget):
 
     def set_base_dice(self, dice: float | None) -> None:
         self.base_dice = dice
+        self.dice_legend.removeItem(self.base_entry)
         if dice is None:
             self.base_line.hide()
         else:
             self.base_line.setValue(dice)
-            self.base_line.label.setFormat(f"base model {dice:.2f}")
             self.base_line.show()
+            self.dice_legend.addItem(self.base_entry, f"base model {dice:.2f}")
+            # The legend in the left corner away from the line: Dice rises from the
+            # base model's value, so that corner stays free of the curve too.
+            if dice >= 0.4:  # (the label sits above the line)
+                self.dice_legend.anchor((0, 1), (0, 1), (8, -8))
+            else:
+                self.dice_legend.anchor((0, 0), (0, 0), (8, 8))
 
     def _fit_loss_range(self, *values: np.ndarray) -> None:
         """Show all the losses; move the axis only when one falls outside it, or when

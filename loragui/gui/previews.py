@@ -11,18 +11,38 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QFont, QFontMetrics, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .overlay import GT_COLOUR, PRED_COLOUR, dice, overlay
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
 MAX_COLUMNS = 4
+MIN_IMAGE_HEIGHT = 72
+MIN_CELL_WIDTH = 110  # pixels: below this the cells go two to a row
+COLUMN_MARGIN = 48
+CAPTION_POINTS = 9
+CELL_PADDING = 28  # pixels of a column its caption leaves free (the label's margins, the spacing)
 
 
 def _hex(colour: np.ndarray) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in colour)
+
+
+class Caption(pg.LabelItem):
+    """A cell's caption asks for no width of its own: it is elided to its column
+    (were its text its minimum, the grid could widen but never narrow again)."""
+
+    def updateMin(self) -> None:
+        super().updateMin()
+        self.setMinimumWidth(0)
+
+    def sizeHint(self, hint, constraint):
+        size = super().sizeHint(hint, constraint)
+        if hint in (Qt.SizeHint.MinimumSize, Qt.SizeHint.PreferredSize):
+            size.setWidth(0)
+        return size
 
 
 class PredictionPreviews(QWidget):
@@ -32,9 +52,15 @@ class PredictionPreviews(QWidget):
         self.names: list[str] = []
         self.images: list[np.ndarray] = []  # the overlays last shown (for tests)
         self._items: list[tuple[pg.LabelItem, pg.ViewBox, pg.ImageItem]] = []
+        self._captions: list[str] = []  # in full; each cell shows as much as fits
+        self._shown_columns = 0
 
         self.title = QLabel("Predictions on validation images appear after the first validation.")
         self.title.setWordWrap(True)
+        # Ignored horizontally: the title wraps in the room the legend leaves, and
+        # neither widens the panel.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.title.setMinimumWidth(80)
         self.legend = QLabel(
             f"<span style='color:{_hex(GT_COLOUR)}'>▬</span> ground truth outline &nbsp; "
             f"<span style='color:{_hex(PRED_COLOUR)}'>■</span> prediction")
@@ -59,19 +85,57 @@ class PredictionPreviews(QWidget):
         text = self.palette().color(QPalette.ColorRole.WindowText)
         for label, _, _ in self._items:
             label.setAttr("color", text)
-            label.setText(label.text, color=text)
+        self._fit_captions()
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:
             self.apply_palette()
         super().changeEvent(event)
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._items and self._columns(len(self._items)) != self._shown_columns:
+            self._ensure_cells(len(self._items), rebuild=True)
+            for (_, box, item), rgb in zip(self._items, self.images, strict=False):
+                item.setImage(rgb, autoLevels=False, levels=(0, 255))
+                box.autoRange(padding=0)
+        self._fit_captions()
+
+    def _columns(self, n: int) -> int:
+        """Up to MAX_COLUMNS; fewer where the cells would be narrower than
+        MIN_CELL_WIDTH. Going back to more needs a margin more: the rows that fewer
+        columns add may bring a scroll bar, which narrows the panel, and without the
+        margin the cells would flip back and forth."""
+        columns = min(n, MAX_COLUMNS)
+        current = self._shown_columns or columns
+        while columns > 1:
+            need = columns * MIN_CELL_WIDTH + (COLUMN_MARGIN if columns > current else 0)
+            if self.width() >= need:
+                break
+            columns = (columns + 1) // 2
+        return columns
+
+    def _fit_captions(self) -> None:
+        """Each caption elided to its column: a caption wider than its image would
+        widen the grid past the panel and push the last column out of sight."""
+        if not self._items:
+            return
+        columns = self._shown_columns or 1
+        width = max(24, self.view.width() // columns - CELL_PADDING)
+        font = QFont(self.font())
+        font.setPointSize(CAPTION_POINTS)
+        metrics = QFontMetrics(font)
+        text = self.palette().color(QPalette.ColorRole.WindowText)
+        for (label, _, _), caption in zip(self._items, self._captions, strict=False):
+            shown = metrics.elidedText(caption, Qt.TextElideMode.ElideMiddle, width)
+            label.setText(html.escape(shown), color=text)
+
     def clear(self) -> None:
         """Empty the cells (kept for the next run: making them costs ~30 ms)."""
         for label, _, image in self._items:
             label.setText("")
             image.clear()
-        self.names, self.images, self.epoch = [], [], None
+        self.names, self.images, self.epoch, self._captions = [], [], None, []
         self.title.setText("Predictions on validation images appear after the first validation.")
 
     def prepare(self, n: int) -> None:
@@ -79,17 +143,23 @@ class PredictionPreviews(QWidget):
         if n > 0:
             self._ensure_cells(n)
 
-    def _ensure_cells(self, n: int) -> None:
-        if len(self._items) == n:
+    def _ensure_cells(self, n: int, rebuild: bool = False) -> None:
+        if len(self._items) == n and not rebuild:
             return
         self.view.ci.clear()
         self._items.clear()
-        columns = min(n, MAX_COLUMNS)
+        columns = self._shown_columns = self._columns(n)
+        rows = -(-n // columns)
+        caption = 1.6 * self.fontMetrics().height()
+        # Each row at least MIN_IMAGE_HEIGHT of picture: where the window is short, the
+        # column scrolls rather than shrink the images to a few pixels.
+        self.view.setMinimumHeight(int(rows * (caption + MIN_IMAGE_HEIGHT)))
         text = self.palette().color(QPalette.ColorRole.WindowText)
         for i in range(n):
             r, c = divmod(i, columns)
-            label = self.view.ci.addLabel("", row=2 * r, col=c, color=text, size="9pt")
-            self.view.ci.layout.setRowFixedHeight(2 * r, 1.6 * self.fontMetrics().height())
+            label = Caption("", color=text, size=f"{CAPTION_POINTS}pt")
+            self.view.ci.addItem(label, row=2 * r, col=c)
+            self.view.ci.layout.setRowFixedHeight(2 * r, caption)
             box = self.view.ci.addViewBox(row=2 * r + 1, col=c, lockAspect=True,
                                           invertY=True, enableMenu=False)
             box.setMouseEnabled(False, False)
@@ -106,21 +176,19 @@ class PredictionPreviews(QWidget):
             return
         self._ensure_cells(len(previews))
         self.epoch = epoch
-        self.names, self.images = [], []
-        text = self.palette().color(QPalette.ColorRole.WindowText)
+        self.names, self.images, self._captions = [], [], []
         drawn = overlays or [(None, None)] * len(previews)
-        for (label, box, item), p, (rgb, score) in zip(self._items, previews, drawn, strict=False):
+        for (_, box, item), p, (rgb, score) in zip(self._items, previews, drawn, strict=False):
             if rgb is None:
                 rgb, score = overlay(p.image, p.mask, p.prediction), dice(p.mask, p.prediction)
             resized = item.image is None or item.image.shape != rgb.shape
             item.setImage(rgb, autoLevels=False, levels=(0, 255))
             if resized:
                 box.autoRange(padding=0)
-            name = p.name if len(p.name) <= 22 else p.name[:9] + "…" + p.name[-9:]
-            caption = html.escape(name) + (f" · Dice {score:.2f}" if score is not None else "")
-            label.setText(caption, color=text)
+            self._captions.append(p.name + (f" · Dice {score:.2f}" if score is not None else ""))
             self.names.append(p.name)
             self.images.append(rgb)
         when = "base model, before training" if epoch == 0 else (
             f"after epoch {epoch}" + (f" of {epochs}" if epochs else ""))
         self.title.setText(f"<b>Predictions</b> on validation images ({when})")
+        self._fit_captions()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -42,6 +43,7 @@ class ResultsPanel(QFrame):
     predictFolder = Signal()
     openRunFolder = Signal()
     cancelPredict = Signal()
+    openFolder = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -80,6 +82,15 @@ class ResultsPanel(QFrame):
 
         self.predict_bar = QProgressBar()
         self.predict_bar.hide()
+        self.predicted: str | None = None  # the folder the last prediction wrote
+        self.predicted_label = QLabel()
+        self.predicted_label.setWordWrap(True)
+        self.predicted_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.predicted_label.hide()
+        self.open_predicted = QPushButton("Open folder")
+        self.open_predicted.setToolTip("Open the folder of predicted masks")
+        self.open_predicted.clicked.connect(lambda: self.predicted and self.openFolder.emit(self.predicted))
+        self.open_predicted.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop predicting (masks already written are kept)")
         self.cancel_button.clicked.connect(self.cancelPredict)
@@ -91,18 +102,48 @@ class ResultsPanel(QFrame):
         texts.addWidget(self.text)
         texts.addWidget(self.peft_label)
         top.addLayout(texts, 1)
-        buttons = QHBoxLayout()
-        for b in (self.export_button, self.merged_button, self.predict_button, self.open_button):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
+        self.buttons = QGridLayout()
+        self._button_columns = 0
+        self._flow_buttons()
         predict_row = QHBoxLayout()
         predict_row.addWidget(self.predict_bar, 1)
         predict_row.addWidget(self.cancel_button)
+        predict_row.addWidget(self.predicted_label, 1)
+        predict_row.addWidget(self.open_predicted)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
         layout.addLayout(top)
-        layout.addLayout(buttons)
+        layout.addLayout(self.buttons)
         layout.addLayout(predict_row)
+
+    def _all_buttons(self) -> list[QPushButton]:
+        return [self.export_button, self.merged_button, self.predict_button, self.open_button]
+
+    def _flow_buttons(self) -> None:
+        """The four buttons in a row, or two rows of two where a row does not fit
+        (a small screen, a large scale factor)."""
+        buttons = self._all_buttons()
+        row_width = sum(b.sizeHint().width() for b in buttons) + 6 * len(buttons) + 16
+        columns = 4 if self.isVisible() and self.width() >= row_width else 2
+        if columns == self._button_columns:
+            return
+        self._button_columns = columns
+        for b in buttons:
+            self.buttons.removeWidget(b)
+        for i, b in enumerate(buttons):
+            self.buttons.addWidget(b, i // columns, i % columns)
+        self.buttons.setColumnStretch(4, 1)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._flow_buttons()
+
+    def minimumSizeHint(self):
+        """That of two rows of buttons, however they are laid out now: the panel can
+        always be narrowed, and then reflows."""
+        hint = super().minimumSizeHint()
+        pair = max(b.minimumSizeHint().width() for b in self._all_buttons()) * 2 + 40
+        return hint.boundedTo(QSize(pair, hint.height())) if self._button_columns == 4 else hint
 
     def show_running(self, run_dir: str) -> None:
         """While training: where the run is written (the panel keeps its place, so
@@ -168,12 +209,25 @@ class ResultsPanel(QFrame):
         self.peft_label.show()
 
     def set_predicting(self, done: int, total: int, message: str = "") -> None:
+        """Progress of a prediction: ``done`` of ``total`` (0: not known yet)."""
+        self.predicted_label.hide()
+        self.open_predicted.hide()
         self.predict_bar.show()
         self.cancel_button.show()
         self.predict_button.setEnabled(False)
         self.predict_bar.setRange(0, max(total, 1))
-        self.predict_bar.setValue(done)
-        self.predict_bar.setFormat(f"Predicting %v / %m  {message}".rstrip())
+        self.predict_bar.setValue(done if total else 0)
+        count = f"Predicting {done} of {total}" if total else "Predicting"
+        self.predict_bar.setFormat(f"{count}: {message}" if message else count)
+
+    def show_predicted(self, written: int, total: int, folder: str) -> None:
+        """The end of a prediction: how many masks, where, and a way to look at them."""
+        self.predicted = folder
+        missing = f" ({total - written} of {total} images could not be read)" if written < total else ""
+        self.predicted_label.setText(f"{written} mask{'s' if written != 1 else ''} written to "
+                                     f"<code>{html.escape(folder)}</code>{missing}.")
+        self.predicted_label.show()
+        self.open_predicted.show()
 
     def predicting_done(self) -> None:
         self.predict_bar.hide()

@@ -71,8 +71,9 @@ class TrainingView(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.curves)
         self.splitter.addWidget(self.previews)
-        self.curves.setMinimumHeight(180)
-        self.previews.setMinimumHeight(160)
+        # Small enough for a 1024x640 screen, or 1600x1000 at scale 2 (800x500).
+        self.curves.setMinimumHeight(110)
+        self.previews.setMinimumHeight(120)
         self.splitter.setStretchFactor(0, 5)
         self.splitter.setStretchFactor(1, 4)
         layout = QVBoxLayout(self)
@@ -270,12 +271,14 @@ class TrainingRun(QObject):
 
     @staticmethod
     def _epoch_line(e: EpochEvent) -> str:
-        def num(v: float | None) -> str:
-            return "–" if v is None else f"{v:.4f}"
+        def num(v: float | None, digits: int = 3) -> str:
+            return "–" if v is None else f"{v:.{digits}f}"
 
         if e.epoch == 0:
-            return f"Base model before training: validation loss {num(e.val_loss)}, Dice {num(e.dice)}"
+            return (f"Base model before training: validation loss {num(e.val_loss, 4)}, "
+                    f"Dice {num(e.dice)}")
         best = "  ★ best so far" if e.is_best else ""
-        return (f"Epoch {e.epoch}/{e.epochs}: training loss {num(e.train_loss)}, validation loss "
-                f"{num(e.val_loss)}, Dice {num(e.dice)}, IoU {num(e.iou)} "
-                f"at {format_duration(e.elapsed)} (validation {format_duration(e.seconds)}){best}")
+        # (e.seconds is the validation's time, not the epoch's)
+        return (f"Epoch {e.epoch}/{e.epochs}: training loss {num(e.train_loss, 4)}, validation "
+                f"loss {num(e.val_loss, 4)}, Dice {num(e.dice)}, IoU {num(e.iou)} at "
+                f"{format_duration(e.elapsed)}, validated in {format_duration(e.seconds)}{best}")

@@ -8,37 +8,26 @@ first paint (``StartupWorker``).
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QPalette
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
-    QProgressBar,
-    QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QSplitter,
-    QStackedWidget,
-    QStyle,
-    QVBoxLayout,
-    QWidget,
 )
 
 from . import dialogs, qtfix
+from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
 from .datapanel import DataPanel
-from .logview import LogView, level_colour
-from .menus import build_menus, restore_geometry, save_geometry
+from .logview import LogView
+from .menus import build_menus, fit_to_screen, restore_geometry, save_geometry
+from .messages import Messages
 from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
-from .results import ResultsPanel
 from .resume import ResumeOffer
 from .runactions import RunsHistory
 from .runs import RunsView
@@ -51,18 +40,9 @@ qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 # later still (each in an event-loop pass of its own, see _start_run).
 SHOW_VIEW_DELAY_MS = 20
 PREFS_SAVE_DELAY_MS = 400
-
-WELCOME = """
-<h2>Adapt the segmentation model to your images</h2>
-<ol>
-<li>Drop a folder of <b>images</b> and a folder of <b>masks</b> on the left
-(or one folder holding <i>images/</i> and <i>masks/</i>).</li>
-<li>Check the settings: the defaults are a good start.</li>
-<li>Press <b>Train</b> (Ctrl+Return). The loss and Dice curves and the predicted
-masks appear here while it trains; Stop (Esc) keeps the best adapter so far.</li>
-<li>Export the adapter (Ctrl+E), or predict masks for a folder of new images.</li>
-</ol>
-"""
+OPENING_SIZE = (1400, 900)  # at most: the available screen is the limit
+LEFT_WIDTH = 440
+LEFT_SHARE = 0.42  # of a narrow window
 
 
 class MainWindow(QMainWindow):
@@ -79,7 +59,6 @@ class MainWindow(QMainWindow):
         self.run = None  # TrainingRun
         self.training_view = None
         self.result = None  # last RunFinished / RunFailed
-        self.warnings: list[str] = []  # warnings and errors logged since the run started
         self.info: dict[str, Any] = {}  # torch version and devices, for About
         self.sample_dirs: tuple[Path, Path] | None = None
         self.open_sample_when_ready = False  # `loragui --sample`
@@ -110,7 +89,8 @@ class MainWindow(QMainWindow):
             changed=self._update_state, training_view=self._build_training_view,
             show_training_view=self._show_training_view, track=self._track)
         build_menus(self)
-        restore_geometry(self)
+        self._splitter_restored = restore_geometry(self)
+        fit_to_screen(self, self.size())  # a geometry saved on a larger screen
         self.settings.set_values(self.prefs.train)
         self.data.set_browse_dir(self.prefs.browse_dir)
         for note in self.prefs.notes:  # what of the preferences file was not usable
@@ -127,74 +107,20 @@ class MainWindow(QMainWindow):
         self.settings = SettingsPanel()
         self.settings.changed.connect(self._update_state)
 
-        data_box = QGroupBox("Data")
-        QVBoxLayout(data_box).addWidget(self.data)
-        settings_box = QGroupBox("Settings")
-        QVBoxLayout(settings_box).addWidget(self.settings)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(data_box)
-        left_layout.addWidget(settings_box)
-        left_layout.addStretch(1)
-        self.left_scroll = QScrollArea()
-        self.left_scroll.setWidgetResizable(True)
-        self.left_scroll.setWidget(left)
-        self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.left_scroll.setMinimumWidth(400)
-
-        style = self.style()
-        self.train_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Train")
-        self.train_button.setToolTip("Start training (Ctrl+Return)")
-        self.train_button.clicked.connect(self.start_training)
-        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
-        self.stop_button.setToolTip("Stop after the current step and keep the best adapter (Esc)")
-        self.stop_button.clicked.connect(self.stop_training)
-        self.resume_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSeekForward),
-                                         "Resume")
-        self.reason = QLabel()
-        self.reason.setWordWrap(True)
-        self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        # Its place is kept while hidden: showing it at Train then moves nothing, and the
-        # training view keeps its size (a resize repaints every plot and preview).
-        keep = self.progress.sizePolicy()
-        keep.setRetainSizeWhenHidden(True)
-        self.progress.setSizePolicy(keep)
-        self.progress.hide()
-        run_bar = QHBoxLayout()
-        run_bar.addWidget(self.train_button)
-        run_bar.addWidget(self.stop_button)
-        run_bar.addWidget(self.resume_button)
-        run_bar.addWidget(self.reason, 1)
-
-        self.welcome = QLabel(WELCOME)
-        self.welcome.setWordWrap(True)
-        self.welcome.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.welcome.setMaximumWidth(720)
-        self.welcome.setContentsMargins(24, 12, 24, 48)
-        self.welcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        welcome_page = QWidget()
-        welcome_layout = QHBoxLayout(welcome_page)
-        welcome_layout.addWidget(self.welcome, 0, Qt.AlignmentFlag.AlignCenter)
-        self.stack = QStackedWidget()
-        self.stack.addWidget(welcome_page)
-        self.results = ResultsPanel()
-        self.results.hide()
-
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addLayout(run_bar)
-        right_layout.addWidget(self.progress)
-        right_layout.addWidget(self.stack, 1)
-        right_layout.addWidget(self.results)
+        self.left_scroll = SetupColumn(self.data, self.settings)
+        self.right_scroll = RunColumn(train=self.start_training, stop=self.stop_training)
+        self.run_bar, self.results = self.right_scroll.run_bar, self.right_scroll.results
+        self.stack, self.welcome = self.right_scroll.stack, self.right_scroll.welcome
+        self.train_button, self.stop_button = self.run_bar.train_button, self.run_bar.stop_button
+        self.resume_button = self.run_bar.resume_button
+        self.reason, self.progress = self.run_bar.reason, self.run_bar.progress
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.left_scroll)
-        self.splitter.addWidget(right)
+        self.splitter.addWidget(self.right_scroll)
+        self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([440, 960])
         self.setCentralWidget(self.splitter)
 
         self.log_view = LogView()
@@ -202,7 +128,10 @@ class MainWindow(QMainWindow):
         self.log_dock.setObjectName("LogDock")
         self.log_dock.setWidget(self.log_view)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
-        self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
+        screen = self.screen()
+        room = screen.availableGeometry().height() if screen is not None else 900
+        # A few lines of log; on a short screen the plots need the room more.
+        self.resizeDocks([self.log_dock], [max(60, min(120, room // 9))], Qt.Orientation.Vertical)
         self.runs_view = RunsView(track=self._track, log=self.log)
         self.runs_dock = QDockWidget("Runs", self)
         self.runs_dock.setObjectName("RunsDock")
@@ -213,17 +142,26 @@ class MainWindow(QMainWindow):
         # The list is read when first shown (a worker thread), and again after each run.
         self.runs_dock.visibilityChanged.connect(
             lambda shown: shown and not self.runs_view.loaded and self.runs_view.refresh())
-        self.warning_label = QLabel()  # the latest warning, until the next run starts
-        self.warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.warning_label.hide()
-        self.statusBar().addPermanentWidget(self.warning_label)  # made now: no layout shift later
-        self.resize(1400, 900)
+        self.messages = Messages(self.log_view, self.statusBar(), self)
+        self.warning_label = self.messages.warning_label
+        self.warnings = self.messages.warnings
+        fit_to_screen(self, OPENING_SIZE)
+
+    def _share_width(self) -> None:
+        """The data and settings take up to LEFT_WIDTH, the run's column at least
+        the width its parts need (a splitter restored from a wider screen included)."""
+        total = sum(self.splitter.sizes())
+        left = self.splitter.sizes()[0] if self._splitter_restored else min(
+            LEFT_WIDTH, int(LEFT_SHARE * total))
+        left = max(SETUP_MIN_WIDTH, min(left, LEFT_WIDTH, total - self.right_scroll.needed_width()))
+        self.splitter.setSizes([left, total - left])
 
     # ------------------------------------------------------------------ start-up
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._shown:
             self._shown = True
+            self._share_width()  # (the splitter has its size now)
             QTimer.singleShot(0, self.firstShown.emit)
             if self._background:
                 QTimer.singleShot(30, self._start_background)
@@ -281,21 +219,12 @@ class MainWindow(QMainWindow):
         self.load_folders(*self.sample_dirs)
 
     def dragEnterEvent(self, event) -> None:
-        from .dropzone import local_paths
-
-        if not self.training() and local_paths(event.mimeData().urls()):
+        if not self.training() and self.data.takes_drop(event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        """A drop outside the zones: the images folder first, then the masks folder
-        (a folder holding images/ and masks/ fills both)."""
-        from .dropzone import folder_from_paths, local_paths
-
-        folder = folder_from_paths(local_paths(event.mimeData().urls()))
-        if folder is not None and not self.training():
+        if not self.training() and self.data.drop_outside_zones(event.mimeData().urls()):
             event.acceptProposedAction()
-            target = "masks" if self.data.images_dir and not self.data.masks_dir else "images"
-            self.data.choose(target, folder)
 
     def _data_changed(self) -> None:
         name = self.data.dataset_name()
@@ -352,20 +281,8 @@ class MainWindow(QMainWindow):
         self.settings.set_paths(str(self.data.images_dir or ""), str(self.data.masks_dir or ""))
 
     def log(self, message: str, level: str = "info") -> None:
-        """Add a line to the log; warnings and errors stand out there and in the status
-        bar, where the latest stays (with a count of the others) until the next run."""
-        headline = self.log_view.add(message, level)
-        colour = level_colour(level, self.palette(), QPalette.ColorRole.Window)
-        if colour is None:
-            return
-        self.warnings.append(headline)
-        first = message.split("\n", 1)[0]
-        short = first if len(first) <= 110 else first[:107] + "…"
-        more = f"  (+{len(self.warnings) - 1} more in the log)" if len(self.warnings) > 1 else ""
-        self.warning_label.setText(f"<span style='color:{colour}'>⚠ {html.escape(short)}</span>"
-                                   + html.escape(more))
-        self.warning_label.setToolTip("\n".join(self.warnings[-10:]))
-        self.warning_label.show()
+        """Add a line to the log (warnings and errors: see ``messages.py``)."""
+        self.messages.log(message, level)
 
     # ------------------------------------------------------------------ training
     def _build_training_view(self):
@@ -417,28 +334,21 @@ class MainWindow(QMainWindow):
 
         self.result = None
         self.outputs.set_run(None, None)
-        self.warnings.clear()
-        self.warning_label.hide()
+        self.messages.clear()
         self.resume_offer.withdraw()
         self.results.show_running(config.out)
         view = self._build_training_view()
         if self.run is not None:
             self.run.deleteLater()  # the previous, finished run
         self.run = TrainingRun(view, config, self.run_training, parent=self)
-        self.run.progress.connect(self._progress)
+        self.run.progress.connect(self.run_bar.set_progress)
         self.run.logged.connect(self.log)
         self.run.ended.connect(self._run_ended)
-        # Not the busy animation: it repaints continuously (an eighth of a core) while
-        # the child process starts, when the CPU is needed most.
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("Preparing the data and the model…")
-        self.progress.show()
+        self.run_bar.preparing()
         if config.resume:
             self.log(f"Resuming the run in {config.out}")
         else:
             self.log(f"Starting: {config.command_line()}")
-        self.reason.setText("Training…")
         self.run.start()
         self._update_state()
         # The curves and previews replace the welcome page in a pass of their own: its
@@ -450,22 +360,8 @@ class MainWindow(QMainWindow):
         if self.training() and not self.run.stopping:
             self.run.stop()
             self.log("Stopping after the current step; the best adapter so far is kept.")
-            self.progress.setFormat("Stopping after the current step…")
-            self.reason.setText("Stopping…")
+            self.run_bar.stopping()
             self._update_state()
-
-    def _progress(self, step: int, total: int, text: str) -> None:
-        # QProgressBar.setValue repaints at once (a paint and a flush of its own, ~4 ms);
-        # with updates held back, the bar is painted with the curves in the next pass.
-        bar = self.progress
-        bar.setUpdatesEnabled(False)
-        try:
-            if bar.maximum() != max(total, 1):
-                bar.setRange(0, max(total, 1))
-            bar.setValue(step)
-            bar.setFormat(text)
-        finally:
-            bar.setUpdatesEnabled(True)  # (schedules one update)
 
     def _run_ended(self, result) -> None:
         from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
@@ -473,7 +369,7 @@ class MainWindow(QMainWindow):
         finished = isinstance(result, RunFinished)  # else a RunFailed
         self.result = result
         self.outputs.set_run(result, self.run.config)
-        self.progress.hide()
+        self.run_bar.ended()
         self.results.show_result(result)
         if not self._close_when_stopped:
             self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)
@@ -505,21 +401,13 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training():
             event.ignore()
-            if self._close_when_stopped or self.run.stopping:
-                # Already stopping (a long validation, a slow disk): offer to quit now.
-                if dialogs.ask_yes_no(self, "Training is stopping",
-                                      "Training is finishing its current step. Quit now without "
-                                      "waiting?\n\nThe checkpoint of the last finished epoch and "
-                                      "the best adapter are kept; the steps since are lost."):
-                    self._close_when_stopped = True
-                    self.run.abort()
-                return
-            if dialogs.ask_yes_no(self, "Training is running",
-                                  "Stop training and close the window?\n\nThe best adapter "
-                                  "so far is kept in the run folder, and the run can be "
-                                  "resumed later."):
+            stopping = self._close_when_stopped or self.run.stopping
+            if dialogs.confirm_close_while_training(self, stopping):
                 self._close_when_stopped = True
-                self.stop_training()
+                if stopping:  # a long validation, a slow disk: quit now
+                    self.run.abort()
+                else:
+                    self.stop_training()
             return
         for worker in list(self._jobs):
             worker.cancel()

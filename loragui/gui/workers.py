@@ -225,14 +225,21 @@ class PredictWorker(Worker):
         self.images_dir, self.out_dir = Path(images_dir), Path(out_dir)
         self.base, self.adapter, self.device = base, adapter, device
         self.overwrite = overwrite  # the user agreed to replace loragui's earlier masks
+        self.written = 0  # masks written so far
+        self.total = 0  # images in the folder (0: not known yet)
 
     def run(self) -> None:
         try:
             from loragui.engine.predict import predict_folder
 
+            done = 0
             for event in predict_folder(self.images_dir, self.out_dir, base=self.base,
                                         adapter=self.adapter, device=self.device,
                                         stop=self.stop_event, overwrite=self.overwrite):
+                # An image is written when the count moves on without a "skipped" note.
+                if event.done > done and not event.message.startswith("skipped"):
+                    self.written += event.done - done
+                done, self.total = max(done, event.done), event.total
                 self.progress.emit(event.done, event.total, event.message)
             self.succeeded.emit(str(self.out_dir))
         except BaseException as exc:  # noqa: BLE001

@@ -149,3 +149,19 @@ def window(qtbot, tiny_base):
     win.show()
     qtbot.waitExposed(win)
     return win
+
+
+@pytest.fixture
+def window_with_sample(qtbot, tiny_base, dataset, monkeypatch):
+    """The real main window, with ``dataset`` as the bundled sample data (the engine's
+    bundled-files lookup answers it, as an installation that ships a sample would)."""
+    from loragui.engine import resources
+    from loragui.gui.window import MainWindow
+
+    monkeypatch.setattr(resources, "bundled_sample_dirs", lambda: dataset)
+    win = MainWindow()
+    win.settings.set_base(str(tiny_base))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    return win

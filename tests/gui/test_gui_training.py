@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QFileDialog
 
 from loragui.engine.events import (
     EpochEvent,
@@ -40,7 +42,7 @@ def wait_result(qtbot, window, timeout: int = 60000):
 
 
 def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_base, dialogs,
-                                                  tmp_path):
+                                                  tmp_path, monkeypatch):
     prepare(qtbot, window, dataset, tiny_base)
     assert window.train_action.shortcut().toString() == "Ctrl+Return"
     assert window.training_view is not None  # Train waited for the plots (start-up thread)
@@ -67,7 +69,9 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     assert previews.epoch == 3
     assert window.results.isVisible() and "base model" in window.results.text.text()
     assert window.train_button.isEnabled() and window.export_action.isEnabled()
-    assert "Epoch 3/3" in window.log_view.toPlainText()
+    log = window.log_view.toPlainText()
+    assert "Epoch 3/3" in log and "validated in" in log  # (the time is the validation's)
+    assert not re.search(r"\d\.\d{5,}", log), log  # numbers rounded
     # It ran in a child process, which wrote the settings and the previews into the run.
     run_dir = Path(result.run_dir)
     assert isinstance(window.run.worker, ProcessTrainWorker) and window.run.worker.returncode == 0
@@ -113,11 +117,30 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     wait_idle(qtbot, window)
     model, _ = load_model(tmp_path / "merged.safetensors")
     assert model is not None
-    # Predict a folder.
+    # Predict a folder: the dialog proposes a new folder beside the images, which the
+    # prediction makes; progress counts images; the end says how many masks, and where.
     images, _ = dataset
-    window.outputs.predict_folder(images, tmp_path / "predicted")
+    proposed: list[str] = []
+
+    def ask_save(parent, title, start, filters):
+        proposed.append(start)
+        return start, filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(ask_save))
+    shown: list[str] = []
+    set_predicting = window.results.set_predicting
+    monkeypatch.setattr(window.results, "set_predicting", lambda *a: (
+        set_predicting(*a), shown.append(window.results.predict_bar.text())))
+    dialogs.folders = [str(images)]
+    window.predict_action.trigger()
     wait_idle(qtbot, window)
-    assert len(list((tmp_path / "predicted").glob("*.png"))) == 6
+    out = Path(proposed[0])
+    assert out == images.parent / "images-masks"
+    assert len(list(out.glob("*.png"))) == 6
+    assert "Predicting 6 of 6" in shown[-1] and not any(" of 1" in t for t in shown), shown
+    assert window.results.predicted_label.isVisible()
+    assert "6 masks written to" in window.results.predicted_label.text()
+    assert window.results.open_predicted.isVisible()
     assert not dialogs.messages
 
     # The output rule: a folder holding the user's file is refused, untouched ...
@@ -163,6 +186,9 @@ def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base,
     assert Path(result.output, "adapter_config.json").is_file()
     assert "stopped" in window.results.text.text().lower()
     assert not dialogs.messages
+    # The log says how to continue in the window's words (not the command line's).
+    qtbot.waitUntil(lambda: "press Resume" in window.log_view.toPlainText(), timeout=20000)
+    assert "--resume" not in window.log_view.toPlainText()
 
     # Resume is offered, and continues the run from the step it stopped at.
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)

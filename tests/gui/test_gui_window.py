@@ -140,14 +140,15 @@ def test_shortcuts(window):
     assert window.export_action.shortcut().toString() == "Ctrl+E"
 
 
-def test_open_images_with_ctrl_o_and_sample_link(qtbot, window, dataset, dialogs):
+def test_open_images_with_ctrl_o_and_sample_link(qtbot, window_with_sample, dataset, dialogs):
+    window = window_with_sample
     images, masks = dataset
+    qtbot.waitUntil(lambda: window.bundled_known, timeout=30000)
+    assert window.sample_action.isEnabled() and window.data.sample_link.isVisibleTo(window)
     dialogs.folders = [str(images)]
     window.open_action.trigger()  # Ctrl+O: the browse dialog of the Images zone
     qtbot.waitUntil(lambda: window.data.images_dir == images, timeout=10000)
     wait_idle(qtbot, window)
-    window._bundled_ready(None, (images, masks))  # as if sample data were bundled
-    assert window.sample_action.isEnabled()
     window.data.sample_link.linkActivated.emit("sample")
     qtbot.waitUntil(lambda: window.data.pair_count == 6, timeout=10000)
     wait_idle(qtbot, window)
@@ -225,12 +226,12 @@ def test_train_waits_for_the_plots(qtbot, dataset, tiny_base, dialogs, monkeypat
         wait_idle(qtbot, win)
 
 
-def test_self_test_trains_on_the_sample(qtbot, window, dataset):
+def test_self_test_trains_on_the_sample(qtbot, window_with_sample):
     from loragui.engine.train import run_training
     from loragui.gui.selftest import SelfTest
 
+    window = window_with_sample  # this checkout may bundle no sample: ours stands in
     qtbot.waitUntil(lambda: window.bundled_known, timeout=30000)
-    window._bundled_ready(None, dataset)  # this checkout may bundle no sample: use ours
     # In a thread of this process, to keep the tests fast (the training tests cover the
     # child process that `loragui --self-test` uses).
     window.run_training = run_training
