@@ -6,7 +6,8 @@
     loragui predict ...          write masks for a folder of images
     loragui merge ...            fold an adapter into its base model
     loragui info FILE            what a model or adapter file is and where it came from
-    loragui export PATH ...      copy an adapter (one file, PEFT-loadable) or write ONNX
+    loragui export PATH ...      copy an adapter (one file, PEFT-loadable), write ONNX
+                                 or a bioimage.io model package (--bioimageio)
 
 User errors print one line (``loragui: error: ...``) and exit with status 2.
 ``train`` lives in :mod:`loragui.cli_train`.
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_bioimageio import add_bioimageio_args, cmd_export_bioimageio
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
 from .terminal import EXIT_USAGE, Progress, fail, fmt, warn
 
@@ -82,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a single file; --peft makes the copy loadable by PEFT. With "
                                    "--onnx, write a base/merged model, or an adapter merged into "
                                    "its base, as an ONNX file.")
-    x.add_argument("path", metavar="PATH", help="adapter folder or file, or a model file (--onnx)")
-    x.add_argument("--out", metavar="DEST", required=True, help="file or folder to write")
+    x.add_argument("path", metavar="PATH",
+                   help="adapter folder or file, or a model file (--onnx, --bioimageio)")
+    x.add_argument("--out", metavar="DEST", help="file or folder to write")
     x.add_argument("--single-file", action="store_true",
                    help="one .safetensors file with the config in its header")
     x.add_argument("--peft", action="store_true",
@@ -94,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--base", metavar="FILE", help="base model; default: the bundled base model")
     x.add_argument("--force", action="store_true",
                    help="use an adapter made for another base model when the shapes match (warns)")
+    add_bioimageio_args(x)
     return parser
 
 
@@ -219,6 +223,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .engine.exports import export_adapter
     from .engine.info import adapter_peft_status, file_kind
 
+    if args.bioimageio:
+        if args.onnx or args.peft or args.single_file or args.out:
+            raise LoraGuiError("--bioimageio writes a package to the file it names; it does not "
+                               "combine with --out, --onnx, --peft or --single-file")
+        return cmd_export_bioimageio(args)
+    if not args.out:
+        raise LoraGuiError("say where to write: --out DEST (or --bioimageio OUT.zip)")
     kind = file_kind(args.path)
     if args.onnx:
         if args.peft or args.single_file:

@@ -64,6 +64,8 @@ class Preferences:
     browse_dir: str = ""  # where the last file dialog was
     export_dir: str = ""
     export_kind: str = "peft"  # the form last chosen in the export dialog
+    package_authors: list[str] = field(default_factory=list)  # bioimage.io packages' authors
+    package_license: str = "MIT"  # and their licence (SPDX id)
     train: dict[str, Any] = field(default_factory=dict)  # subset of TrainConfig
 
     @classmethod
@@ -83,6 +85,11 @@ class Preferences:
         prefs = cls(**{k: v for k, v in data.items() if k in known})
         if not isinstance(prefs.train, dict):
             prefs.train = {}
+        if not isinstance(prefs.package_authors, list) or not all(
+                isinstance(a, str) for a in prefs.package_authors):
+            prefs.package_authors = []
+        if not isinstance(prefs.package_license, str) or not prefs.package_license:
+            prefs.package_license = "MIT"
         return prefs
 
     def save(self) -> None:
