@@ -1,5 +1,5 @@
 """After training: export the adapter (PEFT folder, one file, a PEFT-loadable
-copy, or ONNX of the merged model), export a merged model, predict masks for a
+copy, ONNX of the merged model, or a bioimage.io model package), export a merged model, predict masks for a
 folder of new images, open the run folder.
 
 :class:`AfterTraining` is owned by the window and given what it works on: the
@@ -44,12 +44,31 @@ def _export_onnx(adapter: str, dest: str, base: str | None, on_warning=None) -> 
     return export_model_onnx(adapter, dest, base=base, on_warning=on_warning)
 
 
+def _export_bioimageio(adapter: str, dest: str, base: str | None, authors: list[str],
+                       license: str, run: dict | None, on_warning=None) -> Path:
+    """The package, its test image the run's first validation image (the sample's first
+    image when the run's folders are gone). The file dialog asked before replacing."""
+    from loragui.engine.bioimageio_export import (
+        PackageIdentity,
+        default_test_image,
+        export_bioimageio,
+        first_validation_image,
+    )
+
+    image = first_validation_image(**run) if run else None
+    return export_bioimageio(adapter, dest, test_image=image or default_test_image(),
+                             identity=PackageIdentity(authors, license), base=base,
+                             overwrite=True, on_warning=on_warning)
+
+
 def adapter_facts(adapter: str) -> dict:
     """What the results panel and the export dialog say about an adapter (in a worker:
-    reading it imports torch, checking for ONNX imports onnx)."""
+    reading it imports torch, checking for ONNX and bioimage.io imports their libraries)."""
+    from loragui.engine.bioimageio_export import bioimageio_unavailable_reason
     from loragui.engine.info import read_model_info
 
-    return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason()}
+    return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason(),
+            "bioimageio_reason": bioimageio_unavailable_reason()}
 
 
 class AfterTraining(QObject):
@@ -121,15 +140,25 @@ class AfterTraining(QObject):
             return
         facts = self.adapter_facts or {}
         reason = facts.get("onnx_reason")
-        if reason is None:  # not checked yet: do not import onnx on the GUI thread
+        bio_reason = facts.get("bioimageio_reason")
+        if reason is None or bio_reason is None:  # not checked yet: no imports on this thread
             import importlib.util
 
             reason = "" if importlib.util.find_spec("onnx") else onnx_unavailable_reason()
-        kind = ExportDialog.ask(self.window, peft_note=(facts.get("info") or {}).get("peft", ""),
-                                onnx_reason=reason, choice=self.prefs.export_kind)
-        if kind is None:
+            bio_reason = "" if importlib.util.find_spec("bioimageio") else (
+                'the bioimageio.spec package is not installed; install it with: '
+                'pip install "loragui[bioimageio]"')
+        dialog = ExportDialog(self.window, peft_note=(facts.get("info") or {}).get("peft", ""),
+                              onnx_reason=reason, bioimageio_reason=bio_reason,
+                              authors=self.prefs.package_authors,
+                              license=self.prefs.package_license, choice=self.prefs.export_kind)
+        if dialog.exec() != ExportDialog.DialogCode.Accepted:
             return
+        kind = dialog.choice()
         self.prefs.export_kind = kind
+        if kind == "bioimageio":
+            self.prefs.package_authors = dialog.package_authors()
+            self.prefs.package_license = dialog.package_license()
         name = self._dataset_name() or "adapter"
         name, suffix, title, filters = {
             "peft": (f"{name}-lora", "", "Export adapter folder", "Folder (*)"),
@@ -138,6 +167,8 @@ class AfterTraining(QObject):
             "peft_compatible": (f"{name}-lora-peft", "", "Export PEFT-loadable adapter folder",
                                 "Folder (*)"),
             "onnx": (f"{name}-merged.onnx", ".onnx", "Export ONNX model", "ONNX model (*.onnx)"),
+            "bioimageio": (f"{name}-bioimageio.zip", ".zip", "Export bioimage.io model package",
+                           "bioimage.io model package (*.zip)"),
         }[kind]
         path, _ = self._ask_save(title, name, filters)
         if path:
@@ -149,9 +180,17 @@ class AfterTraining(QObject):
         return self.export_adapter_as("single" if single_file else "peft", dest)
 
     def export_adapter_as(self, kind: str, dest: Path) -> CallWorker:
-        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx")."""
+        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx",
+        "bioimageio": with the authors and licence in the preferences)."""
         self.prefs.export_dir = str(Path(dest).parent)
         adapter, base = self.output(), self._base()
+        if kind == "bioimageio":
+            c = self.config
+            run = dict(images=c.images, masks=c.masks, val_fraction=c.val_fraction,
+                       seed=c.seed) if c is not None and c.images and c.masks else None
+            return self._job(_export_bioimageio, adapter, str(dest), base,
+                             list(self.prefs.package_authors), self.prefs.package_license, run,
+                             warnings=True, done="bioimage.io model package saved to {}")
         if kind == "onnx":
             return self._job(_export_onnx, adapter, str(dest), base, warnings=True,
                              done="ONNX model (adapter merged in) saved to {}")
