@@ -162,3 +162,27 @@ def test_a_missing_extra_gets_one_message_naming_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "bioimageio.spec", None)
     with pytest.raises(LoraGuiError, match=INSTALL.replace("[", r"\[").replace("]", r"\]")):
         require_bioimageio()
+
+
+def test_a_base_model_with_two_output_channels_packages_two_channels(tmp_path):
+    import torch
+    from bioimageio.spec import load_model_description
+
+    from loragui.engine.basemodel import save_model
+    from loragui.engine.preprocessing import Preprocessing
+    from loragui.engine.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    base = save_model(UNet(UNetConfig(in_channels=1, out_channels=2, width=4, depth=2)),
+                      tmp_path / "two.safetensors",
+                      preprocessing=Preprocessing(channels=1).to_dict())
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 65535, (30, 22), np.uint16)).save(image)
+    path = export_bioimageio(base, tmp_path / "two.zip", test_image=image,
+                             identity=PackageIdentity(["Ada Lovelace"]))
+    descr = load_model_description(path, perform_io_checks=True)
+    (inp,), (out,) = descr.inputs, descr.outputs
+    assert [str(c) for c in out.axes[1].channel_names] == ["class0", "class1"]
+    assert len(inp.axes[1].channel_names) == 1
+    assert np.load(zipfile.ZipFile(path).open("test_input.npy")).shape == (1, 1, 28, 20)
+    assert descr.config.model_dump()["loragui"]["source"] == "base"

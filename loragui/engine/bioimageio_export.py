@@ -237,7 +237,7 @@ def _describe(work: Path, model: UNet, prep: Preprocessing, provenance: dict[str
         [f"class{i}" for i in range(cfg.out_channels)]
     outputs = [bio.OutputTensorDescr(
         id=bio.TensorId(OUTPUT),
-        description=f"foreground probability; the mask is probability > {THRESHOLD}",
+        description=f"probability per channel; the mask is probability > {THRESHOLD}",
         axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(n)
                                                               for n in out_names]),
               bio.SpaceOutputAxis(id=bio.AxisId("y"), size=same["y"]),
