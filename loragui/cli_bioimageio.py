@@ -5,6 +5,7 @@ window's preferences), so they are entered once."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .terminal import warn
 
@@ -50,6 +51,7 @@ def cmd_export_bioimageio(args: argparse.Namespace) -> int:
         prefs.save()
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; bioimage.io model spec 0.5, "
           "validated by bioimageio.spec)")
+    print("testing each weight format with bioimageio.core…", file=sys.stderr)
     results = model_tests(path)
     if results:
         print("bioimageio.core model test: " + ", ".join(f"{k} {v}" for k, v in results.items()))

@@ -138,7 +138,7 @@ def test_an_existing_package_is_replaced_only_with_overwrite(trained, capsys):
     assert dest.read_bytes() == b"the user's file"
 
 
-def test_the_authors_are_asked_for_once_and_remembered(trained, capsys):
+def test_the_authors_are_asked_for_and_remembered(trained, capsys):
     from loragui.gui.prefs import Preferences
 
     root, config, adapter, images = trained
@@ -150,10 +150,9 @@ def test_the_authors_are_asked_for_once_and_remembered(trained, capsys):
                         "--license", "CC-BY-4.0"]) == 0
     out = capsys.readouterr().out
     assert "validated by bioimageio.spec" in out and "onnx passed" in out
-    assert Preferences.load().package_authors == ["Grace Hopper"]
-    assert main(argv + ["--bioimageio", str(root / "c.zip")]) == 0  # remembered
-    capsys.readouterr()
-    assert main(["info", str(root / "c.zip"), "--json"]) == 0
+    prefs = Preferences.load()  # the next export (here or in the window) starts from them
+    assert (prefs.package_authors, prefs.package_license) == (["Grace Hopper"], "CC-BY-4.0")
+    assert main(["info", str(root / "b.zip"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["authors"] == ["Grace Hopper"] and info["license"] == "CC-BY-4.0"
 

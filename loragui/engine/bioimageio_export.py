@@ -172,6 +172,16 @@ def _readme(name: str, provenance: dict[str, Any], prep: Preprocessing, model: U
     else:
         lines += ["Pixels are divided by 255 (`scale_linear`) and clipped to [0, 1]: the model "
                   "expects 8-bit images."]
+    lines += ["", "## Validation", "",
+              "The package's test input is one of the training run's validation images (or the "
+              "sample's first image); every weight format reproduces its test output in "
+              "bioimageio.core's model test."]
+    metrics = adapter.get("metrics") or provenance.get("metrics") or {}
+    if metrics.get("dice") is not None:
+        lines.append(f"On the run's validation images the model scored a mean Dice of "
+                     f"{metrics['dice']:.4f}" + (f" and IoU {metrics['iou']:.4f}"
+                                                 if metrics.get("iou") is not None else "")
+                     + " (mean per image, threshold 0.5).")
     lines += ["", "## Provenance", ""]
     base = provenance.get("base_name") or provenance.get("model_name")
     base_sha = provenance.get("base_sha256") or provenance.get("model_sha256")
@@ -243,6 +253,7 @@ def _describe(work: Path, model: UNet, prep: Preprocessing, provenance: dict[str
               bio.SpaceOutputAxis(id=bio.AxisId("y"), size=same["y"]),
               bio.SpaceOutputAxis(id=bio.AxisId("x"), size=same["x"])],
         test_tensor=bio.FileDescr(source=work / "test_output.npy"),
+        sample_tensor=bio.FileDescr(source=work / "sample_output.png"),
         data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
         postprocessing=[bio.SigmoidDescr()])]
     torch_version = bio.Version(torch.__version__.split("+")[0])
@@ -331,6 +342,8 @@ def export_bioimageio(source: str | os.PathLike, dest: str | os.PathLike, *,
         sample = normalize_image(raw.transpose(1, 2, 0), prep)
         Image.fromarray(sample[..., 0] if sample.shape[2] == 1 else sample).save(
             work / "sample_input.png")
+        Image.fromarray(np.round(probability[0, 0] * 255).astype(np.uint8)).save(
+            work / "sample_output.png")
         (work / "README.md").write_text(_readme(name, provenance, prep, model), encoding="utf-8")
         (work / "unet.py").write_bytes(Path(__file__).with_name("unet.py").read_bytes())
         torch.save(model.state_dict(), work / "weights.pt")
