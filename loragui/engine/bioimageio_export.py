@@ -42,7 +42,7 @@ from .atomic import atomic_write
 from .errors import LoraGuiError
 from .imageio import decode_pixels, open_image, orient, orientation
 from .onnx_export import export_onnx, load_export_source
-from .preprocessing import Preprocessing, normalize_image
+from .preprocessing import Preprocessing, luma, normalize_image
 from .unet import UNet
 
 INSTALL = 'pip install "loragui[bioimageio]"'
@@ -109,7 +109,7 @@ def raw_pixels(path: str | os.PathLike, channels: int) -> np.ndarray:
         arr = arr[..., :-1]
     arr = arr.astype(np.float32)
     if channels == 1 and arr.shape[2] == 3:
-        arr = (arr @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        arr = luma(arr)[..., None]
     if arr.shape[2] == 1 and channels == 3:
         arr = np.repeat(arr, 3, axis=2)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))

@@ -61,6 +61,19 @@ def onnx_unavailable_reason() -> str:
     return ""
 
 
+def bioimageio_unavailable_reason() -> str:
+    """Why a bioimage.io package cannot be offered ("" when it can), from a look for the
+    library only: importing it takes seconds, and the export reports a broken install."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("bioimageio.spec") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "" if found else ('The bioimageio.spec package is not installed. Install it with: '
+                             'pip install "loragui[bioimageio]"')
+
+
 class ExportDialog(QDialog):
     def __init__(self, parent=None, *, peft_note: str = "", onnx_reason: str = "",
                  bioimageio_reason: str = "", authors: list[str] | None = None,

@@ -19,7 +19,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from . import dialogs
-from .exportdialog import ExportDialog, onnx_unavailable_reason
+from .exportdialog import ExportDialog, bioimageio_unavailable_reason, onnx_unavailable_reason
 from .prefs import Preferences
 from .results import ResultsPanel
 from .workers import CallWorker, PredictWorker, Worker
@@ -63,12 +63,10 @@ def _export_bioimageio(adapter: str, dest: str, base: str | None, authors: list[
 
 def adapter_facts(adapter: str) -> dict:
     """What the results panel and the export dialog say about an adapter (in a worker:
-    reading it imports torch, checking for ONNX and bioimage.io imports their libraries)."""
-    from loragui.engine.bioimageio_export import bioimageio_unavailable_reason
+    reading it imports torch, checking for ONNX imports onnx)."""
     from loragui.engine.info import read_model_info
 
-    return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason(),
-            "bioimageio_reason": bioimageio_unavailable_reason()}
+    return {"info": read_model_info(adapter), "onnx_reason": onnx_unavailable_reason()}
 
 
 class AfterTraining(QObject):
@@ -140,16 +138,13 @@ class AfterTraining(QObject):
             return
         facts = self.adapter_facts or {}
         reason = facts.get("onnx_reason")
-        bio_reason = facts.get("bioimageio_reason")
-        if reason is None or bio_reason is None:  # not checked yet: no imports on this thread
+        if reason is None:  # not checked yet: do not import onnx on the GUI thread
             import importlib.util
 
             reason = "" if importlib.util.find_spec("onnx") else onnx_unavailable_reason()
-            bio_reason = "" if importlib.util.find_spec("bioimageio") else (
-                'the bioimageio.spec package is not installed; install it with: '
-                'pip install "loragui[bioimageio]"')
         dialog = ExportDialog(self.window, peft_note=(facts.get("info") or {}).get("peft", ""),
-                              onnx_reason=reason, bioimageio_reason=bio_reason,
+                              onnx_reason=reason,
+                              bioimageio_reason=bioimageio_unavailable_reason(),
                               authors=self.prefs.package_authors,
                               license=self.prefs.package_license, choice=self.prefs.export_kind)
         if dialog.exec() != ExportDialog.DialogCode.Accepted:
