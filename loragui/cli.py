@@ -8,6 +8,8 @@
     loragui info FILE            what a model or adapter file is and where it came from
     loragui export PATH ...      copy an adapter (one file, PEFT-loadable) or write ONNX
     loragui runs [compare ...]   the history of runs, and runs side by side
+    loragui export PATH ...      copy an adapter (one file, PEFT-loadable), write ONNX
+                                 or a bioimage.io model package (--bioimageio)
 
 User errors print one line (``loragui: error: ...``) and exit with status 2.
 ``train`` lives in :mod:`loragui.cli_train`, ``runs`` in :mod:`loragui.cli_runs`.
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .cli_bioimageio import add_bioimageio_args, cmd_export_bioimageio
 from .cli_evaluate import add_evaluate_parser, cmd_evaluate
 from .cli_runs import add_runs_parser, cmd_runs
 from .cli_train import LAUNCHED_ENV, add_train_parser, cmd_train, other_rank
@@ -100,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a single file; --peft makes the copy loadable by PEFT. With "
                                    "--onnx, write a base/merged model, or an adapter merged into "
                                    "its base, as an ONNX file.")
-    x.add_argument("path", metavar="PATH", help="adapter folder or file, or a model file (--onnx)")
-    x.add_argument("--out", metavar="DEST", required=True, help="file or folder to write")
+    x.add_argument("path", metavar="PATH",
+                   help="adapter folder or file, or a model file (--onnx, --bioimageio)")
+    x.add_argument("--out", metavar="DEST", help="file or folder to write")
     x.add_argument("--single-file", action="store_true",
                    help="one .safetensors file with the config in its header")
     x.add_argument("--peft", action="store_true",
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use an adapter made for another base model when the shapes match (warns)")
     _add_overwrite(x, "an adapter or ONNX file loragui wrote earlier at --out")
     add_runs_parser(sub)
+    add_bioimageio_args(x)
     return parser
 
 
@@ -307,6 +312,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .engine.exports import export_adapter
     from .engine.info import adapter_peft_status, file_kind
 
+    if args.bioimageio:
+        if args.onnx or args.peft or args.single_file or args.out:
+            raise LoraGuiError("--bioimageio writes a package to the file it names; it does not "
+                               "combine with --out, --onnx, --peft or --single-file")
+        return cmd_export_bioimageio(args)
+    if not args.out:
+        raise LoraGuiError("say where to write: --out DEST (or --bioimageio OUT.zip)")
     kind = file_kind(args.path)
     if args.onnx:
         if args.peft or args.single_file:

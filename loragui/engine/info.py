@@ -69,6 +69,13 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     Reading checks the file as strictly as loading it for use does.
     """
     path = Path(path)
+    if path.suffix.lower() == ".zip":
+        from .bioimageio_export import is_package, package_info
+
+        if not is_package(path):
+            raise ModelFileError(f"{path.name} is not a bioimage.io model package (a zip "
+                                 "holding rdf.yaml)")
+        return package_info(path)
     if path.is_dir():
         if not (path / ADAPTER_CONFIG).exists() and not (path / ADAPTER_WEIGHTS).exists():
             raise ModelFileError(f"{path} is a folder, not a model file or an adapter folder "

@@ -156,19 +156,16 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def export_model_onnx(source: str | os.PathLike, dest: str | os.PathLike, *,
-                      base: str | os.PathLike | None = None, force: bool = False,
-                      opset: int = MIN_OPSET, on_warning=None, overwrite: bool = False) -> Path:
-    """ONNX file of a base/merged model file, or of an adapter merged into its base model
-    (``dest`` as :mod:`.outputs` allows)."""
+def load_export_source(source: str | os.PathLike, *, base: str | os.PathLike | None = None,
+                       force: bool = False, on_warning=None):
+    """``(model, base-model info, provenance)`` of what an export writes: a base/merged model
+    file, or an adapter merged into its base model. The provenance names the base model and
+    the adapter (its training settings, data set and metrics)."""
     from .basemodel import load_model
     from .exports import merged_model
     from .formats import MERGED_FORMAT
     from .info import file_kind
-    from .outputs import FILE, check_output, model_inputs
 
-    check_output(dest, FILE, model_inputs(source, base), overwrite=overwrite,
-                 replaces=ONNX_FORMAT)
     if file_kind(source) == "adapter":
         model, info, adapter, warns = merged_model(base, source, force=force)
         for w in warns:
@@ -183,5 +180,19 @@ def export_model_onnx(source: str | os.PathLike, dest: str | os.PathLike, *,
         for key in ("base_sha256", "base_name", "adapter", "training", "dataset", "metrics"):
             if key in info.metadata:
                 provenance[key] = info.metadata[key]
+    return model, info, provenance
+
+
+def export_model_onnx(source: str | os.PathLike, dest: str | os.PathLike, *,
+                      base: str | os.PathLike | None = None, force: bool = False,
+                      opset: int = MIN_OPSET, on_warning=None, overwrite: bool = False) -> Path:
+    """ONNX file of a base/merged model file, or of an adapter merged into its base model
+    (``dest`` as :mod:`.outputs` allows)."""
+    from .outputs import FILE, check_output, model_inputs
+
+    check_output(dest, FILE, model_inputs(source, base), overwrite=overwrite,
+                 replaces=ONNX_FORMAT)
+    model, info, provenance = load_export_source(source, base=base, force=force,
+                                                 on_warning=on_warning)
     return export_onnx(model, dest, opset=opset, preprocessing=info.preprocessing,
                        provenance=provenance)

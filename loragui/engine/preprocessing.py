@@ -155,7 +155,7 @@ def normalize_image(arr: np.ndarray, prep: Preprocessing) -> np.ndarray:
             and (arr[..., 1] == arr[..., 2]).all():
         arr = arr[..., :1]  # grey saved as RGB (common): scale one channel, not three
     if prep.channels == 1 and arr.shape[2] == 3:
-        arr = _luma(arr)[..., None]
+        arr = luma(arr)[..., None]
     if arr.shape[2] == prep.channels == 1:  # the common grey model: no interleaving copy
         return _rescale_channel(arr[..., 0], prep, full)[..., None]
     out = np.empty(arr.shape[:2] + (prep.channels,), np.uint8)
@@ -168,7 +168,7 @@ def normalize_image(arr: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return out
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
+def luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma (like Pillow's "L"), as float32, in row blocks to bound memory."""
     weights = np.array([0.299, 0.587, 0.114], np.float32)
     out = np.empty(rgb.shape[:2], np.float32)

@@ -961,9 +961,6 @@ def _damaged_checkpoint(run_dir: Path) -> str | None:
     return None
 
 
-def _round(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()

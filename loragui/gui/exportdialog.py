@@ -6,6 +6,9 @@
                                  ``peft.PeftModel.from_pretrained`` loads it
     ONNX, merged model           the adapter folded into its base model, for ONNX
                                  runtimes (needs the ``onnx`` package: greyed otherwise)
+    bioimage.io model package    the merged model for Fiji (deepImageJ), ilastik, QuPath
+                                 and napari, with its authors and licence (entered once,
+                                 remembered); needs the ``bioimageio`` and ``onnx`` extras
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QDialog,
     QDialogButtonBox,
+    QFormLayout,
     QLabel,
+    QLineEdit,
     QRadioButton,
     QVBoxLayout,
 )
@@ -37,6 +42,11 @@ FORMS = {
     "onnx": ("ONNX model, adapter merged in (.onnx)",
              "The adapter folded into its base model and written as ONNX (dynamic batch and "
              "image size) for ONNX Runtime and other tools."),
+    "bioimageio": ("bioimage.io model package (.zip)",
+                   "The adapter merged into its base model, packaged for Fiji (deepImageJ), "
+                   "ilastik, QuPath and napari: PyTorch, TorchScript and ONNX weights, a test "
+                   "image from the validation set, a cover and the training provenance, "
+                   "validated with bioimageio.spec."),
 }
 
 
@@ -52,9 +62,23 @@ def onnx_unavailable_reason() -> str:
     return ""
 
 
+def bioimageio_unavailable_reason() -> str:
+    """Why a bioimage.io package cannot be offered ("" when it can), from a look for the
+    library only: importing it takes seconds, and the export reports a broken install."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("bioimageio.spec") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "" if found else ('The bioimageio.spec package is not installed. Install it with: '
+                             'pip install "loragui[bioimageio]"')
+
+
 class ExportDialog(QDialog):
     def __init__(self, parent=None, *, peft_note: str = "", onnx_reason: str = "",
-                 choice: str = "peft") -> None:
+                 bioimageio_reason: str = "", authors: list[str] | None = None,
+                 license: str = "MIT", choice: str = "peft") -> None:
         super().__init__(parent)
         self.setWindowTitle("Export adapter")
         self.group = QButtonGroup(self)
@@ -65,24 +89,43 @@ class ExportDialog(QDialog):
             note.setTextFormat(Qt.TextFormat.RichText)
             note.setWordWrap(True)
             layout.addWidget(note)
+        # the package carries ONNX weights: it needs what ONNX export needs, and its own library
+        reasons = {"onnx": onnx_reason, "bioimageio": onnx_reason or bioimageio_reason}
         for kind, (label, explanation) in FORMS.items():
             button = QRadioButton(label)
             text = QLabel(html.escape(explanation, quote=False))
             text.setTextFormat(Qt.TextFormat.RichText)
             text.setWordWrap(True)
             text.setContentsMargins(24, 0, 0, 6)
-            text.setEnabled(kind != "onnx" or not onnx_reason)
-            if kind == "onnx" and onnx_reason:
+            reason = reasons.get(kind, "")
+            text.setEnabled(not reason)
+            if reason:
                 button.setEnabled(False)
-                button.setToolTip(onnx_reason)
+                button.setToolTip(reason)
                 text.setText(html.escape(explanation, quote=False) + "<br><b>Not available:</b> "
-                             + html.escape(onnx_reason, quote=False))
+                             + html.escape(reason, quote=False))
                 text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.group.addButton(button)
             self.buttons[kind] = button
             layout.addWidget(button)
             layout.addWidget(text)
+        # who made the package and on what terms (bioimage.io asks for both)
+        self.authors = QLineEdit(", ".join(authors or []))
+        self.authors.setPlaceholderText("Ada Lovelace, Grace Hopper")
+        self.license = QLineEdit(license)
+        self.license.setToolTip("an SPDX licence id, e.g. MIT, CC-BY-4.0, BSD-3-Clause")
+        self.identity = QFormLayout()
+        self.identity.setContentsMargins(24, 0, 0, 6)
+        self.identity.addRow("Authors:", self.authors)
+        self.identity.addRow("Licence:", self.license)
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.hide()
+        layout.addLayout(self.identity)
+        layout.addWidget(self.problem)
+        self.group.buttonToggled.connect(self._show_identity)
         self.select(choice)
+        self._show_identity()
         box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                | QDialogButtonBox.StandardButton.Cancel)
         box.button(QDialogButtonBox.StandardButton.Ok).setText("Export…")
@@ -90,6 +133,26 @@ class ExportDialog(QDialog):
         box.rejected.connect(self.reject)
         layout.addWidget(box)
         self.setMinimumWidth(460)
+
+    def _show_identity(self, *_) -> None:
+        on = self.buttons["bioimageio"].isChecked()
+        self.authors.setEnabled(on)
+        self.license.setEnabled(on)
+
+    def package_authors(self) -> list[str]:
+        return [a.strip() for a in self.authors.text().split(",") if a.strip()]
+
+    def package_license(self) -> str:
+        return self.license.text().strip() or "MIT"
+
+    def accept(self) -> None:
+        if self.choice() == "bioimageio" and not self.package_authors():
+            self.problem.setText("<b>A bioimage.io package names its authors:</b> enter at "
+                                 "least one name (it is remembered).")
+            self.problem.show()
+            self.authors.setFocus()
+            return
+        super().accept()
 
     def available(self) -> list[str]:
         return [kind for kind, b in self.buttons.items() if b.isEnabled()]

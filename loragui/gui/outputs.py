@@ -1,5 +1,5 @@
 """After training: export the adapter (PEFT folder, one file, a PEFT-loadable
-copy, or ONNX of the merged model), export a merged model, predict masks for a
+copy, ONNX of the merged model, or a bioimage.io model package), export a merged model, predict masks for a
 folder of new images, open the run folder.
 
 :class:`AfterTraining` is owned by the window and given what it works on: the
@@ -19,7 +19,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from . import dialogs
-from .exportdialog import ExportDialog, onnx_unavailable_reason
+from .exportdialog import ExportDialog, bioimageio_unavailable_reason, onnx_unavailable_reason
 from .prefs import Preferences
 from .results import ResultsPanel
 from .workers import CallWorker, PredictWorker, Worker
@@ -49,6 +49,23 @@ def _export_onnx(adapter: str, dest: str, base: str | None, overwrite: bool = Fa
 
 # How the window names the place it writes to, in the engine's messages.
 DESTINATION = "destination"
+
+
+def _export_bioimageio(adapter: str, dest: str, base: str | None, authors: list[str],
+                       license: str, run: dict | None, on_warning=None) -> Path:
+    """The package, its test image the run's first validation image (the sample's first
+    image when the run's folders are gone). The file dialog asked before replacing."""
+    from loragui.engine.bioimageio_export import (
+        PackageIdentity,
+        default_test_image,
+        export_bioimageio,
+        first_validation_image,
+    )
+
+    image = first_validation_image(**run) if run else None
+    return export_bioimageio(adapter, dest, test_image=image or default_test_image(),
+                             identity=PackageIdentity(authors, license), base=base,
+                             overwrite=True, on_warning=on_warning)
 
 
 def adapter_facts(adapter: str) -> dict:
@@ -133,11 +150,18 @@ class AfterTraining(QObject):
             import importlib.util
 
             reason = "" if importlib.util.find_spec("onnx") else onnx_unavailable_reason()
-        kind = ExportDialog.ask(self.window, peft_note=(facts.get("info") or {}).get("peft", ""),
-                                onnx_reason=reason, choice=self.prefs.export_kind)
-        if kind is None:
+        dialog = ExportDialog(self.window, peft_note=(facts.get("info") or {}).get("peft", ""),
+                              onnx_reason=reason,
+                              bioimageio_reason=bioimageio_unavailable_reason(),
+                              authors=self.prefs.package_authors,
+                              license=self.prefs.package_license, choice=self.prefs.export_kind)
+        if dialog.exec() != ExportDialog.DialogCode.Accepted:
             return
+        kind = dialog.choice()
         self.prefs.export_kind = kind
+        if kind == "bioimageio":
+            self.prefs.package_authors = dialog.package_authors()
+            self.prefs.package_license = dialog.package_license()
         name = self._dataset_name() or "adapter"
         name, suffix, title, filters = {
             "peft": (f"{name}-lora", "", "Export adapter folder", "Folder (*)"),
@@ -146,6 +170,8 @@ class AfterTraining(QObject):
             "peft_compatible": (f"{name}-lora-peft", "", "Export PEFT-loadable adapter folder",
                                 "Folder (*)"),
             "onnx": (f"{name}-merged.onnx", ".onnx", "Export ONNX model", "ONNX model (*.onnx)"),
+            "bioimageio": (f"{name}-bioimageio.zip", ".zip", "Export bioimage.io model package",
+                           "bioimage.io model package (*.zip)"),
         }[kind]
         path, _ = self._ask_save(title, name, filters)
         if path:
@@ -177,13 +203,21 @@ class AfterTraining(QObject):
         return False
 
     def export_adapter_as(self, kind: str, dest: Path) -> CallWorker | None:
-        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx");
-        None when the destination is refused or its replacement declined."""
+        """Write the adapter as ``kind`` ("peft", "single", "peft_compatible", "onnx",
+        "bioimageio": with the authors and licence in the preferences); None when the
+        destination is refused or its replacement declined."""
         from loragui.engine.formats import ADAPTER_FORMAT
         from loragui.engine.outputs import ADAPTER_DIR, FILE
 
         self.prefs.export_dir = str(Path(dest).parent)
         adapter, base = self.output(), self._base()
+        if kind == "bioimageio":
+            c = self.config
+            run = dict(images=c.images, masks=c.masks, val_fraction=c.val_fraction,
+                       seed=c.seed) if c is not None and c.images and c.masks else None
+            return self._job(_export_bioimageio, adapter, str(dest), base,
+                             list(self.prefs.package_authors), self.prefs.package_license, run,
+                             warnings=True, done="bioimage.io model package saved to {}")
         if kind == "onnx":
             overwrite = self.may_write(dest, FILE, replaces="loragui.onnx")
             if overwrite is None:

@@ -66,6 +66,8 @@ class Preferences:
     browse_dir: str = ""  # where the last file dialog was
     export_dir: str = ""
     export_kind: str = "peft"  # the form last chosen in the export dialog
+    package_authors: list[str] = field(default_factory=list)  # bioimage.io packages' authors
+    package_license: str = "MIT"  # and their licence (SPDX id)
     train: dict[str, Any] = field(default_factory=dict)  # subset of TrainConfig
 
     @classmethod
@@ -97,8 +99,9 @@ class Preferences:
             if f.name not in data:
                 continue
             value = data[f.name]
-            expected = dict if f.name == "train" else str
-            if isinstance(value, expected):
+            expected = {"train": dict, "package_authors": list}.get(f.name, str)
+            if isinstance(value, expected) and (expected is not list or all(
+                    isinstance(v, str) for v in value)):
                 values[f.name] = value
             else:
                 notes.append(f"the remembered {f.name} ({_shown(value)}) is not usable; its "
