@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--base", metavar="FILE", help="base model; default: the bundled base model")
     x.add_argument("--force", action="store_true",
                    help="use an adapter made for another base model when the shapes match (warns)")
-    _add_overwrite(x, "an adapter or ONNX file loragui wrote earlier at --out")
+    _add_overwrite(x, "an adapter or ONNX file loragui wrote earlier at --out, or the "
+                      "--bioimageio package")
     add_runs_parser(sub)
     add_bioimageio_args(x)
     return parser

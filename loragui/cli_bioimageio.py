@@ -22,8 +22,6 @@ def add_bioimageio_args(x: argparse.ArgumentParser) -> None:
     x.add_argument("--test-image", metavar="FILE",
                    help="the image the package's test input, output and cover are made from "
                         "(one of your validation images; default: the sample's first image)")
-    x.add_argument("--overwrite", action="store_true",
-                   help="replace OUT.zip when it exists")
 
 
 def cmd_export_bioimageio(args: argparse.Namespace) -> int:
