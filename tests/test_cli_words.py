@@ -70,5 +70,5 @@ def _epoch(**kw) -> EpochEvent:
 def test_the_epoch_line_rounds_and_names_the_validation_time(capsys):
     assert _print_events([_epoch()]) == 0
     out = capsys.readouterr().out
-    assert "Dice 0.6900 IoU 0.5123, validated in 1 s *best" in out
+    assert "Dice 0.6900 IoU 0.5123 at 0:00:00, validated in 1 s *best" in out
     assert "0.6900094811116199" not in out

@@ -35,10 +35,11 @@ def test_the_first_command_installs_the_cpu_build_first_and_says_when():
 
 def test_the_test_command_is_the_one_ci_runs():
     _, tests = _setup_commands()
-    install, run = 'pip install -e ".[test,onnx]"', "QT_QPA_PLATFORM=offscreen python -m pytest -q"
+    install = 'pip install -e ".[test,onnx,bioimageio]"'
+    run = "QT_QPA_PLATFORM=offscreen python -m pytest -q"
     assert tests.endswith(f"{install} && {run}")
     # CI's copy may only add pip's options (--quiet)
-    assert re.search(r"python -m pip install (--\S+ )*-e \"\.\[test,onnx\]\"\n"
+    assert re.search(r"python -m pip install (--\S+ )*-e \"\.\[test,onnx,bioimageio\]\"\n"
                      + re.escape(run) + "\n", CI), "the test command differs from .ci/run's"
 
 

@@ -207,8 +207,14 @@ def target_names(model: nn.Module, targets: Iterable[str], exclude: Iterable[str
         name for name, module in model.named_modules()
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d) and not isinstance(module, LoRALayer)
         and not name.endswith((".lora_A", ".lora_B")) and _matches(name, targets)
-        and not _matches(name, exclude)
+        and not _within(name, exclude)
     ]
+
+
+def _within(name: str, patterns: Iterable[str]) -> bool:
+    """``name`` is a module that ``patterns`` name, or a part of one: a module trained
+    whole is trained with every part, so LoRA wraps none of them."""
+    return _matches(name, patterns) or any(name.startswith(p + ".") for p in patterns)
 
 
 def inject_lora(model: nn.Module, settings: LoRASettings) -> list[str]:

@@ -17,6 +17,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
+    QScrollArea,
     QSplitter,
 )
 
@@ -135,7 +136,13 @@ class MainWindow(QMainWindow):
         self.runs_view = RunsView(track=self._track, log=self.log)
         self.runs_dock = QDockWidget("Runs", self)
         self.runs_dock.setObjectName("RunsDock")
-        self.runs_dock.setWidget(self.runs_view)
+        # In a scroll area: the list's buttons and the comparison would otherwise set the
+        # window's minimum width (wider than a small screen).
+        runs_scroll = QScrollArea()
+        runs_scroll.setWidgetResizable(True)
+        runs_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        runs_scroll.setWidget(self.runs_view)
+        self.runs_dock.setWidget(runs_scroll)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.runs_dock)
         self.tabifyDockWidget(self.log_dock, self.runs_dock)
         self.log_dock.raise_()

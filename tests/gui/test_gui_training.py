@@ -160,12 +160,12 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     merged_bytes = (tmp_path / "merged.safetensors").read_bytes()
     dialogs.answer_yes = False
     assert window.outputs.export_merged(tmp_path / "merged.safetensors") is None
-    assert window.outputs.predict_folder(images, tmp_path / "predicted") is None
+    assert window.outputs.predict_folder(images, out) is None  # the masks predicted above
     assert "merged model loragui wrote earlier" in dialogs.questions[-2]
     assert "masks loragui predicted earlier" in dialogs.questions[-1]
     assert (tmp_path / "merged.safetensors").read_bytes() == merged_bytes
     dialogs.answer_yes = True
-    assert window.outputs.predict_folder(images, tmp_path / "predicted") is not None
+    assert window.outputs.predict_folder(images, out) is not None
     wait_idle(qtbot, window)
     assert not dialogs.messages
 
