@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
@@ -88,8 +87,7 @@ from .runrecord import (
     RUN_FILES,
     has_checkpoint,
     output_path,
-    this_process,
-    time_to_quality,
+    run_record,
     write_metrics,
     write_run_record,
 )
@@ -897,47 +895,24 @@ class Trainer:
 
     def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None,
                         running: bool = False, reason: str | None = None) -> None:
-        best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
-                     and r["epoch"] > 0), None)
-        final = self.state.history[-1] if self.state.history else None
-        info = {
-            "loragui_version": __version__, "created": now_iso(), "config": self.config.to_dict(),
-            "device": self._device_text(), "mode": "full" if self.config.full else "lora",
-            "status": ("running" if running else "failed" if failed else "stopped" if stopped
-                       else "finished"),
-            "error": failed, "stopped": stopped, "reason": failed or reason,
-            "early_stopped": self._ended_early(),
-            "early_stop": self.early.state_dict() if self.early is not None else None,
-            "steps": self.state.step, "total_steps": self.total_steps,
-            "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
-            "seconds": seconds, "base_dice": self.state.base_dice,
-            "best_epoch": self.state.best_epoch, "best": best, "final": final,
-            # When the best Dice was first reached within QUALITY_WITHIN (seconds since start).
-            "time_to_quality": time_to_quality(self.state.history, self.state.best_dice),
-            "output": self.best_output(), "dataset": self.dataset_info,
-            # the stems of the validation pairs: `loragui evaluate --run` scores exactly these
-            "validation": self.val_stems,
-            "pairing_problems": getattr(self, "pairing_problems", {}),
-            "trainable_params": count_parameters(self.model, trainable_only=True),
-            # What was changed to keep the run going (non-finite losses, out of memory).
-            "batch_size_used": self.batch_size, "lr_scale": self.state.lr_scale,
-            "backoffs": self.state.backoffs, "faults": self.state.faults,
-            # Data parallel: processes, and the batch and peak learning rate they trained with.
-            "world_size": self.world_size,
-            "effective_batch_size": self.batch_size * self.world_size,
-        }
-        if running:
-            info["process"] = this_process()
-        if self.dist is not None:
-            info["distributed"] = {
-                "world_size": self.world_size, "backend": self.dist.backend,
-                "devices": list(self.dist.devices), "batch_size_per_process": self.batch_size,
-                "effective_batch_size": self.batch_size * self.world_size,
-                "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr,
-                "crops": "each process its own, seeded by (seed, rank, step, back-offs)",
-                "sync": "all-reduce of the trainable parameters' gradients after each backward",
-            }
-        write_run_record(self.out, info)
+        st = self.state
+        write_run_record(self.out, run_record(
+            config=self.config.to_dict(), full=self.config.full, device=self._device_text(),
+            status=("running" if running else "failed" if failed else "stopped" if stopped
+                    else "finished"),
+            failed=failed, stopped=stopped, reason=reason, early_stopped=self._ended_early(),
+            early_stop=self.early.state_dict() if self.early is not None else None,
+            history=st.history, steps=st.step, total_steps=self.total_steps,
+            epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, seconds=seconds,
+            base_dice=st.base_dice, best_epoch=st.best_epoch, best_dice=st.best_dice,
+            output=self.best_output(), dataset=self.dataset_info, validation=self.val_stems,
+            pairing_problems=getattr(self, "pairing_problems", {}),
+            trainable_params=count_parameters(self.model, trainable_only=True),
+            batch_size=self.batch_size, lr_scale=st.lr_scale, backoffs=st.backoffs,
+            faults=st.faults, world_size=self.world_size,
+            distributed=None if self.dist is None else {
+                "backend": self.dist.backend, "devices": self.dist.devices,
+                "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr}))
 
 
 # The settings that shape what trains: a checkpoint resumes only with the same.
