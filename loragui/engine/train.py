@@ -31,7 +31,6 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
-from .config import OPTIONS_BY_NAME, TrainConfig, check_settings
+from .config import TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
 from .devices import resolve_device, supports_bf16
 from .distributed import (
@@ -82,6 +81,14 @@ from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
 from .preflight import check_layers, check_memory, fitted_crop, rank_note
 from .preprocessing import Preprocessing
+from .run_checkpoint import (
+    RunState,
+    checked_checkpoint,
+    damaged_checkpoint,
+    restore_training,
+    resume_state,
+    save_checkpoint,
+)
 from .runlock import RunLock, probe
 from .runrecord import (
     RUN_FILES,
@@ -100,20 +107,6 @@ from .validation import Validator
 __all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
 
 MIN_VAL_IMAGES = 5  # fewer validation images than this give a Dice too noisy to trust: warned
-
-
-@dataclass
-class _State:
-    step: int = 0
-    best_dice: float | None = None
-    best_epoch: int = 0
-    base_dice: float | None = None
-    history: list[dict[str, Any]] | None = None
-    epoch_loss_sum: float = 0.0  # training loss of the epoch in progress (kept across resume)
-    epoch_loss_n: int = 0
-    lr_scale: float = 1.0  # halved at each back-off from a non-finite loss
-    backoffs: int = 0
-    faults: list[str] | None = None  # what was changed to keep the run going, for run.json
 
 
 def run_training(config: TrainConfig, stop: threading.Event | None = None) -> Iterator[Event]:
@@ -168,12 +161,11 @@ class Trainer:
         self.config = config
         self.stop = stop
         self.out = Path(config.out) if config.out else None
-        self.state = _State(history=[], faults=[])
+        self.state = RunState(batch_size=config.batch_size)
         self._best_written = False
         self._checkpoint_step: int | None = None  # step of the last checkpoint on disk
         self._notes: list[LogEvent] = []  # warnings raised where no event can be yielded
         self.device = torch.device("cpu")
-        self.batch_size = config.batch_size  # halved when the device runs out of memory
         self.total_steps: int | None = None
         self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
         self._started = False  # RunStarted was reported
@@ -188,6 +180,11 @@ class Trainer:
         self.is_main = self.dist is None or self.dist.is_main
         # --lr is the single-process peak; several processes scale it (distributed.LR_SCALING).
         self.peak_lr = config.lr * (lr_scale(self.world_size) if self.dist else 1.0)
+
+    @property
+    def batch_size(self) -> int:
+        """Crops per step in this process (halved when the device runs out of memory)."""
+        return self.state.batch_size
 
     # ------------------------------------------------------------------ setup
     def best_output(self) -> str | None:
@@ -396,7 +393,7 @@ class Trainer:
     def _setup_resume(self) -> Iterator[Event]:
         if self.config.resume:
             yield from self._load_checkpoint()
-        elif self.is_main and (damaged := _damaged_checkpoint(self.out)):
+        elif self.is_main and (damaged := damaged_checkpoint(self.out)):
             yield LogEvent(f"{damaged}; this run starts over and replaces it", "warning")
         elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
@@ -684,7 +681,8 @@ class Trainer:
                 + memory_advice("Use a smaller --crop-size",
                                 offer_cpu=self.dist is None and self.device.type != "cpu")
                 + self._resume_hint())
-        old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
+        old = self.batch_size
+        self.state.batch_size = max(1, old // 2)
         if self.dist is None:
             what = (f"retrying with a batch of {self.batch_size} (the batch size is now "
                     f"{self.batch_size} for the rest of the run")
@@ -790,105 +788,32 @@ class Trainer:
             save_adapter(self.model, cfg, self.out / "adapter")
         self._best_written = True
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        return {k: p.detach().cpu() for k, p in self.model.named_parameters() if p.requires_grad}
-
     def _save_checkpoint(self) -> None:
-        st = self.state
-        Checkpoint(
-            config=self.config.to_dict(), trainable=self._trainable_state(),
-            optimizer=self.optimizer.state_dict(), sampler=self.sampler.state_dict(),
-            step=st.step, best_dice=st.best_dice, best_epoch=st.best_epoch,
-            base_dice=st.base_dice, history=st.history, best_written=self._best_written,
-            torch_rng=torch.get_rng_state(),
-            base_sha256=self.base_info.sha256 if self.base_info else None,
+        save_checkpoint(
+            self.out, config=self.config, model=self.model, optimizer=self.optimizer,
+            sampler=self.sampler, state=self.state, best_written=self._best_written,
+            device=self.device, base_sha256=self.base_info.sha256 if self.base_info else None,
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-            epochs=self.epochs, saved=now_iso(),
-            epoch_loss=[st.epoch_loss_sum, st.epoch_loss_n], lr_scale=st.lr_scale,
-            backoffs=st.backoffs, batch_size=self.batch_size, faults=st.faults,
-            fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size,
-            cuda_rng=(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
-                      else None),
-            early_stop=self.early.state_dict() if self.early is not None else None,
-        ).save(self.out)
-        self._checkpoint_step = st.step
+            epochs=self.epochs, fingerprint=self.dataset_info["fingerprint"],
+            world_size=self.world_size, early=self.early)
+        self._checkpoint_step = self.state.step
 
     def _load_checkpoint(self) -> Iterator[Event]:
         if not has_checkpoint(self.out):
             yield LogEvent(f"--resume: no checkpoint in {self.out}; starting from the beginning",
                            "warning")
             return
-        ckpt = Checkpoint.load(self.out)
-        have = self.base_info.sha256 if self.base_info else None
-        if ckpt.base_sha256 != have:
-            raise LoraGuiError(f"the checkpoint in {self.out} was made with another base model; "
-                               "use the same --base as the first run, or another --out")
-        shaping = SHAPING + (("width", "depth") if self.config.full and not self.config.base else ())
-        changed = [(name, ckpt.config[name], getattr(self.config, name)) for name in shaping
-                   if name in ckpt.config and ckpt.config[name] != getattr(self.config, name)]
-        if changed:
-            then = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(old)}" for n, old, _ in changed)
-            now = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(new)}" for n, _, new in changed)
-            raise LoraGuiError(f"the checkpoint in {self.out} was made with {then}, not {now}: "
-                               "resume with the settings of the first run, or use another --out")
-        own = dict(self.model.named_parameters())
-        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad} or any(
-                own[k].shape != v.shape for k, v in ckpt.trainable.items()):
-            raise LoraGuiError("the checkpoint was made with other settings (rank, layers, --full); "
-                               "resume with the same settings, or use another --out")
-        with torch.no_grad():
-            for k, v in ckpt.trainable.items():
-                own[k].copy_(v.to(own[k].device))
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.sampler.load_state_dict(ckpt.sampler)
-        torch.set_rng_state(ckpt.torch_rng)
-        if ckpt.cuda_rng is not None and self.device.type == "cuda":
-            with contextlib.suppress(Exception):
-                torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
-        st = self.state
-        st.step = int(ckpt.step)
-        st.best_dice = ckpt.best_dice
-        st.best_epoch = int(ckpt.best_epoch)
-        st.base_dice = ckpt.base_dice
-        st.history = ckpt.history
-        self._best_written = bool(ckpt.best_written)
-        self._checkpoint_step = st.step
-        st.epoch_loss_sum, st.epoch_loss_n = ckpt.epoch_loss
-        st.faults = ckpt.faults
-        trained = [r for r in st.history if r["epoch"] > 0]
-        self._elapsed_before = float(trained[-1].get("elapsed") or 0.0) if trained else 0.0
-        if self.early is not None:
-            if ckpt.early_stop is not None:
-                self.early = EarlyStop.from_state(ckpt.early_stop)
-            else:  # the rule was off, or the checkpoint predates it: its state from the history
-                for r in trained:
-                    self.early.update(r["epoch"], r["dice"])
-        old = ckpt.config
-        best = "" if st.best_dice is None else (
-            f" (best so far: epoch {st.best_epoch}, Dice {st.best_dice:.3f})")
-        yield LogEvent(f"resumed from step {st.step}{best}")
-        if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
-            st.lr_scale = float(ckpt.lr_scale)
-            st.backoffs = int(ckpt.backoffs)
-            if st.lr_scale != 1.0:
-                yield LogEvent(f"the learning rate stays at a peak of "
-                               f"{format_lr(self.peak_lr * st.lr_scale)}, as lowered after "
-                               "non-finite losses before the interruption", "warning")
-        if old.get("batch_size") == self.config.batch_size and ckpt.batch_size < self.batch_size:
-            self.batch_size = int(ckpt.batch_size)
-            yield LogEvent(f"the batch size stays at {self.batch_size}, as reduced after running "
-                           "out of memory before the interruption", "warning")
-        if ckpt.fingerprint != self.dataset_info["fingerprint"]:
-            yield LogEvent("the images or masks changed since this run's checkpoint was saved; "
-                           "training continues on them as they are now (the result will differ "
-                           "from an uninterrupted run)", "warning")
-        if ckpt.world_size != self.world_size:
-            yield LogEvent(f"this run was started in {ckpt.world_size} process(es) and continues "
-                           f"in {self.world_size}: the effective batch and learning rate change "
-                           "accordingly (the result will differ from an uninterrupted run)",
-                           "warning")
-        if self.is_main and any(r["epoch"] > 0 for r in st.history):  # rows of epochs after
-            self._write_metrics()  # the checkpoint go
+        ckpt = checked_checkpoint(self.out, self.config,
+                                  self.base_info.sha256 if self.base_info else None, self.model)
+        restore_training(ckpt, self.model, self.optimizer, self.sampler, self.device)
+        resumed = yield from resume_state(
+            ckpt, self.state, config=self.config, early=self.early, peak_lr=self.peak_lr,
+            fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size)
+        self._best_written, self.early = resumed.best_written, resumed.early
+        self._elapsed_before = resumed.elapsed_before
+        self._checkpoint_step = self.state.step
+        if self.is_main and any(r["epoch"] > 0 for r in self.state.history):  # rows of epochs
+            self._write_metrics()  # after the checkpoint go
 
     def _write_metrics(self) -> None:
         write_metrics(self.out, self.state.history)
@@ -913,28 +838,6 @@ class Trainer:
             distributed=None if self.dist is None else {
                 "backend": self.dist.backend, "devices": self.dist.devices,
                 "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr}))
-
-
-# The settings that shape what trains: a checkpoint resumes only with the same.
-# (--width and --depth too, for --full from scratch.)
-SHAPING = ("full", "rank", "alpha", "rslora", "targets", "train_modules", "train_bias")
-
-
-def _shown(value: Any) -> str:
-    return ",".join(value) or "''" if isinstance(value, list) else str(value)
-
-
-def _damaged_checkpoint(run_dir: Path) -> str | None:
-    """Why the checkpoint in ``run_dir`` cannot be resumed from, when it is there and
-    damaged; None otherwise."""
-    if not has_checkpoint(run_dir):
-        return None
-    try:
-        Checkpoint.load(run_dir, mmap=True)
-    except LoraGuiError as exc:
-        return str(exc).split("; delete it")[0]
-    return None
-
 
 
 def _first_line(exc: BaseException) -> str:
