@@ -49,7 +49,6 @@ from .distributed import (
     AgreedFailure,
     Dist,
     PeerLost,
-    StepOutcome,
     lr_scale,
 )
 from .early_stop import EarlyStop, patience_for
@@ -64,19 +63,16 @@ from .events import (
     StepEvent,
 )
 from .faults import (
-    MAX_BACKOFFS,
     GoodState,
     device_words,
+    first_line,
     format_lr,
-    free_memory,
-    gradients_finite,
     is_out_of_memory,
     memory_advice,
     tensors_finite,
 )
 from .formats import now_iso
 from .memory import Architecture
-from .metrics import dice_bce_loss
 from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
 from .preflight import check_layers, check_memory, fitted_crop, rank_note
@@ -101,6 +97,7 @@ from .runrecord import (
 from .sampler import CropSampler
 from .schedule import default_steps_per_epoch, lr_factor
 from .setup_steps import make_optimizer, make_trainable, seed_everything
+from .train_step import TrainStep
 from .unet import UNet, UNetConfig, count_parameters
 from .validation import Validator
 
@@ -169,7 +166,6 @@ class Trainer:
         self.total_steps: int | None = None
         self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
         self._started = False  # RunStarted was reported
-        self.compiled: torch.nn.Module | None = None  # the model compiled for training steps
         self._lock: RunLock | None = None  # rank 0's lock on the run folder while it writes
         self._t_start = time.perf_counter()
         self._elapsed_before = 0.0  # resumed: the seconds the run had trained before
@@ -204,7 +200,7 @@ class Trainer:
 
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
-        return (f"{where} ran out of memory outside a training step ({_first_line(exc)}). "
+        return (f"{where} ran out of memory outside a training step ({first_line(exc)}). "
                 + memory_advice("Use fewer or smaller images",
                                 offer_cpu=self.device.type != "cpu"))
 
@@ -267,7 +263,13 @@ class Trainer:
             resume_hint=self._resume_hint)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.compiled = self._setup_compiled()
+        self.steps = TrainStep(
+            model=self.model, compiled=self._setup_compiled(), optimizer=self.optimizer,
+            params=self.params, sampler=self.sampler, device=self.device, dist=self.dist,
+            stop=self.stop, state=self.state, seed=self.config.seed, lr=self.config.lr,
+            peak_lr=self.peak_lr, world_size=self.world_size, autocast=self.autocast,
+            crop_size=self.crop_size, fault=self._fault,
+            note=lambda m: self._notes.append(self._fault(m)), resume_hint=self._resume_hint)
         yield from self._setup_resume()
         self._started = True
         if self.is_main:  # a list of runs shows it as running (and, if killed, as interrupted)
@@ -489,13 +491,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = (self.peak_lr * st.lr_scale * group["lr_mult"]
                                * lr_factor(step, self.total_steps, self.warmup))
-            loss_value, problem = yield from self._train_step()
+            loss_value, problem = yield from self.steps.run()
             if problem == "stop":
                 stopped = True
                 break
             if problem is not None:
                 # The step is retried from the last good state with half the learning rate.
-                yield from self._back_off(step, loss_value, problem)
+                yield from self.steps.back_off(step, loss_value, problem, self._good)
                 continue
             st.step += 1
             steps_done_here += 1
@@ -512,7 +514,8 @@ class Trainer:
                             self.optimizer.param_groups[0]["lr"], ips, remaining)
             if st.step % self.steps_per_epoch == 0 or st.step == self.total_steps:
                 if not tensors_finite([p.detach() for p in self.params]):
-                    yield from self._back_off(st.step - 1, float("nan"), "weights")
+                    yield from self.steps.back_off(st.step - 1, float("nan"), "weights",
+                                                    self._good)
                 train_loss = st.epoch_loss_sum / max(1, st.epoch_loss_n)
                 st.epoch_loss_sum, st.epoch_loss_n = 0.0, 0
                 event = None
@@ -578,141 +581,6 @@ class Trainer:
     def _fault(self, message: str) -> LogEvent:
         self.state.faults.append(message)
         return LogEvent(message, "warning")
-
-    def _train_step(self) -> Iterator[Event]:
-        """One optimiser step. Returns (loss, problem): problem is None, "stop" (nothing
-        was computed or updated), "loss" or "gradients" (non-finite; nothing was updated).
-        Out of memory: halves the batch and tries again, down to a batch of 1.
-
-        With several processes the step's outcome is agreed in the gradient all-reduce
-        (:meth:`_reduce`, see :mod:`.distributed`): the loss is the mean over ranks, and
-        every rank stops, backs off or halves its batch together."""
-        while True:
-            if self.dist is not None:
-                # This rank's crops (and dropout) for this step: a pure function of (seed,
-                # rank, step, back-offs), so a resumed run draws what the uninterrupted run drew.
-                seed = self.dist.step_seed(self.config.seed, self.state.step, self.state.backoffs)
-                self.sampler.load_state_dict(
-                    {"generator": torch.Generator().manual_seed(seed).get_state()})
-                torch.manual_seed(seed)
-            stopped = self.stop.is_set()
-            loss_value, oom = (0.0, None) if stopped else self._forward_backward()
-            if oom is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-                free_memory(self.device)
-            outcome = self._reduce(loss_value, stop=stopped, oom=oom is not None)
-            if not outcome.ok:
-                self.optimizer.zero_grad(set_to_none=True)
-            if outcome.stop:
-                return None, "stop"
-            if outcome.oom_ranks:
-                yield self._halve_batch(outcome.oom_ranks, oom)
-                continue
-            if outcome.loss_bad:
-                return outcome.loss, "loss"
-            if not gradients_finite(self.params):  # several processes: the averaged gradients
-                self.optimizer.zero_grad(set_to_none=True)
-                return outcome.loss, "gradients"
-            self.optimizer.step()
-            return outcome.loss, None
-
-    def _forward_backward(self) -> tuple[float, str | None]:
-        """(loss, None) with the gradients in ``.grad`` (none for a non-finite loss), or
-        (0, what the device said) when it ran out of memory."""
-        try:
-            x, y = self.sampler.sample(self.batch_size)
-            if self.device.type != "mps":
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss = self._loss(x, y)
-            loss_value = float(loss.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            if math.isfinite(loss_value):
-                loss.backward()
-            return loss_value, None
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            return 0.0, _first_line(exc)  # returning drops the tensors the traceback held
-
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss of one batch, through the compiled model where there is one.
-        A compiler failure (no compiler on this machine, an unsupported operation) shows
-        at the first call: the run goes on with the plain model and says so."""
-        model = self.compiled if self.compiled is not None else self.model
-        try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = model(x)
-        except Exception as exc:
-            if model is self.model or is_out_of_memory(exc):
-                raise
-            self.compiled = None
-            self._notes.append(self._fault(
-                f"compiling the training step failed ({type(exc).__name__}: {_first_line(exc)});"
-                " training without compiling (--no-compile skips the attempt)"))
-            return self._loss(x, y)
-        return dice_bce_loss(logits, y)
-
-    def _reduce(self, loss: float, *, stop: bool, oom: bool) -> StepOutcome:
-        """The step's outcome: this process's own, or (several processes) every rank's,
-        agreed in one all-reduce that also averages the gradients."""
-        loss_bad = not (stop or oom or math.isfinite(loss))
-        if self.dist is None:
-            return StepOutcome(loss=loss, stop=stop, loss_bad=loss_bad,
-                               oom_ranks=[0] if oom else [])
-        # A stop asked for during the step discards it: every rank stops at the same step.
-        outcome = self.dist.reduce_step(self.params, loss, stop=self.stop.is_set(),
-                                        loss_bad=loss_bad, oom=oom)
-        if outcome.loss_bad:
-            outcome.loss = float("nan")
-        return outcome
-
-    def _halve_batch(self, oom_ranks: list[int], detail: str | None) -> LogEvent:
-        """After running out of memory: half the batch from now on, or give up at 1."""
-        if self.dist is None:
-            where, per = device_words(self.device), ""
-        else:
-            where = " and ".join(device_words(torch.device(self.dist.devices[r]))
-                                 for r in oom_ranks)
-            per = " per process"
-        if self.batch_size <= 1:
-            raise TrainingError(
-                f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
-                f"{self.crop_size} pixels{per}" + (f" ({detail})" if detail else "") + ". "
-                + memory_advice("Use a smaller --crop-size",
-                                offer_cpu=self.dist is None and self.device.type != "cpu")
-                + self._resume_hint())
-        old = self.batch_size
-        self.state.batch_size = max(1, old // 2)
-        if self.dist is None:
-            what = (f"retrying with a batch of {self.batch_size} (the batch size is now "
-                    f"{self.batch_size} for the rest of the run")
-        else:
-            what = (f"every process retries with a batch of {self.batch_size} (effective batch "
-                    f"{self.batch_size * self.world_size} for the rest of the run")
-        return self._fault(f"{where} ran out of memory at step {self.state.step + 1} with a batch "
-                           f"of {old}{per}; {what}; the learning rate is unchanged)")
-
-    def _back_off(self, step: int, value: float, problem: str) -> Iterator[Event]:
-        """Restore the last good weights and halve the learning rate, or give up."""
-        st = self.state
-        what = {"loss": f"the loss was {value}",
-                "gradients": "the gradients were not finite (inf or NaN)",
-                "weights": "the weights became inf or NaN"}[problem]
-        st.backoffs += 1
-        lr_now = self.peak_lr * st.lr_scale
-        if st.backoffs > MAX_BACKOFFS:
-            raise TrainingError(
-                f"step {step + 1}: {what} again, after the learning rate was halved "
-                f"{MAX_BACKOFFS} times (to a peak of {format_lr(lr_now)}). Training is unstable "
-                f"with these images and settings: try a much lower --lr (for example "
-                f"{format_lr(self.config.lr / 10)}), and check the images for extreme values."
-                + self._resume_hint())
-        self._good.restore(self.model, self.optimizer)
-        st.lr_scale /= 2
-        yield self._fault(
-            f"step {step + 1}: {what}; restored {self._good.describe()} and halved the learning "
-            f"rate to a peak of {format_lr(self.peak_lr * st.lr_scale)} "
-            f"(back-off {st.backoffs} of at most {MAX_BACKOFFS})")
 
     # ------------------------------------------------------------------ validation
     def _validate(self, epoch: int, train_loss: float | None) -> EpochEvent:
@@ -838,9 +706,3 @@ class Trainer:
             distributed=None if self.dist is None else {
                 "backend": self.dist.backend, "devices": self.dist.devices,
                 "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr}))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
-
