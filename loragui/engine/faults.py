@@ -128,3 +128,9 @@ def _to_cpu(value: Any) -> Any:
 
 def format_lr(lr: float) -> str:
     return f"{lr:.3g}" if math.isfinite(lr) else str(lr)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of what an exception says (at most 160 characters), for messages."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__

@@ -26,7 +26,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from .atomic import atomic_write_text
+from .formats import now_iso
 
 CHECKPOINT = "checkpoint.pt"
 ADAPTER = "adapter"
@@ -135,3 +137,53 @@ def time_to_quality(history: list[dict[str, Any]], best_dice: float | None,
             return {"within": within, "seconds": row.get("elapsed"), "epoch": row["epoch"],
                     "step": row["step"], "dice": row["dice"]}
     return None
+
+
+def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
+               failed: str | None, stopped: bool, reason: str | None, early_stopped: bool,
+               early_stop: dict[str, Any] | None, history: list[dict[str, Any]],
+               steps: int, total_steps: int | None, epochs: int, steps_per_epoch: int,
+               seconds: float, base_dice: float | None, best_epoch: int,
+               best_dice: float | None, output: str | None, dataset: dict[str, Any],
+               validation: list[str], pairing_problems: dict[str, Any],
+               trainable_params: int, batch_size: int, lr_scale: float, backoffs: int,
+               faults: list[str] | None, world_size: int,
+               distributed: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``run.json`` says of a run (``status``: running, failed, stopped or finished);
+    ``distributed``: the backend, devices, lr_scaling, lr and peak_lr of several processes,
+    None in one."""
+    best = next((r for r in history if r["epoch"] == best_epoch and r["epoch"] > 0), None)
+    info: dict[str, Any] = {
+        "loragui_version": __version__, "created": now_iso(), "config": config,
+        "device": device, "mode": "full" if full else "lora", "status": status,
+        "error": failed, "stopped": stopped, "reason": failed or reason,
+        "early_stopped": early_stopped, "early_stop": early_stop,
+        "steps": steps, "total_steps": total_steps,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+        "seconds": seconds, "base_dice": base_dice,
+        "best_epoch": best_epoch, "best": best, "final": history[-1] if history else None,
+        # When the best Dice was first reached within QUALITY_WITHIN (seconds since start).
+        "time_to_quality": time_to_quality(history, best_dice),
+        "output": output, "dataset": dataset,
+        # the stems of the validation pairs: `loragui evaluate --run` scores exactly these
+        "validation": validation, "pairing_problems": pairing_problems,
+        "trainable_params": trainable_params,
+        # What was changed to keep the run going (non-finite losses, out of memory).
+        "batch_size_used": batch_size, "lr_scale": lr_scale,
+        "backoffs": backoffs, "faults": faults,
+        # Data parallel: processes, and the batch and peak learning rate they trained with.
+        "world_size": world_size, "effective_batch_size": batch_size * world_size,
+    }
+    if status == "running":
+        info["process"] = this_process()
+    if distributed is not None:
+        info["distributed"] = {
+            "world_size": world_size, "backend": distributed["backend"],
+            "devices": list(distributed["devices"]), "batch_size_per_process": batch_size,
+            "effective_batch_size": batch_size * world_size,
+            "lr_scaling": distributed["lr_scaling"], "lr": distributed["lr"],
+            "peak_lr": distributed["peak_lr"],
+            "crops": "each process its own, seeded by (seed, rank, step, back-offs)",
+            "sync": "all-reduce of the trainable parameters' gradients after each backward",
+        }
+    return info

@@ -31,19 +31,17 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import __version__
 from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
-from .config import OPTIONS_BY_NAME, TrainConfig, check_settings
+from .config import TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
 from .devices import resolve_device, supports_bf16
 from .distributed import (
@@ -51,7 +49,6 @@ from .distributed import (
     AgreedFailure,
     Dist,
     PeerLost,
-    StepOutcome,
     lr_scale,
 )
 from .early_stop import EarlyStop, patience_for
@@ -66,56 +63,47 @@ from .events import (
     StepEvent,
 )
 from .faults import (
-    MAX_BACKOFFS,
     GoodState,
     device_words,
+    first_line,
     format_lr,
-    free_memory,
-    gradients_finite,
     is_out_of_memory,
     memory_advice,
     tensors_finite,
 )
 from .formats import now_iso
 from .memory import Architecture
-from .metrics import dice_bce_loss
 from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
 from .preflight import check_layers, check_memory, fitted_crop, rank_note
 from .preprocessing import Preprocessing
+from .run_checkpoint import (
+    RunState,
+    checked_checkpoint,
+    damaged_checkpoint,
+    restore_training,
+    resume_state,
+    save_checkpoint,
+)
 from .runlock import RunLock, probe
 from .runrecord import (
     RUN_FILES,
     has_checkpoint,
     output_path,
-    this_process,
-    time_to_quality,
+    run_record,
     write_metrics,
     write_run_record,
 )
 from .sampler import CropSampler
 from .schedule import default_steps_per_epoch, lr_factor
 from .setup_steps import make_optimizer, make_trainable, seed_everything
+from .train_step import TrainStep
 from .unet import UNet, UNetConfig, count_parameters
 from .validation import Validator
 
 __all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
 
 MIN_VAL_IMAGES = 5  # fewer validation images than this give a Dice too noisy to trust: warned
-
-
-@dataclass
-class _State:
-    step: int = 0
-    best_dice: float | None = None
-    best_epoch: int = 0
-    base_dice: float | None = None
-    history: list[dict[str, Any]] | None = None
-    epoch_loss_sum: float = 0.0  # training loss of the epoch in progress (kept across resume)
-    epoch_loss_n: int = 0
-    lr_scale: float = 1.0  # halved at each back-off from a non-finite loss
-    backoffs: int = 0
-    faults: list[str] | None = None  # what was changed to keep the run going, for run.json
 
 
 def run_training(config: TrainConfig, stop: threading.Event | None = None) -> Iterator[Event]:
@@ -170,16 +158,14 @@ class Trainer:
         self.config = config
         self.stop = stop
         self.out = Path(config.out) if config.out else None
-        self.state = _State(history=[], faults=[])
+        self.state = RunState(batch_size=config.batch_size)
         self._best_written = False
         self._checkpoint_step: int | None = None  # step of the last checkpoint on disk
         self._notes: list[LogEvent] = []  # warnings raised where no event can be yielded
         self.device = torch.device("cpu")
-        self.batch_size = config.batch_size  # halved when the device runs out of memory
         self.total_steps: int | None = None
         self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
         self._started = False  # RunStarted was reported
-        self.compiled: torch.nn.Module | None = None  # the model compiled for training steps
         self._lock: RunLock | None = None  # rank 0's lock on the run folder while it writes
         self._t_start = time.perf_counter()
         self._elapsed_before = 0.0  # resumed: the seconds the run had trained before
@@ -190,6 +176,11 @@ class Trainer:
         self.is_main = self.dist is None or self.dist.is_main
         # --lr is the single-process peak; several processes scale it (distributed.LR_SCALING).
         self.peak_lr = config.lr * (lr_scale(self.world_size) if self.dist else 1.0)
+
+    @property
+    def batch_size(self) -> int:
+        """Crops per step in this process (halved when the device runs out of memory)."""
+        return self.state.batch_size
 
     # ------------------------------------------------------------------ setup
     def best_output(self) -> str | None:
@@ -209,7 +200,7 @@ class Trainer:
 
     def memory_message(self, exc: BaseException) -> str:
         where = device_words(self.device)
-        return (f"{where} ran out of memory outside a training step ({_first_line(exc)}). "
+        return (f"{where} ran out of memory outside a training step ({first_line(exc)}). "
                 + memory_advice("Use fewer or smaller images",
                                 offer_cpu=self.device.type != "cpu"))
 
@@ -272,7 +263,13 @@ class Trainer:
             resume_hint=self._resume_hint)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.compiled = self._setup_compiled()
+        self.steps = TrainStep(
+            model=self.model, compiled=self._setup_compiled(), optimizer=self.optimizer,
+            params=self.params, sampler=self.sampler, device=self.device, dist=self.dist,
+            stop=self.stop, state=self.state, seed=self.config.seed, lr=self.config.lr,
+            peak_lr=self.peak_lr, world_size=self.world_size, autocast=self.autocast,
+            crop_size=self.crop_size, fault=self._fault,
+            note=lambda m: self._notes.append(self._fault(m)), resume_hint=self._resume_hint)
         yield from self._setup_resume()
         self._started = True
         if self.is_main:  # a list of runs shows it as running (and, if killed, as interrupted)
@@ -398,7 +395,7 @@ class Trainer:
     def _setup_resume(self) -> Iterator[Event]:
         if self.config.resume:
             yield from self._load_checkpoint()
-        elif self.is_main and (damaged := _damaged_checkpoint(self.out)):
+        elif self.is_main and (damaged := damaged_checkpoint(self.out)):
             yield LogEvent(f"{damaged}; this run starts over and replaces it", "warning")
         elif self.is_main and find_resumable(self.out) is not None:
             yield LogEvent(f"{self.out} holds a checkpoint of an earlier run; this run starts over "
@@ -494,13 +491,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = (self.peak_lr * st.lr_scale * group["lr_mult"]
                                * lr_factor(step, self.total_steps, self.warmup))
-            loss_value, problem = yield from self._train_step()
+            loss_value, problem = yield from self.steps.run()
             if problem == "stop":
                 stopped = True
                 break
             if problem is not None:
                 # The step is retried from the last good state with half the learning rate.
-                yield from self._back_off(step, loss_value, problem)
+                yield from self.steps.back_off(step, loss_value, problem, self._good)
                 continue
             st.step += 1
             steps_done_here += 1
@@ -517,7 +514,8 @@ class Trainer:
                             self.optimizer.param_groups[0]["lr"], ips, remaining)
             if st.step % self.steps_per_epoch == 0 or st.step == self.total_steps:
                 if not tensors_finite([p.detach() for p in self.params]):
-                    yield from self._back_off(st.step - 1, float("nan"), "weights")
+                    yield from self.steps.back_off(st.step - 1, float("nan"), "weights",
+                                                    self._good)
                 train_loss = st.epoch_loss_sum / max(1, st.epoch_loss_n)
                 st.epoch_loss_sum, st.epoch_loss_n = 0.0, 0
                 event = None
@@ -583,140 +581,6 @@ class Trainer:
     def _fault(self, message: str) -> LogEvent:
         self.state.faults.append(message)
         return LogEvent(message, "warning")
-
-    def _train_step(self) -> Iterator[Event]:
-        """One optimiser step. Returns (loss, problem): problem is None, "stop" (nothing
-        was computed or updated), "loss" or "gradients" (non-finite; nothing was updated).
-        Out of memory: halves the batch and tries again, down to a batch of 1.
-
-        With several processes the step's outcome is agreed in the gradient all-reduce
-        (:meth:`_reduce`, see :mod:`.distributed`): the loss is the mean over ranks, and
-        every rank stops, backs off or halves its batch together."""
-        while True:
-            if self.dist is not None:
-                # This rank's crops (and dropout) for this step: a pure function of (seed,
-                # rank, step, back-offs), so a resumed run draws what the uninterrupted run drew.
-                seed = self.dist.step_seed(self.config.seed, self.state.step, self.state.backoffs)
-                self.sampler.load_state_dict(
-                    {"generator": torch.Generator().manual_seed(seed).get_state()})
-                torch.manual_seed(seed)
-            stopped = self.stop.is_set()
-            loss_value, oom = (0.0, None) if stopped else self._forward_backward()
-            if oom is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-                free_memory(self.device)
-            outcome = self._reduce(loss_value, stop=stopped, oom=oom is not None)
-            if not outcome.ok:
-                self.optimizer.zero_grad(set_to_none=True)
-            if outcome.stop:
-                return None, "stop"
-            if outcome.oom_ranks:
-                yield self._halve_batch(outcome.oom_ranks, oom)
-                continue
-            if outcome.loss_bad:
-                return outcome.loss, "loss"
-            if not gradients_finite(self.params):  # several processes: the averaged gradients
-                self.optimizer.zero_grad(set_to_none=True)
-                return outcome.loss, "gradients"
-            self.optimizer.step()
-            return outcome.loss, None
-
-    def _forward_backward(self) -> tuple[float, str | None]:
-        """(loss, None) with the gradients in ``.grad`` (none for a non-finite loss), or
-        (0, what the device said) when it ran out of memory."""
-        try:
-            x, y = self.sampler.sample(self.batch_size)
-            if self.device.type != "mps":
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss = self._loss(x, y)
-            loss_value = float(loss.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            if math.isfinite(loss_value):
-                loss.backward()
-            return loss_value, None
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            return 0.0, _first_line(exc)  # returning drops the tensors the traceback held
-
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss of one batch, through the compiled model where there is one.
-        A compiler failure (no compiler on this machine, an unsupported operation) shows
-        at the first call: the run goes on with the plain model and says so."""
-        model = self.compiled if self.compiled is not None else self.model
-        try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                logits = model(x)
-        except Exception as exc:
-            if model is self.model or is_out_of_memory(exc):
-                raise
-            self.compiled = None
-            self._notes.append(self._fault(
-                f"compiling the training step failed ({type(exc).__name__}: {_first_line(exc)});"
-                " training without compiling (--no-compile skips the attempt)"))
-            return self._loss(x, y)
-        return dice_bce_loss(logits, y)
-
-    def _reduce(self, loss: float, *, stop: bool, oom: bool) -> StepOutcome:
-        """The step's outcome: this process's own, or (several processes) every rank's,
-        agreed in one all-reduce that also averages the gradients."""
-        loss_bad = not (stop or oom or math.isfinite(loss))
-        if self.dist is None:
-            return StepOutcome(loss=loss, stop=stop, loss_bad=loss_bad,
-                               oom_ranks=[0] if oom else [])
-        # A stop asked for during the step discards it: every rank stops at the same step.
-        outcome = self.dist.reduce_step(self.params, loss, stop=self.stop.is_set(),
-                                        loss_bad=loss_bad, oom=oom)
-        if outcome.loss_bad:
-            outcome.loss = float("nan")
-        return outcome
-
-    def _halve_batch(self, oom_ranks: list[int], detail: str | None) -> LogEvent:
-        """After running out of memory: half the batch from now on, or give up at 1."""
-        if self.dist is None:
-            where, per = device_words(self.device), ""
-        else:
-            where = " and ".join(device_words(torch.device(self.dist.devices[r]))
-                                 for r in oom_ranks)
-            per = " per process"
-        if self.batch_size <= 1:
-            raise TrainingError(
-                f"{where} ran out of memory even with a batch of 1 crop of {self.crop_size}×"
-                f"{self.crop_size} pixels{per}" + (f" ({detail})" if detail else "") + ". "
-                + memory_advice("Use a smaller --crop-size",
-                                offer_cpu=self.dist is None and self.device.type != "cpu")
-                + self._resume_hint())
-        old, self.batch_size = self.batch_size, max(1, self.batch_size // 2)
-        if self.dist is None:
-            what = (f"retrying with a batch of {self.batch_size} (the batch size is now "
-                    f"{self.batch_size} for the rest of the run")
-        else:
-            what = (f"every process retries with a batch of {self.batch_size} (effective batch "
-                    f"{self.batch_size * self.world_size} for the rest of the run")
-        return self._fault(f"{where} ran out of memory at step {self.state.step + 1} with a batch "
-                           f"of {old}{per}; {what}; the learning rate is unchanged)")
-
-    def _back_off(self, step: int, value: float, problem: str) -> Iterator[Event]:
-        """Restore the last good weights and halve the learning rate, or give up."""
-        st = self.state
-        what = {"loss": f"the loss was {value}",
-                "gradients": "the gradients were not finite (inf or NaN)",
-                "weights": "the weights became inf or NaN"}[problem]
-        st.backoffs += 1
-        lr_now = self.peak_lr * st.lr_scale
-        if st.backoffs > MAX_BACKOFFS:
-            raise TrainingError(
-                f"step {step + 1}: {what} again, after the learning rate was halved "
-                f"{MAX_BACKOFFS} times (to a peak of {format_lr(lr_now)}). Training is unstable "
-                f"with these images and settings: try a much lower --lr (for example "
-                f"{format_lr(self.config.lr / 10)}), and check the images for extreme values."
-                + self._resume_hint())
-        self._good.restore(self.model, self.optimizer)
-        st.lr_scale /= 2
-        yield self._fault(
-            f"step {step + 1}: {what}; restored {self._good.describe()} and halved the learning "
-            f"rate to a peak of {format_lr(self.peak_lr * st.lr_scale)} "
-            f"(back-off {st.backoffs} of at most {MAX_BACKOFFS})")
 
     # ------------------------------------------------------------------ validation
     def _validate(self, epoch: int, train_loss: float | None) -> EpochEvent:
@@ -792,177 +656,53 @@ class Trainer:
             save_adapter(self.model, cfg, self.out / "adapter")
         self._best_written = True
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        return {k: p.detach().cpu() for k, p in self.model.named_parameters() if p.requires_grad}
-
     def _save_checkpoint(self) -> None:
-        st = self.state
-        Checkpoint(
-            config=self.config.to_dict(), trainable=self._trainable_state(),
-            optimizer=self.optimizer.state_dict(), sampler=self.sampler.state_dict(),
-            step=st.step, best_dice=st.best_dice, best_epoch=st.best_epoch,
-            base_dice=st.base_dice, history=st.history, best_written=self._best_written,
-            torch_rng=torch.get_rng_state(),
-            base_sha256=self.base_info.sha256 if self.base_info else None,
+        save_checkpoint(
+            self.out, config=self.config, model=self.model, optimizer=self.optimizer,
+            sampler=self.sampler, state=self.state, best_written=self._best_written,
+            device=self.device, base_sha256=self.base_info.sha256 if self.base_info else None,
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-            epochs=self.epochs, saved=now_iso(),
-            epoch_loss=[st.epoch_loss_sum, st.epoch_loss_n], lr_scale=st.lr_scale,
-            backoffs=st.backoffs, batch_size=self.batch_size, faults=st.faults,
-            fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size,
-            cuda_rng=(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
-                      else None),
-            early_stop=self.early.state_dict() if self.early is not None else None,
-        ).save(self.out)
-        self._checkpoint_step = st.step
+            epochs=self.epochs, fingerprint=self.dataset_info["fingerprint"],
+            world_size=self.world_size, early=self.early)
+        self._checkpoint_step = self.state.step
 
     def _load_checkpoint(self) -> Iterator[Event]:
         if not has_checkpoint(self.out):
             yield LogEvent(f"--resume: no checkpoint in {self.out}; starting from the beginning",
                            "warning")
             return
-        ckpt = Checkpoint.load(self.out)
-        have = self.base_info.sha256 if self.base_info else None
-        if ckpt.base_sha256 != have:
-            raise LoraGuiError(f"the checkpoint in {self.out} was made with another base model; "
-                               "use the same --base as the first run, or another --out")
-        shaping = SHAPING + (("width", "depth") if self.config.full and not self.config.base else ())
-        changed = [(name, ckpt.config[name], getattr(self.config, name)) for name in shaping
-                   if name in ckpt.config and ckpt.config[name] != getattr(self.config, name)]
-        if changed:
-            then = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(old)}" for n, old, _ in changed)
-            now = ", ".join(f"{OPTIONS_BY_NAME[n].flag} {_shown(new)}" for n, _, new in changed)
-            raise LoraGuiError(f"the checkpoint in {self.out} was made with {then}, not {now}: "
-                               "resume with the settings of the first run, or use another --out")
-        own = dict(self.model.named_parameters())
-        if set(ckpt.trainable) != {k for k, p in own.items() if p.requires_grad} or any(
-                own[k].shape != v.shape for k, v in ckpt.trainable.items()):
-            raise LoraGuiError("the checkpoint was made with other settings (rank, layers, --full); "
-                               "resume with the same settings, or use another --out")
-        with torch.no_grad():
-            for k, v in ckpt.trainable.items():
-                own[k].copy_(v.to(own[k].device))
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.sampler.load_state_dict(ckpt.sampler)
-        torch.set_rng_state(ckpt.torch_rng)
-        if ckpt.cuda_rng is not None and self.device.type == "cuda":
-            with contextlib.suppress(Exception):
-                torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
-        st = self.state
-        st.step = int(ckpt.step)
-        st.best_dice = ckpt.best_dice
-        st.best_epoch = int(ckpt.best_epoch)
-        st.base_dice = ckpt.base_dice
-        st.history = ckpt.history
-        self._best_written = bool(ckpt.best_written)
-        self._checkpoint_step = st.step
-        st.epoch_loss_sum, st.epoch_loss_n = ckpt.epoch_loss
-        st.faults = ckpt.faults
-        trained = [r for r in st.history if r["epoch"] > 0]
-        self._elapsed_before = float(trained[-1].get("elapsed") or 0.0) if trained else 0.0
-        if self.early is not None:
-            if ckpt.early_stop is not None:
-                self.early = EarlyStop.from_state(ckpt.early_stop)
-            else:  # the rule was off, or the checkpoint predates it: its state from the history
-                for r in trained:
-                    self.early.update(r["epoch"], r["dice"])
-        old = ckpt.config
-        best = "" if st.best_dice is None else (
-            f" (best so far: epoch {st.best_epoch}, Dice {st.best_dice:.3f})")
-        yield LogEvent(f"resumed from step {st.step}{best}")
-        if old.get("lr") == self.config.lr:  # a changed --lr starts the back-offs afresh
-            st.lr_scale = float(ckpt.lr_scale)
-            st.backoffs = int(ckpt.backoffs)
-            if st.lr_scale != 1.0:
-                yield LogEvent(f"the learning rate stays at a peak of "
-                               f"{format_lr(self.peak_lr * st.lr_scale)}, as lowered after "
-                               "non-finite losses before the interruption", "warning")
-        if old.get("batch_size") == self.config.batch_size and ckpt.batch_size < self.batch_size:
-            self.batch_size = int(ckpt.batch_size)
-            yield LogEvent(f"the batch size stays at {self.batch_size}, as reduced after running "
-                           "out of memory before the interruption", "warning")
-        if ckpt.fingerprint != self.dataset_info["fingerprint"]:
-            yield LogEvent("the images or masks changed since this run's checkpoint was saved; "
-                           "training continues on them as they are now (the result will differ "
-                           "from an uninterrupted run)", "warning")
-        if ckpt.world_size != self.world_size:
-            yield LogEvent(f"this run was started in {ckpt.world_size} process(es) and continues "
-                           f"in {self.world_size}: the effective batch and learning rate change "
-                           "accordingly (the result will differ from an uninterrupted run)",
-                           "warning")
-        if self.is_main and any(r["epoch"] > 0 for r in st.history):  # rows of epochs after
-            self._write_metrics()  # the checkpoint go
+        ckpt = checked_checkpoint(self.out, self.config,
+                                  self.base_info.sha256 if self.base_info else None, self.model)
+        restore_training(ckpt, self.model, self.optimizer, self.sampler, self.device)
+        resumed = yield from resume_state(
+            ckpt, self.state, config=self.config, early=self.early, peak_lr=self.peak_lr,
+            fingerprint=self.dataset_info["fingerprint"], world_size=self.world_size)
+        self._best_written, self.early = resumed.best_written, resumed.early
+        self._elapsed_before = resumed.elapsed_before
+        self._checkpoint_step = self.state.step
+        if self.is_main and any(r["epoch"] > 0 for r in self.state.history):  # rows of epochs
+            self._write_metrics()  # after the checkpoint go
 
     def _write_metrics(self) -> None:
         write_metrics(self.out, self.state.history)
 
     def _write_run_json(self, seconds: float, stopped: bool, failed: str | None = None,
                         running: bool = False, reason: str | None = None) -> None:
-        best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch
-                     and r["epoch"] > 0), None)
-        final = self.state.history[-1] if self.state.history else None
-        info = {
-            "loragui_version": __version__, "created": now_iso(), "config": self.config.to_dict(),
-            "device": self._device_text(), "mode": "full" if self.config.full else "lora",
-            "status": ("running" if running else "failed" if failed else "stopped" if stopped
-                       else "finished"),
-            "error": failed, "stopped": stopped, "reason": failed or reason,
-            "early_stopped": self._ended_early(),
-            "early_stop": self.early.state_dict() if self.early is not None else None,
-            "steps": self.state.step, "total_steps": self.total_steps,
-            "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
-            "seconds": seconds, "base_dice": self.state.base_dice,
-            "best_epoch": self.state.best_epoch, "best": best, "final": final,
-            # When the best Dice was first reached within QUALITY_WITHIN (seconds since start).
-            "time_to_quality": time_to_quality(self.state.history, self.state.best_dice),
-            "output": self.best_output(), "dataset": self.dataset_info,
-            # the stems of the validation pairs: `loragui evaluate --run` scores exactly these
-            "validation": self.val_stems,
-            "pairing_problems": getattr(self, "pairing_problems", {}),
-            "trainable_params": count_parameters(self.model, trainable_only=True),
-            # What was changed to keep the run going (non-finite losses, out of memory).
-            "batch_size_used": self.batch_size, "lr_scale": self.state.lr_scale,
-            "backoffs": self.state.backoffs, "faults": self.state.faults,
-            # Data parallel: processes, and the batch and peak learning rate they trained with.
-            "world_size": self.world_size,
-            "effective_batch_size": self.batch_size * self.world_size,
-        }
-        if running:
-            info["process"] = this_process()
-        if self.dist is not None:
-            info["distributed"] = {
-                "world_size": self.world_size, "backend": self.dist.backend,
-                "devices": list(self.dist.devices), "batch_size_per_process": self.batch_size,
-                "effective_batch_size": self.batch_size * self.world_size,
-                "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr,
-                "crops": "each process its own, seeded by (seed, rank, step, back-offs)",
-                "sync": "all-reduce of the trainable parameters' gradients after each backward",
-            }
-        write_run_record(self.out, info)
-
-
-# The settings that shape what trains: a checkpoint resumes only with the same.
-# (--width and --depth too, for --full from scratch.)
-SHAPING = ("full", "rank", "alpha", "rslora", "targets", "train_modules", "train_bias")
-
-
-def _shown(value: Any) -> str:
-    return ",".join(value) or "''" if isinstance(value, list) else str(value)
-
-
-def _damaged_checkpoint(run_dir: Path) -> str | None:
-    """Why the checkpoint in ``run_dir`` cannot be resumed from, when it is there and
-    damaged; None otherwise."""
-    if not has_checkpoint(run_dir):
-        return None
-    try:
-        Checkpoint.load(run_dir, mmap=True)
-    except LoraGuiError as exc:
-        return str(exc).split("; delete it")[0]
-    return None
-
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else type(exc).__name__
-
+        st = self.state
+        write_run_record(self.out, run_record(
+            config=self.config.to_dict(), full=self.config.full, device=self._device_text(),
+            status=("running" if running else "failed" if failed else "stopped" if stopped
+                    else "finished"),
+            failed=failed, stopped=stopped, reason=reason, early_stopped=self._ended_early(),
+            early_stop=self.early.state_dict() if self.early is not None else None,
+            history=st.history, steps=st.step, total_steps=self.total_steps,
+            epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, seconds=seconds,
+            base_dice=st.base_dice, best_epoch=st.best_epoch, best_dice=st.best_dice,
+            output=self.best_output(), dataset=self.dataset_info, validation=self.val_stems,
+            pairing_problems=getattr(self, "pairing_problems", {}),
+            trainable_params=count_parameters(self.model, trainable_only=True),
+            batch_size=self.batch_size, lr_scale=st.lr_scale, backoffs=st.backoffs,
+            faults=st.faults, world_size=self.world_size,
+            distributed=None if self.dist is None else {
+                "backend": self.dist.backend, "devices": self.dist.devices,
+                "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr}))
