@@ -137,18 +137,22 @@ def tiny_base(tmp_path_factory) -> Path:
                       preprocessing=Preprocessing().to_dict())
 
 
-@pytest.fixture
-def window(qtbot, tiny_base):
-    """The real main window (background start-up included), shown offscreen, with
-    the tiny base model chosen (this checkout may have no bundled one)."""
+def _shown_window(qtbot, base):
     from loragui.gui.window import MainWindow
 
     win = MainWindow()
-    win.settings.set_base(str(tiny_base))
+    win.settings.set_base(str(base))
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
     return win
+
+
+@pytest.fixture
+def window(qtbot, tiny_base):
+    """The real main window (background start-up included), shown offscreen, with
+    the tiny base model chosen (this checkout may have no bundled one)."""
+    return _shown_window(qtbot, tiny_base)
 
 
 @pytest.fixture
@@ -156,12 +160,6 @@ def window_with_sample(qtbot, tiny_base, dataset, monkeypatch):
     """The real main window, with ``dataset`` as the bundled sample data (the engine's
     bundled-files lookup answers it, as an installation that ships a sample would)."""
     from loragui.engine import resources
-    from loragui.gui.window import MainWindow
 
     monkeypatch.setattr(resources, "bundled_sample_dirs", lambda: dataset)
-    win = MainWindow()
-    win.settings.set_base(str(tiny_base))
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
+    return _shown_window(qtbot, tiny_base)
