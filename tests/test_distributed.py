@@ -309,7 +309,8 @@ def test_a_rank_that_dies_ends_the_run_with_a_resumable_checkpoint(tmp_path):
     assert rc == 1, err
     failed = run.events[-1]
     assert failed["event"] == "RunFailed", run.events[-3:]
-    assert "another training process ended unexpectedly" in failed["message"]
+    # rank 0 or the launcher may be the first to see the death: either says so
+    assert "training process ended unexpectedly" in failed["message"], failed["message"]
     assert "resume" in failed["message"] and failed["output"].endswith("adapter")
     assert "training process 1 of 2 was killed by SIGKILL" in err
     info = find_resumable(out)

@@ -20,9 +20,9 @@ def test_open_run_folder_without_a_file_manager_says_where_it_is(qtbot, window, 
     from PySide6.QtGui import QDesktopServices
 
     from loragui.engine.events import RunFinished
-    from tests.gui.helpers import wait_idle
+    from tests.gui.watch import WorkerWatch
 
-    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: not WorkerWatch.current.running(), timeout=20000)
     opened: list[str] = []
     monkeypatch.setattr(QDesktopServices, "openUrl",
                         staticmethod(lambda url: opened.append(url.toLocalFile()) or False))
