@@ -1,4 +1,4 @@
-"""Time to quality: how soon each trainer reaches a good model, on the CPU.
+"""Time to quality: how soon each trainer reaches a good model, on the CPU (or ``--device``).
 
 For each data set (the bundled sample, all of DSB2018 histology, DSB2018
 brightfield), with the bundled CPU base (``loragui-base-small``):
@@ -45,6 +45,7 @@ from benchmarks.common import REPO, peft_model, train_plain
 from loragui.engine.basemodel import load_model
 from loragui.engine.config import TrainConfig
 from loragui.engine.dataset import DecodedDataset, split_indices
+from loragui.engine.devices import resolve_device, supports_bf16
 from loragui.engine.events import EpochEvent, RunFailed, RunFinished, RunStarted
 from loragui.engine.pairing import pair_folders
 from loragui.engine.preprocessing import Preprocessing
@@ -81,11 +82,12 @@ def pair_subset(images: Path, masks: Path, limit: int, tmp: Path) -> tuple[Path,
     return out_i, out_m
 
 
-def run_loragui(images: Path, masks: Path, base: Path, overrides: dict) -> tuple[dict, dict]:
+def run_loragui(images: Path, masks: Path, base: Path, overrides: dict, device: str
+                ) -> tuple[dict, dict]:
     """loragui's defaults through run_training; (summary, plan: steps per epoch, epochs)."""
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(images=str(images), masks=str(masks), out=out, base=str(base),
-                          device="cpu", **overrides)
+                          device=device, **overrides)
         t0 = time.perf_counter()
         trace, plan, finished = [], {}, None
         for ev in run_training(cfg):
@@ -102,8 +104,8 @@ def run_loragui(images: Path, masks: Path, base: Path, overrides: dict) -> tuple
         return row, plan
 
 
-def run_peft(images: Path, masks: Path, base: Path, lr: float, plan: dict, cfg: TrainConfig
-             ) -> dict:
+def run_peft(images: Path, masks: Path, base: Path, lr: float, plan: dict, cfg: TrainConfig,
+             device: torch.device) -> dict:
     """The PEFT script on loragui's split, batch, crops and plan, validated the same way."""
     t0 = time.perf_counter()
     base_model, info = load_model(base)
@@ -112,8 +114,7 @@ def run_peft(images: Path, masks: Path, base: Path, lr: float, plan: dict, cfg: 
     train_idx, val_idx = split_indices(len(data.names), cfg.val_fraction, cfg.seed)
     train, val = data.subset(train_idx), data.subset(val_idx or train_idx)
     torch.manual_seed(cfg.seed)
-    model = peft_model(copy.deepcopy(base_model), rank=4, alpha=8)
-    device = torch.device("cpu")
+    model = peft_model(copy.deepcopy(base_model), rank=4, alpha=8).to(device)
     validator = Validator(model, device, autocast=False, lora=False, previews=0,
                           fault=print, resume_hint=str)
     trace = []
@@ -125,8 +126,8 @@ def run_peft(images: Path, masks: Path, base: Path, lr: float, plan: dict, cfg: 
     if steps < 40:  # the plain loop's one-cycle schedule warms up over 5 % of the steps
         raise SystemExit(f"{steps} steps are too few for the PEFT script: plan at least 40")
     train_plain(model, train.images, train.masks, steps=steps, batch=cfg.batch_size,
-                size=cfg.auto_crop_size("cpu"), lr=lr, device=device, bf16=False,
-                channels_last=True, seed=cfg.seed, validate_every=plan["steps_per_epoch"],
+                size=cfg.auto_crop_size(device.type), lr=lr, device=device,
+                bf16=supports_bf16(device), channels_last=device.type != "mps", seed=cfg.seed, validate_every=plan["steps_per_epoch"],
                 validate=validate)
     row = summary(trace, time.perf_counter() - t0)
     row["steps"], row["reason"] = steps, f"the planned {steps} steps"
@@ -149,9 +150,12 @@ def main() -> int:
                     help="planned epochs for every trainer (default: loragui's default)")
     ap.add_argument("--loragui-args", default="{}", help="JSON of TrainConfig overrides")
     ap.add_argument("--json", metavar="FILE", help="write every trace and figure here")
+    ap.add_argument("--device", default="cpu", help="cpu (the laptop's case), cuda or mps")
+    ap.add_argument("--base", help="the base model (default: the bundled base for the device)")
     args = ap.parse_args()
 
-    base = bundled_base_path("cpu")
+    device = resolve_device(args.device)
+    base = Path(args.base) if args.base else bundled_base_path(device.type)
     overrides = json.loads(args.loragui_args) | ({"epochs": args.epochs} if args.epochs else {})
     cfg = TrainConfig(**overrides)
     results = {}
@@ -167,13 +171,16 @@ def main() -> int:
             if args.limit:
                 images, masks = pair_subset(images, masks, args.limit, Path(tmp))
             n = len(pair_folders(images, masks).pairs)
-            print(f"{name}: {n} pairs; base {base.name}; CPU, {torch.get_num_threads()} threads",
-                  flush=True)
+            where = (f"CPU, {torch.get_num_threads()} threads" if device.type == "cpu"
+                     else str(device))
+            print(f"{name}: {n} pairs; base {base.name}; {where}", flush=True)
             rows = {}
-            rows["loragui defaults"], plan = run_loragui(images, masks, base, overrides)
+            rows["loragui defaults"], plan = run_loragui(images, masks, base, overrides,
+                                                         str(device))
             print(f"  loragui: {rows['loragui defaults']['reason']}", flush=True)
             for lr in (float(v) for v in args.peft_lrs.split(",")):
-                rows[f"PEFT r=4, lr {lr:g}"] = run_peft(images, masks, base, lr, plan, cfg)
+                rows[f"PEFT r=4, lr {lr:g}"] = run_peft(images, masks, base, lr, plan, cfg,
+                                                        device)
                 print(f"  PEFT lr {lr:g}: best Dice {rows[f'PEFT r=4, lr {lr:g}']['best']}",
                       flush=True)
         results[name] = {"pairs": n, "plan": plan, "rows": rows}
