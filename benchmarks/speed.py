@@ -282,7 +282,8 @@ def main() -> int:
     config = TrainConfig(images=str(images), masks=str(masks), out=str(Path(work.name) / "run"),
                          base=str(base_path), rank=args.rank, alpha=2.0 * args.rank,
                          steps=total, steps_per_epoch=total, batch_size=args.batch,
-                         crop_size=args.size, val_fraction=0.0, device=str(device), previews=0)
+                         crop_size=args.size, val_fraction=0.0, device=str(device), previews=0,
+                         compile_from=0)  # the step of a long run, which compiles on a GPU
     steps = {}  # every trainer built first, then timed in turns (see --rounds)
     product = ProductSteps(config)
     steps[f"loragui train (LoRA; {product.started.trainable_params:,} trained)"] = product

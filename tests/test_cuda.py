@@ -25,7 +25,7 @@ def _validation_dice(config) -> tuple[list[float], list[str]]:
 
 
 def test_the_compiled_step_trains_as_the_plain_one(tmp_path):
-    compiled, warnings = _validation_dice(tiny_config(tmp_path, device="cuda", out=str(tmp_path / "a")))
+    compiled, warnings = _validation_dice(tiny_config(tmp_path, device="cuda", compile_from=0, out=str(tmp_path / "a")))
     plain, _ = _validation_dice(tiny_config(tmp_path, device="cuda", compile=False,
                                             out=str(tmp_path / "b")))
     assert not [w for w in warnings if "compiling" in w], warnings
@@ -41,7 +41,8 @@ def test_a_step_that_fails_to_compile_trains_plain_and_says_so(tmp_path, monkeyp
         return fail
 
     monkeypatch.setattr(torch, "compile", broken)
-    dice, warnings = _validation_dice(tiny_config(tmp_path, device="cuda"))
+    dice, warnings = _validation_dice(tiny_config(tmp_path, device="cuda", compile_from=0))
     assert len(dice) == 4
     assert any("compiling the training step failed" in w and "no compiler here" in w
                for w in warnings), warnings
+

@@ -192,3 +192,16 @@ def test_weights_trained_whole_learn_at_a_nonzero_scale(tmp_path):
     base, _ = load_model(config.base)
     tensors = load_adapter(tmp_path / "run" / "adapter").tensors
     assert not torch.equal(tensors["head.weight"], base.state_dict()["head.weight"])
+
+
+def test_a_run_compiles_only_where_and_when_it_pays():
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.setup_steps import compiles
+
+    c = TrainConfig()
+    assert compiles(c, "cuda", c.compile_from)
+    assert not compiles(c, "cuda", c.compile_from - 1)  # a short run trains uncompiled
+    assert not compiles(c, "cpu", 10 * c.compile_from)
+    assert not compiles(c, "mps", 10 * c.compile_from)
+    assert compiles(TrainConfig(compile_from=0), "cuda", 1)
+    assert not compiles(TrainConfig(compile=False, compile_from=0), "cuda", 10**9)

@@ -156,7 +156,15 @@ class TrainConfig:
     # On a GPU a step of this small UNet waits on the host launching its many small
     # kernels; a compiled step launches far fewer (benchmarks/speed.py).
     compile: bool = setting(True, help="train the plain model on CUDA GPUs too (by default the "
-                                       "training step is compiled there, with torch.compile)")
+                                       "training step of a long run is compiled there, with "
+                                       "torch.compile; see --compile-from)")
+    # Compiling costs 10-45 s before the first step (more with a cold cache) and saves
+    # about 0.45 ms a 256-px crop on an H200 (benchmarks/speed.py): it pays from about
+    # 100,000 crops; most runs that end early train fewer.
+    compile_from: int = setting(
+        100_000, metavar="CROPS", low=0,
+        help="compile the training step on a CUDA GPU only when the run plans at least this "
+             "many crops (steps × batch × devices; default {default}; 0: always)")
     resume: bool = setting(False, help="continue the run in OUT from its checkpoint")
     overwrite: bool = setting(
         False, help="replace the earlier run in OUT (its adapter or model is replaced once "

@@ -67,3 +67,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def compiles(c: TrainConfig, device_type: str, planned_crops: int) -> bool:
+    """Whether a run compiles its training step: on a CUDA GPU, for a run long enough
+    that the compile time pays (``compile_from``, see its comment in config.py)."""
+    return c.compile and device_type == "cuda" and planned_crops >= c.compile_from

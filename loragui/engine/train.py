@@ -96,7 +96,7 @@ from .runrecord import (
 )
 from .sampler import CropSampler
 from .schedule import default_steps_per_epoch, lr_factor
-from .setup_steps import make_optimizer, make_trainable, seed_everything
+from .setup_steps import compiles, make_optimizer, make_trainable, seed_everything
 from .train_step import TrainStep
 from .unet import UNet, UNetConfig, count_parameters
 from .validation import Validator
@@ -387,8 +387,9 @@ class Trainer:
     def _setup_compiled(self) -> torch.nn.Module | None:
         """The model compiled for training on a CUDA GPU (compiled lazily, at the first
         step), or None: the CPU and MPS train the plain model, where compiling takes longer
-        than it saves in a run of a few minutes."""
-        if not (self.config.compile and self.device.type == "cuda"):
+        than it saves in a run of a few minutes, and so does a short run on a GPU."""
+        planned = self.total_steps * self.config.batch_size * self.world_size
+        if not compiles(self.config, self.device.type, planned):
             return None
         return torch.compile(self.model)
 
