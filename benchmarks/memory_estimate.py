@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from loragui.engine.config import TrainConfig
 from loragui.engine.devices import supports_bf16
 from loragui.engine.events import RunFailed
