@@ -18,9 +18,8 @@ from loragui.engine.bioimageio_export import (
     PackageIdentity,
     default_test_image,
     export_bioimageio,
-    model_tests,
-    validate_package,
 )
+from loragui.engine.bioimageio_read import model_tests, validate_package
 from loragui.engine.resources import resources_dir
 
 

@@ -29,10 +29,9 @@ def cmd_export_bioimageio(args: argparse.Namespace) -> int:
         PackageIdentity,
         default_test_image,
         export_bioimageio,
-        model_tests,
         refuse_existing,
-        require_bioimageio,
     )
+    from .engine.bioimageio_read import model_tests, require_bioimageio
     from .gui.prefs import Preferences  # Qt-free
 
     refuse_existing(args.bioimageio, args.overwrite)  # before any slow work

@@ -25,10 +25,9 @@ pytest.importorskip("bioimageio.core", reason='the bioimageio extra is not insta
                                               '(pip install "loragui[bioimageio]")')
 pytest.importorskip("onnx", reason="the onnx extra is not installed")
 
-from loragui.engine.bioimageio_export import (  # noqa: E402
+from loragui.engine.bioimageio_export import PackageIdentity, export_bioimageio  # noqa: E402
+from loragui.engine.bioimageio_read import (  # noqa: E402
     INSTALL,
-    PackageIdentity,
-    export_bioimageio,
     model_tests,
     require_bioimageio,
     validate_package,

@@ -39,13 +39,13 @@ from PIL import Image
 
 from .. import __version__
 from .atomic import atomic_write
+from .bioimageio_read import require_bioimageio, validate_package
 from .errors import LoraGuiError
 from .imageio import decode_pixels, open_image, orient, orientation
 from .onnx_export import export_onnx, load_export_source
 from .preprocessing import Preprocessing, luma, normalize_image
 from .unet import UNet
 
-INSTALL = 'pip install "loragui[bioimageio]"'
 INPUT, OUTPUT = "raw", "probability"
 THRESHOLD = 0.5
 TEST_SIDE = 256  # the test image is cropped to at most this many pixels a side
@@ -56,7 +56,6 @@ CITATIONS = (  # (text, DOI): the architecture and the adaptation method
     ("Hu et al.: LoRA: Low-Rank Adaptation of Large Language Models (ICLR 2022)",
      "10.48550/arXiv.2106.09685"),
 )
-WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
 TAGS = ["loragui", "unet", "lora", "segmentation", "semantic-segmentation", "2d", "pytorch",
         "torchscript", "onnx"]
 
@@ -67,23 +66,6 @@ class PackageIdentity:
 
     authors: list[str] = field(default_factory=list)
     license: str = DEFAULT_LICENSE
-
-
-def bioimageio_unavailable_reason() -> str:
-    """Why a bioimage.io package cannot be written ("" when it can)."""
-    try:
-        import bioimageio.spec  # noqa: F401
-    except ImportError as exc:
-        return f"the bioimageio.spec package is not installed ({exc}); install it with: {INSTALL}"
-    except Exception as exc:  # noqa: BLE001 - a broken install: say so
-        return f"the bioimageio.spec package cannot be imported: {type(exc).__name__}: {exc}"
-    return ""
-
-
-def require_bioimageio() -> None:
-    reason = bioimageio_unavailable_reason()
-    if reason:
-        raise LoraGuiError(f"bioimage.io export needs the bioimageio extra: {reason}")
 
 
 def refuse_existing(dest: str | os.PathLike, overwrite: bool) -> Path:
@@ -283,33 +265,6 @@ def _describe(work: Path, model: UNet, prep: Preprocessing, provenance: dict[str
         config={"loragui": json.loads(json.dumps(section, default=str))})
 
 
-def validate_package(path: str | os.PathLike) -> str:
-    """Validate a package with ``bioimageio.spec`` (every file hashed, inside the zip) and
-    return the summary's status ("valid-format" or "passed"); refuse a package that fails."""
-    from bioimageio.spec import load_model_description
-
-    try:
-        descr = load_model_description(Path(path), perform_io_checks=True)
-    except Exception as exc:  # the library's own refusal: report it as the user's file
-        raise LoraGuiError(f"{Path(path).name} is not a valid bioimage.io model: {exc}") from None
-    summary = descr.validation_summary
-    if summary.status not in ("valid-format", "passed"):
-        raise LoraGuiError(f"{Path(path).name} failed bioimage.io validation:\n"
-                           + summary.format())
-    return summary.status
-
-
-def model_tests(path: str | os.PathLike) -> dict[str, str]:
-    """bioimageio.core's model test for each weight format (the weights run on the test
-    input, compared with the test output): ``{format: status}``; {} without the core."""
-    try:
-        from bioimageio.core import test_model
-    except ImportError:
-        return {}
-    return {fmt: test_model(Path(path), weight_format=fmt, devices=["cpu"]).status
-            for fmt in WEIGHT_FORMATS}
-
-
 def export_bioimageio(source: str | os.PathLike, dest: str | os.PathLike, *,
                       test_image: str | os.PathLike, identity: PackageIdentity,
                       base: str | os.PathLike | None = None, force: bool = False,
@@ -362,41 +317,6 @@ def export_bioimageio(source: str | os.PathLike, dest: str | os.PathLike, *,
         save_bioimageio_package(descr, output_path=packed, local_files_only=True)
         validate_package(packed)
         return atomic_write(dest, lambda tmp_zip: shutil.copyfile(packed, tmp_zip))
-
-
-def is_package(path: str | os.PathLike) -> bool:
-    """A zip holding a bioimage.io description (``rdf.yaml`` or ``bioimageio.yaml``)."""
-    import zipfile
-
-    path = Path(path)
-    if not path.is_file() or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return bool({"rdf.yaml", "bioimageio.yaml"} & set(z.namelist()))
-
-
-def package_info(path: str | os.PathLike) -> dict[str, Any]:
-    """What ``loragui info`` says about a package: the spec's fields, and the base model and
-    adapter it came from (its ``config.loragui`` section). Reading checks the format only."""
-    require_bioimageio()
-    from bioimageio.spec import load_model_description
-
-    path = Path(path)
-    try:
-        descr = load_model_description(path, perform_io_checks=False)
-    except Exception as exc:
-        raise LoraGuiError(f"{path.name} is not a valid bioimage.io model: {exc}") from None
-    config = descr.config.model_dump(mode="json") if descr.config is not None else {}
-    section = config.get("loragui") or {}
-    info: dict[str, Any] = {
-        "kind": "bioimage.io model package", "path": str(path), "size_bytes": path.stat().st_size,
-        "name": descr.name, "format_version": descr.format_version,
-        "weights": [fmt for fmt in WEIGHT_FORMATS if getattr(descr.weights, fmt) is not None],
-        "authors": [a.name for a in descr.authors], "license": str(descr.license),
-        "provenance": "recorded by loragui" if section else "none (not written by loragui)",
-    }
-    info.update(section)
-    return info
 
 
 def default_test_image() -> Path:

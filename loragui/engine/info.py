@@ -70,7 +70,7 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if path.suffix.lower() == ".zip":
-        from .bioimageio_export import is_package, package_info
+        from .bioimageio_read import is_package, package_info
 
         if not is_package(path):
             raise ModelFileError(f"{path.name} is not a bioimage.io model package (a zip "

@@ -71,8 +71,10 @@ def bioimageio_unavailable_reason() -> str:
         found = importlib.util.find_spec("bioimageio.spec") is not None
     except (ImportError, ValueError):
         found = False
-    return "" if found else ('The bioimageio.spec package is not installed. Install it with: '
-                             'pip install "loragui[bioimageio]"')
+    from loragui.engine.bioimageio_read import INSTALL
+
+    return "" if found else ("The bioimageio.spec package is not installed. Install it "
+                             f"with: {INSTALL}")
 
 
 class ExportDialog(QDialog):
