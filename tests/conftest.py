@@ -18,3 +18,14 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LORAGUI_CONFIG_DIR", str(root / "config"))
     monkeypatch.setenv("LORAGUI_DATA_DIR", str(root / "data"))
     monkeypatch.setenv("LORAGUI_LOG_DIR", str(root / "logs"))
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """The messy folder (tests/messy.py) and its pairing report: every case a scan meets."""
+    from loragui.engine.pairing import pair_folders
+    from tests.messy import make_messy_dataset
+
+    root = tmp_path_factory.mktemp("messy")
+    expected = make_messy_dataset(root)
+    return expected, pair_folders(expected.images_dir, expected.masks_dir)

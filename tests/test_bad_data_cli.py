@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from loragui import cli
-from loragui.engine import imageio
+from tests.datakit import deny_reading
 from tests.messy import (
     _grey8,
     _mask8,
@@ -286,14 +286,7 @@ def test_every_unreadable_reason_is_given(tmp_path, base, capsys):
 def test_unreadable_file_permission_denied(tmp_path, base, capsys, monkeypatch):
     """A file nobody may read (simulated: tests run as root, who reads everything)."""
     images, masks = make_tiny_dataset(tmp_path, n=4, size=16)
-    real_open = open
-
-    def guarded(file, *args, **kwargs):
-        if str(file).endswith("tiny_01.png") and "images" in str(file):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(imageio, "open", guarded, raising=False)
+    deny_reading(monkeypatch, "images", "tiny_01.png")
     status, out, err = main(capsys, "train", "--images", images, "--masks", masks, "--out",
                             tmp_path / "run", "--base", base, *FAST)
     assert status == 0, err

@@ -28,7 +28,7 @@ from .runrecord import CHECKPOINT, has_checkpoint
 FORMAT = "loragui.checkpoint"
 _SETTINGS = {f.name for f in fields(TrainConfig)}
 VERSION = 1
-OPTIONAL = ("cuda_rng", "early_stop")  # fields a checkpoint may lack
+OPTIONAL = ("cuda_rng",)  # a checkpoint of a run without a CUDA GPU has no CUDA state
 
 
 @dataclass
@@ -97,7 +97,7 @@ class Checkpoint:
         try:
             values["history"] = json.loads(payload["history"])
             values["faults"] = json.loads(payload["faults"])
-            values["early_stop"] = json.loads(payload.get("early_stop") or "null")
+            values["early_stop"] = json.loads(payload["early_stop"])
         except (TypeError, ValueError, RecursionError):
             values["history"] = values["faults"] = None  # refused below, by field
         for name, value in values.items():
