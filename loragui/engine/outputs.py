@@ -35,6 +35,7 @@ from .runrecord import ADAPTER, CHECKPOINT, METRICS, MODEL_FILE, RUN_FILES, RUN_
 RUN = "run"  # a training run's folder (see runrecord)
 ADAPTER_DIR = "adapter folder"  # a PEFT adapter folder, replaced whole
 PREDICTIONS = "predictions"  # a folder of predicted masks
+CORRECTIONS = "corrections"  # a folder of masks corrected in the review view (corrections.py)
 FILE = "file"  # one file: a single-file adapter, a merged model, an ONNX model
 
 # loragui's mark on the folders it makes for runs and predictions: JSON {"kind": ...}.
@@ -157,7 +158,8 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
         name = entry.name
         if name in SYSTEM_FILES or name in own or _own_temporary(name, own):
             continue
-        if kind == PREDICTIONS and name.lower().endswith(".png") and read_marker(folder) == PREDICTIONS:
+        if (kind in (PREDICTIONS, CORRECTIONS) and name.lower().endswith(".png")
+                and read_marker(folder) == kind):
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
