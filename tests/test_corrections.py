@@ -37,7 +37,7 @@ def data(tmp_path):
     images.mkdir()
     masks.mkdir()
     for i, stem in enumerate(("a", "b", "c")):
-        Image.fromarray((np.full((20, 24), 40 * i, np.uint8))).save(images / f"{stem}.png")
+        Image.fromarray(np.full((20, 24), 40 * i, np.uint8)).save(images / f"{stem}.png")
     Image.fromarray(mask_of(1).astype(np.uint8)).save(masks / "a.png")  # a label mask 0/1
     Image.fromarray((mask_of(2) * 255).astype(np.uint8)).save(masks / "b_mask.tif")
     return images, masks
