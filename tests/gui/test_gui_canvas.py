@@ -328,3 +328,12 @@ def test_saved_strokes_are_a_png_equal_to_the_edited_mask_and_the_originals_stay
     np.testing.assert_array_equal(saved, canvas.session.current("c"))
     assert hashlib.sha256((masks / "c.png").read_bytes()).hexdigest() == digest
     assert [p.name for p in folder.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_the_redraw_benchmark_draws_its_stroke(qtbot):
+    from benchmarks.review_canvas import stroke_redraw
+
+    for zoom in ("1:1", "fit"):
+        figures = stroke_redraw(size=256, segments=12, brush=5, zoom=zoom, window=(300, 200))
+        assert figures["segments"] == 12 and figures["missed"] == 0, figures
+        assert figures["pixels_painted"] > 12 * 5, figures

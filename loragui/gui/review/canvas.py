@@ -21,9 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import qtfix
 from . import painting
 from .editing import EditSession
 from .layers import OverlayItem, display_image
+
+qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 
 TOOLS = ("pan", "brush", "eraser", "fill", "delete")
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
