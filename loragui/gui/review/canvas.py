@@ -57,11 +57,16 @@ class MaskCanvas(QGraphicsView):
         self._image_item.setTransformationMode(Qt.TransformationMode.FastTransformation)
         self._prediction_item = OverlayItem(painting.PREDICTION_LOOK)
         self._mask_item = OverlayItem(painting.MASK_LOOK)
+        # The brush outline: a white circle inside a dark one, seen on any image.
         self._cursor = QGraphicsEllipseItem()
-        self._cursor.setPen(self._cursor_pen())
-        self._cursor.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+        self._cursor.setPen(self._cursor_pen(QColor(0, 0, 0, 200), 3))
+        self._cursor_inner = QGraphicsEllipseItem(self._cursor)
+        self._cursor_inner.setPen(self._cursor_pen(QColor(255, 255, 255, 230), 1))
+        for ring in (self._cursor, self._cursor_inner):
+            ring.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self._cursor.setVisible(False)
-        for z, item in enumerate((self._image_item, self._prediction_item, self._mask_item,
+        # The prediction's outline over the mask's fill: both edges show where they differ.
+        for z, item in enumerate((self._image_item, self._mask_item, self._prediction_item,
                                   self._cursor)):
             item.setZValue(z)
             self._scene.addItem(item)
@@ -159,7 +164,6 @@ class MaskCanvas(QGraphicsView):
 
     def set_brush_size(self, pixels: int) -> None:
         self._brush = int(min(max(pixels, MIN_BRUSH), MAX_BRUSH))
-        self._cursor.setPen(self._cursor_pen())
 
     def _step_brush(self, steps: float) -> None:
         size = self._brush * BRUSH_STEP ** steps
@@ -253,7 +257,6 @@ class MaskCanvas(QGraphicsView):
         self._image_item.setTransformationMode(
             Qt.TransformationMode.SmoothTransformation if smooth
             else Qt.TransformationMode.FastTransformation)
-        self._cursor.setPen(self._cursor_pen())
 
     def _update_drag_mode(self) -> None:
         panning = self._tool == "pan" or self._space
@@ -262,9 +265,10 @@ class MaskCanvas(QGraphicsView):
         self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if panning
                                   else Qt.CursorShape.CrossCursor)
 
-    def _cursor_pen(self) -> QPen:
-        pen = QPen(QColor(255, 255, 255, 220), 0)  # cosmetic: one screen pixel at any zoom
-        pen.setCosmetic(True)
+    @staticmethod
+    def _cursor_pen(colour: QColor, width: int) -> QPen:
+        pen = QPen(colour, width)
+        pen.setCosmetic(True)  # in screen pixels at any zoom
         return pen
 
     # -- events
@@ -377,6 +381,7 @@ class MaskCanvas(QGraphicsView):
         x, y = self._scene_point(pos)
         r = self._brush / 2
         self._cursor.setRect(QRectF(x - r, y - r, 2 * r, 2 * r))
+        self._cursor_inner.setRect(QRectF(x - r, y - r, 2 * r, 2 * r))
         self._cursor.setVisible(True)
 
     def event(self, event) -> bool:  # noqa: A003 - Qt's name

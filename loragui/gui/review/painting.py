@@ -91,10 +91,11 @@ class Look:
 
 # The mask in yellow, the prediction in cyan: both apart from the pinks and purples
 # of stained tissue and from each other; a dark rim outside each outline keeps it
-# readable on bright backgrounds too.
+# readable on bright backgrounds too. The prediction's outline lies over the mask's
+# fill (canvas.py), so where the two differ both edges show.
 MASK_LOOK = Look((255, 212, 0))
 PREDICTION_LOOK = Look((0, 229, 255), outline=True)
-FILL_ALPHA = 110  # the inside of a filled overlay (the outline is opaque)
+FILL_ALPHA = 80  # the inside of a filled overlay, light enough to see the image (the outline is opaque)
 RIM = (0, 0, 0, 170)  # the dark rim outside the outline
 
 
