@@ -337,3 +337,68 @@ def test_the_redraw_benchmark_draws_its_stroke(qtbot):
         figures = stroke_redraw(size=256, segments=12, brush=5, zoom=zoom, window=(300, 200))
         assert figures["segments"] == 12 and figures["missed"] == 0, figures
         assert figures["pixels_painted"] > 12 * 5, figures
+
+
+def test_space_held_pans_with_the_left_button_instead_of_painting(canvas):
+    canvas.set_zoom(4)
+    canvas.centerOn(QPointF(80, 60))
+    h = canvas.horizontalScrollBar().value()
+    vp = canvas.viewport()
+    QTest.keyPress(canvas, Qt.Key.Key_Space)
+    QTest.mousePress(vp, LEFT, NONE, QPoint(200, 150))
+    QTest.mouseMove(vp, QPoint(160, 150))
+    QTest.mouseRelease(vp, LEFT, NONE, QPoint(160, 150))
+    QTest.keyRelease(canvas, Qt.Key.Key_Space)
+    assert canvas.horizontalScrollBar().value() == h + 40
+    assert not canvas.session.can_undo()
+    drag(canvas, [(80, 60), (90, 60)])  # Space released: the brush paints again
+    assert canvas.session.current("a").any()
+
+
+def test_a_change_made_through_the_session_shows_on_the_canvas(canvas):
+    drag(canvas, [(20, 20), (40, 40)])
+    canvas.session.undo()  # e.g. the review view's Edit menu
+    assert not canvas.mask().any()
+    assert not (canvas.overlay("mask")._pixels >> 24).any()  # noqa: SLF001 - redrawn empty
+    canvas.session.redo()
+    np.testing.assert_array_equal(canvas.mask(), canvas.session.current("a"))
+
+
+def test_a_closed_canvas_leaves_the_session(qtbot):
+    session = EditSession()
+    view = MaskCanvas(session)
+    assert len(session.on_change) == 1
+    view.deleteLater()
+    qtbot.waitUntil(lambda: not session.on_change)
+
+
+def test_the_canvas_takes_ctrl_z_before_a_window_shortcut(qtbot):
+    from PySide6.QtGui import QAction, QKeySequence
+    from PySide6.QtWidgets import QMainWindow
+
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    fired = []
+    action = QAction("Undo something else", window)
+    action.setShortcut(QKeySequence.StandardKey.Undo)
+    action.triggered.connect(lambda: fired.append(True))
+    window.addAction(action)
+    view = MaskCanvas(EditSession())
+    window.setCentralWidget(view)
+    window.resize(400, 300)
+    window.show()
+    qtbot.waitExposed(window)
+    view.show_image("a", np.zeros((50, 60), np.uint8), None)
+    view.set_tool("fill")
+    view.actual_pixels()
+    click(view, 10, 10)
+    assert view.mask().all()
+    window.activateWindow()
+    qtbot.waitActive(window)
+    view.setFocus()
+    # Through the window, as a key press arrives: Qt offers it to the shortcuts first.
+    QTest.keyClick(window.windowHandle(), Qt.Key.Key_Z, CTRL)
+    assert not view.mask().any() and fired == []
+    view.clearFocus()  # elsewhere in the window, the window's shortcut has the key
+    QTest.keyClick(window.windowHandle(), Qt.Key.Key_Z, CTRL)
+    assert fired == [True]
