@@ -155,3 +155,28 @@ def test_the_originals_folder_is_no_mask_and_pairing_takes_the_corrected_one(dat
     report = pair_folders(images, masks)
     pairs = {p.stem: p.mask for p in report.pairs}
     assert pairs["b"] == masks / "b.png"
+
+
+def test_a_folder_of_images_and_masks_together_keeps_its_images(tmp_path):
+    both = tmp_path / "both"
+    both.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(np.full((20, 24), 99, np.uint8)).save(both / f"{stem}.png")
+    Image.fromarray(mask_of(1).astype(np.uint8) * 255).save(both / "a_mask.png")
+    before = hashes(both)
+    a, b = mask_of(20), mask_of(21)
+    assert save_correction(both, "a", a, masks_dir=both, images_dir=both) == both / "a_mask.png"
+    assert save_correction(both, "b", b, masks_dir=both, images_dir=both) == both / "b_mask.png"
+    assert hashes(both)["a.png"] == before["a.png"] and hashes(both)["b.png"] == before["b.png"]
+    assert hashes(both / ORIGINALS) == {"a_mask.png": before["a_mask.png"]}
+    report = pair_folders(both, both)
+    assert {p.stem: p.mask.name for p in report.pairs} == {"a": "a_mask.png", "b": "b_mask.png"}
+    np.testing.assert_array_equal(read_mask(both / "b_mask.png")[0], b)
+
+
+def test_the_images_folder_is_never_a_corrections_folder(data):
+    images, masks = data
+    before = hashes(images)
+    with pytest.raises(OutputRefused):
+        save_correction(images, "a", mask_of(1), masks_dir=masks, images_dir=images)
+    assert hashes(images) == before

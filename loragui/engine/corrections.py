@@ -68,9 +68,11 @@ def _same_folder(a: Path, b: Path | None) -> bool:
         return False
 
 
-def masks_of(masks_dir: Path, stem: str) -> list[Path]:
+def masks_of(masks_dir: Path, stem: str, *, with_images: bool = False) -> list[Path]:
     """The mask files in ``masks_dir`` that pairing gives the image ``stem``
-    (``stem.png``, ``stem_mask.tif``...), by the pairing rule's names."""
+    (``stem.png``, ``stem_mask.tif``...), by the pairing rule's names.
+    ``with_images``: the folder holds the images too, so only a name with a mask
+    ending (``stem_mask.png``) is a mask; ``stem.png`` is the image itself."""
     key = name_key(stem)
     found = []
     try:
@@ -81,7 +83,7 @@ def masks_of(masks_dir: Path, stem: str) -> list[Path]:
         if not is_image_name(entry.name):
             continue
         k = name_key(Path(entry.name).stem)
-        if k == key or any(k == key + e for e in MASK_ENDINGS):
+        if (k == key and not with_images) or any(k == key + e for e in MASK_ENDINGS):
             found.append(Path(entry.path))
     return found
 
@@ -112,21 +114,24 @@ def _keep_original(path: Path) -> None:
 
 
 def save_correction(folder: Path, stem: str, mask: np.ndarray, *,
-                    masks_dir: Path | None) -> Path:
+                    masks_dir: Path | None, images_dir: Path | None = None) -> Path:
     """Write the corrected mask of the image ``stem`` ((H, W) bool) into ``folder``
     atomically and return its path.
 
     ``folder`` must be new, empty, or loragui's corrections folder; or the masks
     folder itself, where every original mask of ``stem`` is first kept in
     :data:`ORIGINALS` and then replaced by ``<name>.png`` (the others of that stem
-    are moved there, so the image keeps a single mask). Raises :class:`LoraGuiError`
+    are moved there, so the image keeps a single mask; where the images share that
+    folder, the mask is ``<stem>_mask.png`` and no image is touched). Raises :class:`LoraGuiError`
     (an :class:`~loragui.engine.outputs.OutputRefused` for a folder that is not
     loragui's) before anything is written."""
     mask = _check_mask(stem, mask)
     folder = Path(os.path.abspath(Path(folder).expanduser()))
     if _same_folder(folder, masks_dir):
-        return _save_into_masks(folder, stem, mask)
+        return _save_into_masks(folder, stem, mask, with_images=_same_folder(folder, images_dir))
     inputs = [Input("the masks folder", masks_dir)] if masks_dir is not None else []
+    if images_dir is not None:
+        inputs.append(Input("the images folder", images_dir))
     check_output(folder, CORRECTIONS, inputs, overwrite=True, flag="the corrections folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -137,10 +142,11 @@ def save_correction(folder: Path, stem: str, mask: np.ndarray, *,
     return _write_png(folder / correction_name(stem), mask)
 
 
-def _save_into_masks(folder: Path, stem: str, mask: np.ndarray) -> Path:
-    originals = masks_of(folder, stem)
+def _save_into_masks(folder: Path, stem: str, mask: np.ndarray, *, with_images: bool) -> Path:
+    originals = masks_of(folder, stem, with_images=with_images)
     pngs = [p for p in originals if p.suffix.lower() == ".png"]
-    target = pngs[0] if pngs else folder / correction_name(stem)
+    target = pngs[0] if pngs else folder / (f"{stem}_mask.png" if with_images
+                                            else correction_name(stem))
     for path in originals:
         _keep_original(path)
     path = _write_png(target, mask)

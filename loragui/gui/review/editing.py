@@ -173,16 +173,19 @@ class EditSession:
         """Stems whose mask changed since it was last saved (or since it was opened)."""
         return {s for s, state in self._state.items() if state != self._saved.get(s, _ORIGINAL)}
 
-    def save(self, folder: Path, *, masks_dir: Path | None) -> list[Path]:
+    def save(self, folder: Path, *, masks_dir: Path | None,
+             images_dir: Path | None = None) -> list[Path]:
         """Write every unsaved mask to ``folder`` (engine/corrections.py: atomic PNGs,
-        no user file replaced) and return their paths. A failure raises the engine's
+        no user file replaced; ``images_dir`` where it may be the same folder) and
+        return their paths. A failure raises the engine's
         :class:`~loragui.engine.errors.LoraGuiError` (the masks written before it
         count as saved)."""
         from loragui.engine.corrections import save_correction
 
         written = []
         for stem in sorted(self.unsaved()):
-            written.append(save_correction(folder, stem, self._current[stem], masks_dir=masks_dir))
+            written.append(save_correction(folder, stem, self._current[stem], masks_dir=masks_dir,
+                                           images_dir=images_dir))
             self._saved[stem] = self._state[stem]
             self._notify(stem)
         return written
