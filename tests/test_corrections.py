@@ -12,6 +12,7 @@ from PIL import Image
 from loragui.engine.corrections import (
     ORIGINALS,
     default_corrections_dir,
+    find_correction,
     masks_of,
     save_correction,
 )
@@ -180,3 +181,14 @@ def test_the_images_folder_is_never_a_corrections_folder(data):
     with pytest.raises(OutputRefused):
         save_correction(images, "a", mask_of(1), masks_dir=masks, images_dir=images)
     assert hashes(images) == before
+
+
+def test_find_correction_finds_what_was_saved(data):
+    images, masks = data
+    folder = default_corrections_dir(masks, images)
+    assert find_correction(folder, "a") is None  # no folder yet
+    save_correction(folder, "a", mask_of(1), masks_dir=masks)
+    assert find_correction(folder, "a") == folder / "a.png"
+    assert find_correction(folder, "A") == folder / "a.png"  # as pairing compares names
+    assert find_correction(folder, "b") is None
+    assert find_correction(None, "a") is None

@@ -88,6 +88,20 @@ def masks_of(masks_dir: Path, stem: str, *, with_images: bool = False) -> list[P
     return found
 
 
+def find_correction(folder: Path | None, stem: str) -> Path | None:
+    """The corrected mask of the image ``stem`` in the corrections ``folder``
+    (``<stem>.<ext>``, names compared as pairing compares them; PNG first), or None."""
+    if folder is None:
+        return None
+    key = name_key(stem)
+    try:
+        found = [Path(e.path) for e in os.scandir(folder)
+                 if is_image_name(e.name) and name_key(Path(e.name).stem) == key and e.is_file()]
+    except OSError:
+        return None
+    return min(found, key=lambda p: (p.suffix.lower() != ".png", p.name)) if found else None
+
+
 def _check_mask(stem: str, mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.size == 0:
