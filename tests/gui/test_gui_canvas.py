@@ -215,9 +215,9 @@ def test_ctrl_z_and_ctrl_shift_z_walk_the_history_across_images(canvas, qtbot):
     assert requested == ["a", "a"]
 
 
-def wheel(view: MaskCanvas, pos: QPoint, notches: int, modifiers=NONE) -> None:
+def wheel(view: MaskCanvas, pos: QPoint, notches: float, modifiers=NONE) -> None:
     event = QWheelEvent(QPointF(pos), QPointF(view.viewport().mapToGlobal(pos)), QPoint(0, 0),
-                        QPoint(0, 120 * notches), Qt.MouseButton.NoButton, modifiers,
+                        QPoint(0, round(120 * notches)), Qt.MouseButton.NoButton, modifiers,
                         Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(view.viewport(), event)
 
@@ -402,3 +402,19 @@ def test_the_canvas_takes_ctrl_z_before_a_window_shortcut(qtbot):
     view.clearFocus()  # elsewhere in the window, the window's shortcut has the key
     QTest.keyClick(window.windowHandle(), Qt.Key.Key_Z, CTRL)
     assert fired == [True]
+
+
+def test_a_touchpad_s_fractions_of_a_notch_step_the_brush_once_per_notch(canvas):
+    canvas.set_brush_size(10)
+    pos = viewport_point(canvas, 50, 50)
+    for _ in range(3):
+        wheel(canvas, pos, 0.25, CTRL)
+    assert canvas.brush_size() == 10
+    wheel(canvas, pos, 0.25, CTRL)
+    assert canvas.brush_size() == 12  # 10 * 1.2
+
+
+def test_a_mask_of_another_size_is_refused_and_the_image_shown_stays(canvas):
+    with pytest.raises(ValueError, match="pixels"):
+        canvas.show_image("odd", np.zeros((H, W), np.uint8), np.zeros((5, 5), bool))
+    assert canvas.current_stem() == "a" and canvas.mask().shape == (H, W)

@@ -90,6 +90,7 @@ class MaskCanvas(QGraphicsView):
         self._pan_from: QPointF | None = None  # a middle-button or Space pan in progress
         self._space = False
         self._applying = False
+        self._brush_wheel = 0.0  # Ctrl+wheel notches not yet turned into brush steps
         listener = self._session_changed
         session.on_change.append(listener)
         # The session may outlive the canvas: it forgets the canvas with its widget.
@@ -109,8 +110,9 @@ class MaskCanvas(QGraphicsView):
         same_size = self._mask is not None and self._mask.shape == (qimage.height(),
                                                                    qimage.width())
         self._end_stroke()
+        shown = self.session.open(stem, mask, (qimage.height(), qimage.width()))
         self._stem = stem
-        self._mask = self.session.open(stem, mask, (qimage.height(), qimage.width())).copy()
+        self._mask = shown.copy()
         self._image_item.setPixmap(QPixmap.fromImage(qimage))
         self._scene.setSceneRect(QRectF(0, 0, qimage.width(), qimage.height()))
         self._mask_item.set_mask(self._mask)
@@ -287,7 +289,12 @@ class MaskCanvas(QGraphicsView):
         if not notches:
             return
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            self._step_brush(notches)
+            # A touchpad sends fractions of a notch: the brush steps once per whole one.
+            self._brush_wheel += notches
+            steps = int(self._brush_wheel)
+            if steps:
+                self._brush_wheel -= steps
+                self._step_brush(steps)
             self._show_cursor(event.position())
         else:
             self.set_zoom(self.zoom() * ZOOM_STEP ** notches, event.position())
