@@ -162,3 +162,36 @@ def test_changed_box():
     b = a.copy()
     b[2, 3] = b[6, 9] = True
     assert changed_box(a, b) == (slice(2, 7), slice(3, 10))
+
+
+def test_a_change_known_to_lie_within_a_box_is_recorded_the_same():
+    shape = (300, 400)
+    new = blob(shape, 40, 60, 100, 130)
+    plain, boxed = EditSession(), EditSession()
+    for s in (plain, boxed):
+        s.open("a", None, shape)
+    plain.apply("a", new, "brush")
+    boxed.apply("a", new, "brush", within=(slice(30, 80), slice(90, 200)))
+    a, b = plain._undo[-1], boxed._undo[-1]  # noqa: SLF001
+    assert (a.y, a.x, a.before.shape) == (b.y, b.x, b.before.shape) == (40, 100, (20, 30))
+    np.testing.assert_array_equal(boxed.current("a"), new)
+    assert boxed.edited() == {"a"}
+    boxed.apply("a", new, "nothing", within=(slice(0, 10), slice(0, 10)))
+    assert len(boxed._undo) == 1  # noqa: SLF001
+
+
+def test_edited_counts_pixels_through_overlapping_changes_and_undo():
+    shape = (50, 50)
+    given = blob(shape, 10, 20, 10, 20)
+    s = EditSession()
+    s.open("a", given, shape)
+    s.apply("a", blob(shape, 10, 30, 10, 30), "grow")
+    s.apply("a", given, "back by hand")  # the same pixels as the original again
+    assert s.edited() == set()
+    s.undo()
+    assert s.edited() == {"a"}
+    s.undo()
+    assert s.edited() == set()
+    s.redo()
+    s.redo()
+    assert s.edited() == set()

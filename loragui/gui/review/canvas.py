@@ -198,13 +198,14 @@ class MaskCanvas(QGraphicsView):
             self.imageRequested.emit(stem)
         self.maskChanged.emit(stem)
 
-    def _apply(self, new_mask: np.ndarray, what: str) -> None:
+    def _apply(self, new_mask: np.ndarray, what: str,
+               within: painting.Box | None = None) -> None:
         """Record ``new_mask`` in the session; show it unless it is the working mask
-        (a stroke, shown as it was drawn)."""
+        (a stroke, shown as it was drawn, whose box is ``within``)."""
         assert self._stem is not None
         self._applying = True
         try:
-            self.session.apply(self._stem, new_mask, what)
+            self.session.apply(self._stem, new_mask, what, within=within)
         finally:
             self._applying = False
         if new_mask is not self._mask:
@@ -378,7 +379,7 @@ class MaskCanvas(QGraphicsView):
             return
         self._stroke = None
         if self._stroke_box is not None and self._stem is not None:
-            self._apply(self._mask, self._tool)
+            self._apply(self._mask, self._tool, within=self._stroke_box)
         self._stroke_box = None
 
     def _show_cursor(self, pos: QPointF) -> None:

@@ -69,7 +69,7 @@ class EditSession:
         self._current: dict[str, np.ndarray] = {}  # stems changed this session: their mask now
         self._state: dict[str, int] = {}  # the id of the change a stem's mask is at
         self._saved: dict[str, int] = {}  # the state last saved
-        self._edited: set[str] = set()
+        self._differing: dict[str, int] = {}  # pixels where a stem's mask differs from its original
         self._undo: list[Change] = []
         self._redo: list[Change] = []
         self._history_bytes = 0
@@ -98,15 +98,24 @@ class EditSession:
     def original(self, stem: str) -> np.ndarray | None:
         return self._given.get(stem)
 
-    def apply(self, stem: str, new_mask: np.ndarray, what: str) -> None:
-        """Make ``new_mask`` the mask of ``stem`` (opened before) as one undoable change."""
+    def apply(self, stem: str, new_mask: np.ndarray, what: str, *,
+              within: tuple[slice, slice] | None = None) -> None:
+        """Make ``new_mask`` the mask of ``stem`` (opened before) as one undoable change.
+        ``within``: a box outside which nothing changed (a brush stroke's), so that
+        only it is compared."""
         old = self.current(stem)
         if old is None:
             raise KeyError(f"{stem} was not opened in this editing session")
         new_mask = np.asarray(new_mask, dtype=bool)
         if new_mask.shape != old.shape:
             raise ValueError(f"the new mask of {stem} is {new_mask.shape}, its mask {old.shape}")
-        box = changed_box(old, new_mask)
+        if within is None:
+            box = changed_box(old, new_mask)
+        else:
+            inner = changed_box(old[within], new_mask[within])
+            box = None if inner is None else tuple(
+                slice(w.start + i.start, w.start + i.stop) for w, i in zip(within, inner,
+                                                                             strict=True))
         if box is None:
             return
         if stem not in self._current:
@@ -121,7 +130,7 @@ class EditSession:
             self._history_bytes -= dropped.nbytes
         self._redo.clear()
         self._trim()
-        self._changed(stem)
+        self._changed(change, forward=True)
 
     def _trim(self) -> None:
         while self._history_bytes > self.max_history_bytes and len(self._undo) > 1:
@@ -149,7 +158,7 @@ class EditSession:
         self._current[change.stem][change.box()] = change.before
         self._state[change.stem] = change.previous
         self._redo.append(change)
-        self._changed(change.stem)
+        self._changed(change, forward=False)
         return change.stem
 
     def redo(self) -> str | None:
@@ -160,14 +169,14 @@ class EditSession:
         self._current[change.stem][change.box()] = change.after
         self._state[change.stem] = change.id
         self._undo.append(change)
-        self._changed(change.stem)
+        self._changed(change, forward=True)
         return change.stem
 
     # -- what is edited, saving
 
     def edited(self) -> set[str]:
         """Stems whose current mask differs from their original."""
-        return set(self._edited)
+        return {stem for stem, n in self._differing.items() if n}
 
     def unsaved(self) -> set[str]:
         """Stems whose mask changed since it was last saved (or since it was opened)."""
@@ -196,12 +205,15 @@ class EditSession:
         self.__init__(max_history_bytes=self.max_history_bytes)  # type: ignore[misc]
         self.on_change = listeners
 
-    def _changed(self, stem: str) -> None:
-        if np.array_equal(self._current[stem], self._given[stem]):
-            self._edited.discard(stem)
-        else:
-            self._edited.add(stem)
-        self._notify(stem)
+    def _changed(self, change: Change, forward: bool) -> None:
+        """Keep count of the pixels that differ from the original (within the change's
+        box alone: no whole-image comparison per stroke), then tell the listeners."""
+        original = self._given[change.stem][change.box()]
+        was, now = (change.before, change.after) if forward else (change.after, change.before)
+        self._differing[change.stem] = (self._differing.get(change.stem, 0)
+                                        + int(np.count_nonzero(now != original))
+                                        - int(np.count_nonzero(was != original)))
+        self._notify(change.stem)
 
     def _notify(self, stem: str) -> None:
         for listener in list(self.on_change):
