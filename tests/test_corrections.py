@@ -192,3 +192,12 @@ def test_find_correction_finds_what_was_saved(data):
     assert find_correction(folder, "A") == folder / "a.png"  # as pairing compares names
     assert find_correction(folder, "b") is None
     assert find_correction(None, "a") is None
+
+
+def test_a_write_killed_midway_does_not_lock_the_folder(data):
+    images, masks = data
+    folder = default_corrections_dir(masks, images)
+    save_correction(folder, "a", mask_of(1), masks_dir=masks)
+    (folder / ".b.png.k3j2.tmp").write_bytes(b"half")  # a write the process never finished
+    save_correction(folder, "b", mask_of(2), masks_dir=masks)
+    np.testing.assert_array_equal(read_mask(folder / "b.png")[0], mask_of(2))
