@@ -35,6 +35,7 @@ from .runrecord import ADAPTER, CHECKPOINT, METRICS, MODEL_FILE, RUN_FILES, RUN_
 RUN = "run"  # a training run's folder (see runrecord)
 ADAPTER_DIR = "adapter folder"  # a PEFT adapter folder, replaced whole
 PREDICTIONS = "predictions"  # a folder of predicted masks
+CORRECTIONS = "corrections"  # a folder of masks corrected in the review view (corrections.py)
 FILE = "file"  # one file: a single-file adapter, a merged model, an ONNX model
 
 # loragui's mark on the folders it makes for runs and predictions: JSON {"kind": ...}.
@@ -137,6 +138,11 @@ def _own_temporary(name: str, own: Iterable[str]) -> bool:
     return name.startswith(".") and any(name.startswith(f".{n}.") for n in own)
 
 
+def _png_temporary(name: str) -> bool:
+    """``.x.png.XXXX.tmp``: what a killed write of a mask leaves (atomic.py)."""
+    return name.startswith(".") and name.endswith(".tmp") and ".png." in name.lower()
+
+
 def foreign_entries(folder: Path, kind: str) -> list[str]:
     """The entries of ``folder`` that loragui does not write there for ``kind``
     (folders shown with a trailing ``/``), sorted."""
@@ -157,7 +163,8 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
         name = entry.name
         if name in SYSTEM_FILES or name in own or _own_temporary(name, own):
             continue
-        if kind == PREDICTIONS and name.lower().endswith(".png") and read_marker(folder) == PREDICTIONS:
+        if (kind in (PREDICTIONS, CORRECTIONS) and read_marker(folder) == kind
+                and (name.lower().endswith(".png") or _png_temporary(name))):
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
