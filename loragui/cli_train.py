@@ -200,9 +200,12 @@ def _print_events(events) -> int:
     out = Progress()
     status = 0
     dice = ""  # the last validation Dice, shown beside the bar
+    start = "base model alone"  # what epoch 0 validates
     try:
         for ev in events:
             if isinstance(ev, RunStarted):
+                if ev.config.get("init_adapter"):
+                    start = "the initial adapter (--init-adapter)"
                 out.line(f"training {ev.mode} on {ev.device}: {ev.n_train} train / {ev.n_val} val "
                          f"pairs, {ev.total_steps} steps ({ev.epochs} epochs × {ev.steps_per_epoch}), "
                          f"{ev.trainable_params:,} trainable of {ev.total_params:,} parameters"
@@ -214,7 +217,7 @@ def _print_events(events) -> int:
                 if ev.dice is not None:
                     dice = f" Dice {ev.dice:.3f}"
                 if ev.epoch == 0:
-                    out.line(f"base model alone: val Dice {fmt(ev.dice)} IoU {fmt(ev.iou)}")
+                    out.line(f"{start}: val Dice {fmt(ev.dice)} IoU {fmt(ev.iou)}")
                 else:
                     out.line(f"epoch {ev.epoch}/{ev.epochs} step {ev.step}: train loss "
                              f"{fmt(ev.train_loss)} val loss {fmt(ev.val_loss)} Dice "

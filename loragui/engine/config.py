@@ -88,6 +88,11 @@ class TrainConfig:
     out: str = setting("", help="run folder to write", metavar="DIR", required=True)
     base: str | None = setting(  # None: the bundled base model
         None, help="base model (.safetensors); default: the bundled base model", metavar="FILE")
+    # A warm start: the tensors of an adapter as the initial values, a fresh schedule.
+    init_adapter: str | None = setting(
+        None, metavar="DIR",
+        help="start from this adapter (its folder or file, or a run folder): its tensors are "
+             "the initial values; the schedule starts afresh (not with --resume)")
     full: bool = setting(
         False, help="train every weight and write a base-model file (OUT/model.safetensors)")
     # LoRA. Rank 4 trains 3.4 % of the medium base; a higher rank gains nothing there.

@@ -148,10 +148,11 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
                validation: list[str], pairing_problems: dict[str, Any],
                trainable_params: int, batch_size: int, lr_scale: float, backoffs: int,
                faults: list[str] | None, world_size: int,
-               distributed: dict[str, Any] | None) -> dict[str, Any]:
+               distributed: dict[str, Any] | None,
+               init_adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run.json`` says of a run (``status``: running, failed, stopped or finished);
     ``distributed``: the backend, devices, lr_scaling, lr and peak_lr of several processes,
-    None in one."""
+    None in one; ``init_adapter``: the adapter a warm start began from (--init-adapter)."""
     best = next((r for r in history if r["epoch"] == best_epoch and r["epoch"] > 0), None)
     info: dict[str, Any] = {
         "loragui_version": __version__, "created": now_iso(), "config": config,
@@ -173,6 +174,8 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
         "backoffs": backoffs, "faults": faults,
         # Data parallel: processes, and the batch and peak learning rate they trained with.
         "world_size": world_size, "effective_batch_size": batch_size * world_size,
+        # A warm start: the epoch-0 row (base_dice) is then this adapter's Dice.
+        "init_adapter": init_adapter,
     }
     if status == "running":
         info["process"] = this_process()
