@@ -121,10 +121,12 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
     given = given_settings(args)
     values = (read_train_config(args.config) if args.config else TrainConfig().to_dict()) | given
-    if not values["images"] or not values["masks"]:
-        raise LoraGuiError("give --images DIR and --masks DIR (or --sample)")
-    for flag, value in (("--images", values["images"]), ("--masks", values["masks"])):
-        if not Path(value).is_dir():
+    if not values["images"] or not (values["masks"] or values["corrections"]):
+        raise LoraGuiError("give --images DIR and --masks DIR (or --sample); --masks may be "
+                           "left out when --corrections DIR holds the masks")
+    for flag, value in (("--images", values["images"]), ("--masks", values["masks"]),
+                        ("--corrections", values["corrections"])):
+        if value and not Path(value).is_dir():
             what = "is a file, not a folder" if Path(value).exists() else "no such folder"
             raise LoraGuiError(f"{flag} {value}: {what}")
     config = TrainConfig.from_dict(values)

@@ -72,10 +72,10 @@ def adapter_source(path: str | os.PathLike) -> tuple[Path, Path | None]:
     return given, None
 
 
-def check_init_adapter(config: TrainConfig, model: UNet, base: BaseModelInfo | None
-                       ) -> InitAdapter:
-    """The adapter ``config.init_adapter`` names, checked against the plain base ``model``
-    and the run's settings; :class:`LoraGuiError` saying what differs and what to do."""
+def check_combination(config: TrainConfig) -> None:
+    """Refuse the settings a warm start cannot go with (before anything is read)."""
+    if not config.init_adapter:
+        return
     if config.resume:
         raise LoraGuiError(f"{FLAG} cannot be combined with --resume: --resume continues the "
                            f"run in OUT from its checkpoint, {FLAG} starts a new run from an "
@@ -84,6 +84,13 @@ def check_init_adapter(config: TrainConfig, model: UNet, base: BaseModelInfo | N
         raise LoraGuiError(f"{FLAG} starts a LoRA training from an adapter and cannot be "
                            f"combined with --full: merge the adapter (loragui merge) and train "
                            "that model with --full --base, or leave out --full")
+
+
+def check_init_adapter(config: TrainConfig, model: UNet, base: BaseModelInfo | None
+                       ) -> InitAdapter:
+    """The adapter ``config.init_adapter`` names, checked against the plain base ``model``
+    and the run's settings; :class:`LoraGuiError` saying what differs and what to do."""
+    check_combination(config)
     source, run = adapter_source(config.init_adapter)
     try:
         adapter = load_adapter(source)

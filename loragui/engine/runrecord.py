@@ -106,7 +106,8 @@ def validation_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
                         "--masks instead") from None
     stems = record.get("validation")
     config = record.get("config") or {}
-    if stems is None or not config.get("images") or not config.get("masks"):
+    if stems is None or not config.get("images") or not (config.get("masks")
+                                                         or config.get("corrections")):
         raise DataError(f"{run / RUN_JSON} does not list the images the run validated on (an "
                         "older loragui wrote it): evaluate with --images and --masks instead")
     if not stems:
@@ -117,7 +118,9 @@ def validation_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not output.exists():
         raise DataError(f"the run in {run} has not written its {output.name} yet: evaluate "
                         "once it has finished an epoch")
-    return {"images": config["images"], "masks": config["masks"], "stems": list(stems),
+    # the masks as the run paired them: a corrected mask replaces its original
+    return {"images": config["images"], "masks": config.get("masks") or None,
+            "corrections": config.get("corrections"), "stems": list(stems),
             "base": str(output) if full else config.get("base"),
             "adapter": None if full else str(output)}
 

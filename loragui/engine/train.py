@@ -72,7 +72,12 @@ from .faults import (
     tensors_finite,
 )
 from .formats import now_iso
-from .init_adapter import InitAdapter, check_init_adapter, load_init_adapter
+from .init_adapter import (
+    InitAdapter,
+    check_combination,
+    check_init_adapter,
+    load_init_adapter,
+)
 from .memory import Architecture
 from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
@@ -288,6 +293,7 @@ class Trainer:
         if not self.config.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
         check_settings(self.config)  # the declared bounds: as the command line checks them
+        check_combination(self.config)  # --init-adapter with --resume or --full
 
     def _prepare_run_folder(self) -> None:
         if not self.is_main:  # rank 0 alone writes the run folder (and holds its lock)
@@ -297,6 +303,8 @@ class Trainer:
             probe(self.out)  # a run in progress there is named as such, before anything else
         check_output(self.out, RUN, [Input("the images folder", c.images, nest_ok=True),
                                      Input("the masks folder", c.masks, nest_ok=True),
+                                     Input("the corrections folder", c.corrections, nest_ok=True),
+                                     Input("the initial adapter", c.init_adapter),
                                      Input("the base model (--base)", c.base)],
                      overwrite=c.overwrite, resume=c.resume)
         try:
@@ -350,7 +358,7 @@ class Trainer:
         """Pair and decode the folders; sets train_data, val_data, dataset_info,
         pairing_problems, crop_size and sampler. Returns dataset_info."""
         c = self.config
-        report = pair_folders(c.images, c.masks)
+        report = pair_folders(c.images, c.masks or None, corrections=c.corrections or None)
         if not report.ok:
             raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
         # Up to 20 names per problem on the command line; every one is kept in run.json.
@@ -378,7 +386,11 @@ class Trainer:
         self.val_data = data.subset(val_idx) if val_idx else None
         self.dataset_info = {"pairs": n, "train": len(train_idx), "val": len(val_idx),
                              "fingerprint": data.fingerprint(), "images": Path(c.images).name,
-                             "masks": Path(c.masks).name}  # names only: adapters get shared
+                             "masks": Path(c.masks).name if c.masks else None,
+                             # names only: adapters get shared
+                             "corrections": Path(c.corrections).name if c.corrections else None,
+                             "corrected": [p.stem for p in report.pairs if p.corrected],
+                             "unlabelled": len(report.images_without_masks)}
         self.pairing_problems = {title: entries for title, entries in report.problem_groups()}
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
