@@ -124,3 +124,13 @@ def test_a_training_from_images_and_corrections_alone(tmp_path):
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["dataset"]["pairs"] == 7 and record["dataset"]["unlabelled"] == 1
     assert record["dataset"]["masks"] is None
+    # `loragui evaluate --run` scores the validation images against the masks the run used
+    from loragui.engine.predict import evaluate_folders
+    from loragui.engine.runrecord import validation_inputs
+
+    inputs = validation_inputs(tmp_path / "run")
+    assert inputs["masks"] is None and inputs["corrections"] == str(corrections)
+    result = evaluate_folders(inputs["images"], inputs["masks"], adapter=inputs["adapter"],
+                              base=config.base, device="cpu", stems=inputs["stems"],
+                              corrections=inputs["corrections"])
+    assert [r["stem"] for r in result["per_image"]] == record["validation"]

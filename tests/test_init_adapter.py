@@ -112,3 +112,21 @@ def test_an_adapter_of_another_base_is_refused(trained, tmp_path):
     assert type(failed).__name__ == "RunFailed"
     assert "made for base model base.safetensors" in failed.message
     assert "not other.safetensors" in failed.message
+
+
+def test_a_stopped_warm_start_resumes_from_its_checkpoint(trained, tmp_path):
+    from loragui.engine.checkpoint import find_resumable
+    from loragui.engine.config import TrainConfig
+
+    tmp, _ = trained
+    out = tmp_path / "warm"
+    stop = threading.Event()
+    config = tiny_config(tmp, out=str(out), init_adapter=str(tmp / "run"), epochs=2)
+    for ev in run_training(config, stop):
+        if type(ev).__name__ == "EpochEvent" and ev.epoch == 1:
+            stop.set()
+    info = find_resumable(out)
+    assert info is not None and info["config"]["init_adapter"] is None
+    events = _train(TrainConfig.from_dict(info["config"]))
+    started = next(e for e in events if type(e).__name__ == "RunStarted")
+    assert started.start_step == 5 and events[-1].steps == 10
