@@ -8,7 +8,9 @@ import threading
 import pytest
 import torch
 
+from loragui.engine.adapters import load_adapter, write_adapter
 from loragui.engine.errors import LoraGuiError
+from loragui.engine.formats import PEFT_PREFIX
 from loragui.engine.predict import load_for_inference
 from loragui.engine.train import Trainer, run_training
 from tests.tiny import make_tiny_base, tiny_config
@@ -50,8 +52,12 @@ def test_a_warm_start_begins_with_the_adapters_output(trained, tmp_path):
     reference.eval()
     with torch.no_grad():
         expected = reference(batch)
-    for given in (adapter, tmp / "run"):  # the adapter folder, or the run folder holding it
-        out = _first_output(tiny_config(tmp, out=str(tmp_path / given.name), init_adapter=str(given)),
+    single = tmp_path / "single.safetensors"  # the same adapter as one file
+    loaded = load_adapter(adapter)
+    write_adapter({PEFT_PREFIX + k: v for k, v in loaded.tensors.items()}, loaded.config, single,
+                  single_file=True)
+    for given in (adapter, tmp / "run", single):  # an adapter folder, a run folder, a file
+        out = _first_output(tiny_config(tmp, out=str(tmp_path / f"from_{given.name}"), init_adapter=str(given)),
                             batch)
         torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     # without it the run starts from the base alone, whose output differs
