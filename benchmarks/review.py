@@ -94,6 +94,9 @@ def correction_loop(args: argparse.Namespace) -> dict:
                          f"{args.held_out + LABELLED + CORRECTED}")
     held, pool = pairs[:args.held_out], pairs[args.held_out:]
     if args.pool:
+        if args.pool < LABELLED + CORRECTED:
+            raise SystemExit(f"--pool {args.pool}: the loop needs at least "
+                             f"{LABELLED + CORRECTED} images in the user's folder")
         pool = pool[:args.pool]
     labelled = pool[:LABELLED]
     overrides = json.loads(args.train_args)
