@@ -110,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dest = _per_image_check(args.per_image, args.overwrite) if args.per_image else None
     result = evaluate_folders(inputs["images"], inputs["masks"], base=inputs["base"],
                               adapter=inputs["adapter"], device=args.device, force=args.force,
-                              stems=inputs["stems"])
+                              stems=inputs["stems"], corrections=inputs.get("corrections"))
     for w in result.pop("warnings"):
         warn(w)
     rows = result.pop("per_image")

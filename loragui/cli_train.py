@@ -121,10 +121,12 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
     given = given_settings(args)
     values = (read_train_config(args.config) if args.config else TrainConfig().to_dict()) | given
-    if not values["images"] or not values["masks"]:
-        raise LoraGuiError("give --images DIR and --masks DIR (or --sample)")
-    for flag, value in (("--images", values["images"]), ("--masks", values["masks"])):
-        if not Path(value).is_dir():
+    if not values["images"] or not (values["masks"] or values["corrections"]):
+        raise LoraGuiError("give --images DIR and --masks DIR (or --sample); --masks may be "
+                           "left out when --corrections DIR holds the masks")
+    for flag, value in (("--images", values["images"]), ("--masks", values["masks"]),
+                        ("--corrections", values["corrections"])):
+        if value and not Path(value).is_dir():
             what = "is a file, not a folder" if Path(value).exists() else "no such folder"
             raise LoraGuiError(f"{flag} {value}: {what}")
     config = TrainConfig.from_dict(values)
@@ -200,9 +202,12 @@ def _print_events(events) -> int:
     out = Progress()
     status = 0
     dice = ""  # the last validation Dice, shown beside the bar
+    start = "base model alone"  # what epoch 0 validates
     try:
         for ev in events:
             if isinstance(ev, RunStarted):
+                if ev.config.get("init_adapter"):
+                    start = "the initial adapter (--init-adapter)"
                 out.line(f"training {ev.mode} on {ev.device}: {ev.n_train} train / {ev.n_val} val "
                          f"pairs, {ev.total_steps} steps ({ev.epochs} epochs × {ev.steps_per_epoch}), "
                          f"{ev.trainable_params:,} trainable of {ev.total_params:,} parameters"
@@ -214,7 +219,7 @@ def _print_events(events) -> int:
                 if ev.dice is not None:
                     dice = f" Dice {ev.dice:.3f}"
                 if ev.epoch == 0:
-                    out.line(f"base model alone: val Dice {fmt(ev.dice)} IoU {fmt(ev.iou)}")
+                    out.line(f"{start}: val Dice {fmt(ev.dice)} IoU {fmt(ev.iou)}")
                 else:
                     out.line(f"epoch {ev.epoch}/{ev.epochs} step {ev.step}: train loss "
                              f"{fmt(ev.train_loss)} val loss {fmt(ev.val_loss)} Dice "

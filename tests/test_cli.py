@@ -137,7 +137,8 @@ def test_every_setting_has_an_option_and_the_command_line_reads_back():
     from loragui.engine.config import TrainConfig
 
     config = TrainConfig(
-        images="i", masks="m", out="o", base="b.safetensors", full=True, rank=8, alpha=2.5,
+        images="i", masks="m", out="o", base="b.safetensors", init_adapter="a", corrections="c",
+        full=True, rank=8, alpha=2.5,
         rslora=True, dropout=0.1, targets=["down.*", "up.*"], train_bias=False,
         train_modules=[], epochs=3, early_stop=False, steps=7, steps_per_epoch=2, batch_size=3, lr=1.2345678e-3,
         weight_decay=0.0, whole_lr_scale=0.2, warmup_fraction=0.1, crop_size=64,
@@ -155,3 +156,37 @@ def test_every_setting_has_an_option_and_the_command_line_reads_back():
     assert given_settings(args) == {"out": "o", "rank": 4}
     assert TrainConfig(images="i", masks="m").command_line() == \
         "loragui train --images i --masks m --out OUT"
+
+
+def test_train_init_adapter_refuses_a_mismatched_adapter_in_one_line(tmp_path):
+    images, masks = make_tiny_dataset(tmp_path / "data", n=4, size=32)
+    base = make_tiny_base(tmp_path / "base.safetensors")
+    run = tmp_path / "run"
+    common = ["--images", images, "--masks", masks, "--base", base, "--epochs", 1,
+              "--steps-per-epoch", 2, "--batch-size", 2, "--crop-size", 32, "--device", "cpu"]
+    loragui("train", *common, "--out", run, "--rank", 4)
+    p = loragui("train", *common, "--out", tmp_path / "r2", "--rank", 2, "--init-adapter", run,
+                check=False)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    assert "its rank is 4, this run's is 2: train with --rank 4 or without --init-adapter" in lines[0]
+    assert not (tmp_path / "r2" / "adapter").exists()
+    p = loragui("train", *common, "--out", run, "--resume", "--init-adapter", run / "adapter",
+                check=False)
+    assert p.returncode == 2 and "cannot be combined with --resume" in p.stderr, p.stderr
+    # a fitting adapter starts the run
+    p = loragui("train", *common, "--out", tmp_path / "r3", "--init-adapter", run / "adapter")
+    assert "the initial adapter (--init-adapter): val Dice" in p.stdout, p.stdout
+
+
+def test_train_with_corrections_and_no_masks_folder(tmp_path):
+    images, masks = make_tiny_dataset(tmp_path / "data", n=6, size=32)
+    base = make_tiny_base(tmp_path / "base.safetensors")
+    common = ["--images", images, "--base", base, "--epochs", 1, "--steps-per-epoch", 2,
+              "--batch-size", 2, "--crop-size", 32, "--device", "cpu"]
+    p = loragui("train", *common, "--out", tmp_path / "r", check=False)
+    assert p.returncode == 2 and "--corrections" in p.stderr and "Traceback" not in p.stderr
+    p = loragui("train", *common, "--corrections", masks, "--out", tmp_path / "r")
+    assert "6 images labelled (6 corrected), 0 unlabelled" in p.stdout, p.stdout

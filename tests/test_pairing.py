@@ -213,7 +213,8 @@ def test_both_folders_empty(tmp_path):
 def test_pair_to_dict(tmp_path):
     pair = tiny_pairs(tmp_path, n=2)[0]
     assert pair.to_dict() == {"stem": "tiny_00", "image": str(pair.image),
-                              "mask": str(pair.mask), "shape": [16, 16], "exif": True}
+                              "mask": str(pair.mask), "shape": [16, 16], "exif": True,
+                              "corrected": False}
 
 
 def test_images_folder_with_only_clutter(tmp_path):

@@ -164,6 +164,8 @@ def find_resumable(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     config = dict(ckpt.config)
     config["resume"] = True
     config["out"] = str(Path(run_dir))
+    # A warm start resumes from its checkpoint, which holds what grew from the adapter.
+    config["init_adapter"] = None
     return {
         "run_dir": str(Path(run_dir)), "step": ckpt.step, "total_steps": ckpt.total_steps,
         "epoch": ckpt.step // ckpt.steps_per_epoch, "epochs": ckpt.epochs,

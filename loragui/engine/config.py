@@ -82,12 +82,23 @@ def setting(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | N
 @dataclass
 class TrainConfig:
     images: str = setting("", help="folder of images", metavar="DIR")
-    masks: str = setting("", help="folder of masks (0 = background)", metavar="DIR")
+    masks: str = setting("", help="folder of masks (0 = background); may be left out with "
+                                  "--corrections", metavar="DIR")
+    # The review view's corrected masks: an image's mask there replaces its original.
+    corrections: str | None = setting(
+        None, metavar="DIR",
+        help="folder of corrected masks: an image's mask there (same name) is used instead of "
+             "its mask in --masks; images with neither are left out")
     invert_masks: bool = setting(
         False, help="use the masks inverted (0 is the objects): for masks whose objects are black")
     out: str = setting("", help="run folder to write", metavar="DIR", required=True)
     base: str | None = setting(  # None: the bundled base model
         None, help="base model (.safetensors); default: the bundled base model", metavar="FILE")
+    # A warm start: the tensors of an adapter as the initial values, a fresh schedule.
+    init_adapter: str | None = setting(
+        None, metavar="DIR",
+        help="start from this adapter (its folder or file, or a run folder): its tensors are "
+             "the initial values; the schedule starts afresh (not with --resume)")
     full: bool = setting(
         False, help="train every weight and write a base-model file (OUT/model.safetensors)")
     # LoRA. Rank 4 trains 3.4 % of the medium base; a higher rank gains nothing there.
@@ -198,6 +209,8 @@ class TrainConfig:
         """The equivalent ``loragui train`` command (only non-default options)."""
         default = TrainConfig()
         values = {"images": self.images, "masks": self.masks, "out": self.out or "OUT"}
+        if not self.masks and self.corrections:  # the corrected masks alone
+            del values["masks"]
         values |= {f.name: getattr(self, f.name) for f in fields(self)
                    if f.name not in values and getattr(self, f.name) != getattr(default, f.name)}
         return shlex.join(["loragui", "train", *train_options(values)])

@@ -56,17 +56,20 @@ def plural(n: int, word: str) -> str:
 
 @dataclass
 class Pair:
-    """One image and its mask. ``shape`` and ``exif`` come from the scan."""
+    """One image and its mask. ``shape`` and ``exif`` come from the scan; ``corrected``:
+    the mask is from the corrections folder."""
 
     stem: str
     image: Path
     mask: Path
     shape: tuple[int, int] | None = None  # (height, width) as used, when known
     exif: bool = True  # apply the image's EXIF orientation (False: its mask fits it unrotated)
+    corrected: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"stem": self.stem, "image": str(self.image), "mask": str(self.mask),
-                "shape": list(self.shape) if self.shape else None, "exif": self.exif}
+                "shape": list(self.shape) if self.shape else None, "exif": self.exif,
+                "corrected": self.corrected}
 
 
 # (attribute, title, what to do). Problems that lose data first, then warnings.
@@ -110,8 +113,9 @@ class PairingReport:
     the same name; ``size_mismatch`` and ``duplicate_stems`` hold stems."""
 
     images_dir: Path
-    masks_dir: Path
+    masks_dir: Path  # the corrections folder when no masks folder was given
     pairs: list[Pair] = field(default_factory=list)
+    corrections_dir: Path | None = None  # its masks replace those of masks_dir
     images_without_masks: list[str] = field(default_factory=list)
     masks_without_images: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
@@ -130,6 +134,12 @@ class PairingReport:
     @property
     def ok(self) -> bool:
         return bool(self.pairs)
+
+    def counts(self) -> dict[str, int]:
+        """Images with a mask (``labelled``), of which from the corrections (``corrected``),
+        and images with none (``unlabelled``)."""
+        return {"labelled": len(self.pairs), "corrected": sum(p.corrected for p in self.pairs),
+                "unlabelled": len(self.images_without_masks)}
 
     def _entries(self, attr: str) -> list[str]:
         """A group's entries as a person should read them (with reasons/details)."""
@@ -155,8 +165,14 @@ class PairingReport:
             where = f"{self.images_dir} (images and masks together)"
         else:
             where = f"{self.images_dir} and {self.masks_dir}"
+        if self.corrections_dir is not None and self.corrections_dir != self.masks_dir:
+            where += f", corrections in {self.corrections_dir}"
         n = len(self.pairs)
         lines = [f"{plural(n, 'pair') if n else 'No pairs'} found in {where}."]
+        if self.corrections_dir is not None:
+            c = self.counts()
+            lines[0] += (f" {plural(c['labelled'], 'image')} labelled ({c['corrected']} "
+                         f"corrected), {c['unlabelled']} unlabelled.")
         for attr, title, advice in _GROUPS:
             entries = self._entries(attr)
             if not entries:
@@ -177,7 +193,9 @@ class PairingReport:
         """JSON-ready (the command line's --json output and the run record)."""
         out: dict[str, Any] = {"images_dir": str(self.images_dir),
                                "masks_dir": str(self.masks_dir), "ok": self.ok,
-                               "pairs": [p.to_dict() for p in self.pairs]}
+                               "corrections_dir": None if self.corrections_dir is None
+                               else str(self.corrections_dir),
+                               **self.counts(), "pairs": [p.to_dict() for p in self.pairs]}
         for attr, _, _ in _GROUPS:
             value = getattr(self, attr)
             out[attr] = [list(v) for v in value] if attr == "unreadable" else list(value)
@@ -239,16 +257,26 @@ def _same_folder(a: Path, b: Path) -> bool:
         return False
 
 
-def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Progress | None = None,
+def pair_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
+                 corrections: str | Path | None = None, progress: Progress | None = None,
                  stop: threading.Event | None = None) -> PairingReport:
     """Match images to masks by name and check every pair; see :class:`PairingReport`.
+    An image's mask in ``corrections`` (same name rule) replaces its mask in ``masks_dir``;
+    either folder may be None, not both (a corrections folder that is the masks folder
+    simply holds the masks).
 
     Raises :class:`DataError` for a missing/unreadable folder, a folder without
     images, or one folder given for both with nothing telling images from masks.
     Having no *pairs* is not an error: ``report.ok`` is False and the report says why.
     """
+    if masks_dir is None and corrections is None:
+        raise DataError("No masks folder was given. Choose the folder that holds the masks, or "
+                        "a folder of corrected masks (--corrections).")
     images_dir = check_folder(images_dir, "images")
-    masks_dir = check_folder(masks_dir, "masks")
+    fixed = None if corrections is None else check_folder(corrections, "corrections")
+    only_fixed = masks_dir is None  # the corrected masks are the only masks
+    masks_dir = fixed if masks_dir is None else check_folder(masks_dir, "masks")
+    separate = fixed is not None and not only_fixed and not _same_folder(fixed, masks_dir)
     notes: list[str] = []
     together = _same_folder(images_dir, masks_dir)
     if together:
@@ -269,14 +297,19 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Pro
                 "tells them apart. Put the masks in their own folder, or name each mask like its "
                 "image plus _mask (cell1.png and cell1_mask.png).")
     else:
-        mask_files, ignored_masks = list_folder(masks_dir, "masks")
+        mask_files, ignored_masks = list_folder(masks_dir, "corrections" if only_fixed else "masks")
         ignored += ignored_masks
+    fixed_files: list[ImageFile] = []
+    if separate:
+        fixed_files, ignored_fixed = list_folder(fixed, "corrections")
+        ignored += ignored_fixed
     if not image_files:
         raise no_images_error(images_dir, "images", ignored)
-    if not mask_files:
+    if not mask_files and not fixed_files and fixed is None:
         raise no_images_error(masks_dir, "masks", ignored)
 
-    report = PairingReport(images_dir, masks_dir, ignored_files=ignored, notes=notes)
+    report = PairingReport(images_dir, masks_dir, corrections_dir=fixed, ignored_files=ignored,
+                           notes=notes)
     report.details = {"size_mismatch": {}, "duplicate_stems": {}}
 
     # Group images by name; a stem like "cell1_img" can also be found as "cell1".
@@ -288,39 +321,46 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Pro
         bare = _strip_ending(key, IMAGE_ENDINGS)
         if bare and bare not in images_by_key:
             alias.setdefault(bare, key)
-    # Each mask goes to the image with its exact name, else the name without "_mask".
-    masks_by_key: dict[str, list[tuple[int, ImageFile]]] = {}
-    for f in mask_files:
-        key = name_key(f.stem)
-        for rank, k in enumerate((key, _strip_ending(key, MASK_ENDINGS))):
-            target = k if k in images_by_key else alias.get(k or "")
-            if target:
-                masks_by_key.setdefault(target, []).append((rank, f))
-                break
-        else:
-            if f.problem:
-                report.unreadable.append((f"{masks_dir.name}/{f.name}", f.problem))
-            else:
-                report.masks_without_images.append(f.name)
 
-    candidates: list[tuple[ImageFile, ImageFile]] = []
+    def by_image(files: list[ImageFile], folder: Path, prefix: str) -> dict[str, list]:
+        """Each mask goes to the image with its exact name, else the name without "_mask"."""
+        found: dict[str, list[tuple[int, ImageFile]]] = {}
+        for f in files:
+            key = name_key(f.stem)
+            for rank, k in enumerate((key, _strip_ending(key, MASK_ENDINGS))):
+                target = k if k in images_by_key else alias.get(k or "")
+                if target:
+                    found.setdefault(target, []).append((rank, f))
+                    break
+            else:
+                if f.problem:
+                    report.unreadable.append((f"{folder.name}/{f.name}", f.problem))
+                else:
+                    report.masks_without_images.append(prefix + f.name)
+        return found
+
+    masks_by_key = by_image(mask_files, masks_dir, "")
+    fixed_by_key = by_image(fixed_files, fixed, f"{fixed.name}/") if separate else {}
+
+    candidates: list[tuple[ImageFile, ImageFile, bool]] = []
     for key in sorted(images_by_key, key=natural_key):
         image, other_images = _pick(images_by_key[key])
-        mask, other_masks = _pick(masks_by_key[key]) if key in masks_by_key else (None, [])
+        source = fixed_by_key if key in fixed_by_key else masks_by_key
+        mask, other_masks = _pick(source[key]) if key in source else (None, [])
         if other_images or other_masks:
             report.duplicate_stems.append(image.stem)
             report.details["duplicate_stems"][image.stem] = "; ".join(
                 [f"used {f.name}, ignored " + ", ".join(o.name for o in others)
                  for f, others in ((image, other_images), (mask, other_masks)) if others])
         if mask is not None:
-            candidates.append((image, mask))
+            candidates.append((image, mask, only_fixed or source is fixed_by_key))
         elif image.problem:
             report.unreadable.append((f"{images_dir.name}/{image.name}", image.problem))
         else:
             report.images_without_masks.append(image.name)
 
-    for image, mask, result in _check_all(candidates, progress, stop):
-        _merge(report, image, mask, result)
+    for image, mask, corrected, result in _check_all(candidates, progress, stop):
+        _merge(report, image, mask, result, corrected)
     report.images_without_masks.sort(key=natural_key)
     report.masks_without_images.sort(key=natural_key)
     report.unreadable.sort(key=lambda item: natural_key(item[0]))
@@ -328,27 +368,30 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path, *, progress: Pro
     return report
 
 
-def _check_all(candidates: list[tuple[ImageFile, ImageFile]], progress: Progress | None,
-               stop: threading.Event | None) -> Iterator[tuple[ImageFile, ImageFile, _Checked]]:
+def _check_all(candidates: list[tuple[ImageFile, ImageFile, bool]], progress: Progress | None,
+               stop: threading.Event | None
+               ) -> Iterator[tuple[ImageFile, ImageFile, bool, _Checked]]:
     """Check every candidate pair (image header, mask pixels), in order."""
     total = len(candidates)
     if progress is not None:
         progress(0, total)
     step = max(1, total // 100)  # at most ~100 progress calls: a GUI must not be flooded
-    results = ordered_map(lambda c: _check_pair(*c), candidates, stop=stop,
+    results = ordered_map(lambda c: _check_pair(c[0], c[1]), candidates, stop=stop,
                            stopped="Scan stopped")
-    for done, ((image, mask), result) in enumerate(zip(candidates, results, strict=True), 1):
-        yield image, mask, result
+    for done, ((image, mask, corrected), result) in enumerate(
+            zip(candidates, results, strict=True), 1):
+        yield image, mask, corrected, result
         if progress is not None and (done % step == 0 or done == total):
             progress(done, total)
 
 
-def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Checked) -> None:
+def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Checked,
+           corrected: bool) -> None:
     """Fold one checked candidate into the report (on the calling thread, in order)."""
     if result.image_problem:
         report.unreadable.append((f"{report.images_dir.name}/{image.name}", result.image_problem))
     if result.mask_problem:
-        report.unreadable.append((f"{report.masks_dir.name}/{mask.name}", result.mask_problem))
+        report.unreadable.append((f"{mask.path.parent.name}/{mask.name}", result.mask_problem))
     if result.header is None or result.mask_problem:
         return
     header = result.header
@@ -383,6 +426,7 @@ def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Ch
     elif result.mask_mostly_full:
         report.mostly_foreground.append(mask.name)
     width, height = header.shown_size if use_exif else header.size
-    report.pairs.append(Pair(image.stem, image.path, mask.path, (height, width), use_exif))
+    report.pairs.append(Pair(image.stem, image.path, mask.path, (height, width), use_exif,
+                             corrected))
 
 

@@ -108,17 +108,20 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
                             f"{', '.join(failed[:5])}")
 
 
-def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str | Path | None = None,
-                     adapter: str | Path | None = None, device: str = "auto",
-                     force: bool = False, stems: Collection[str] | None = None) -> dict:
+def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
+                     base: str | Path | None = None, adapter: str | Path | None = None,
+                     device: str = "auto", force: bool = False,
+                     stems: Collection[str] | None = None,
+                     corrections: str | Path | None = None) -> dict:
     """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair,
     and one row per image (``per_image``). ``stems``: score only these pairs (a run's
-    validation set); a stem that is not among the pairs is an error."""
+    validation set); a stem that is not among the pairs is an error. ``corrections``:
+    corrected masks that replace those of the same name (as training pairs them)."""
     from .masks import read_mask
     from .metrics import SegmentationScores
     from .pairing import pair_folders
 
-    report = pair_folders(images_dir, masks_dir)
+    report = pair_folders(images_dir, masks_dir, corrections=corrections)
     if not report.ok:
         raise DataError("no image/mask pairs to evaluate on.\n" + report.summary())
     pairs = report.pairs
@@ -127,7 +130,7 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
         missing = [s for s in stems if s not in by_stem]
         if missing:
             raise DataError(f"{len(missing)} of the {len(stems)} validation image(s) are no "
-                            f"longer paired in {images_dir} and {masks_dir} "
+                            f"longer paired in {images_dir} and {report.masks_dir} "
                             f"({', '.join(missing[:5])}): restore them, or evaluate the folders "
                             "with --images and --masks")
         pairs = [by_stem[s] for s in stems]

@@ -106,7 +106,8 @@ def validation_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
                         "--masks instead") from None
     stems = record.get("validation")
     config = record.get("config") or {}
-    if stems is None or not config.get("images") or not config.get("masks"):
+    if stems is None or not config.get("images") or not (config.get("masks")
+                                                         or config.get("corrections")):
         raise DataError(f"{run / RUN_JSON} does not list the images the run validated on (an "
                         "older loragui wrote it): evaluate with --images and --masks instead")
     if not stems:
@@ -117,7 +118,9 @@ def validation_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not output.exists():
         raise DataError(f"the run in {run} has not written its {output.name} yet: evaluate "
                         "once it has finished an epoch")
-    return {"images": config["images"], "masks": config["masks"], "stems": list(stems),
+    # the masks as the run paired them: a corrected mask replaces its original
+    return {"images": config["images"], "masks": config.get("masks") or None,
+            "corrections": config.get("corrections"), "stems": list(stems),
             "base": str(output) if full else config.get("base"),
             "adapter": None if full else str(output)}
 
@@ -148,10 +151,11 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
                validation: list[str], pairing_problems: dict[str, Any],
                trainable_params: int, batch_size: int, lr_scale: float, backoffs: int,
                faults: list[str] | None, world_size: int,
-               distributed: dict[str, Any] | None) -> dict[str, Any]:
+               distributed: dict[str, Any] | None,
+               init_adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run.json`` says of a run (``status``: running, failed, stopped or finished);
     ``distributed``: the backend, devices, lr_scaling, lr and peak_lr of several processes,
-    None in one."""
+    None in one; ``init_adapter``: the adapter a warm start began from (--init-adapter)."""
     best = next((r for r in history if r["epoch"] == best_epoch and r["epoch"] > 0), None)
     info: dict[str, Any] = {
         "loragui_version": __version__, "created": now_iso(), "config": config,
@@ -173,6 +177,8 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
         "backoffs": backoffs, "faults": faults,
         # Data parallel: processes, and the batch and peak learning rate they trained with.
         "world_size": world_size, "effective_batch_size": batch_size * world_size,
+        # A warm start: the epoch-0 row (base_dice) is then this adapter's Dice.
+        "init_adapter": init_adapter,
     }
     if status == "running":
         info["process"] = this_process()

@@ -27,9 +27,7 @@ def make_trainable(model: UNet, c: TrainConfig, device: torch.device
             p.requires_grad_(True)
         lora, extra = None, []
     else:
-        lora = LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora,
-                            dropout=c.dropout, targets=list(c.targets),
-                            exclude=list(c.train_modules))
+        lora = lora_settings(c)
         try:
             inject_lora(model, lora)
         except ValueError as exc:
@@ -41,6 +39,12 @@ def make_trainable(model: UNet, c: TrainConfig, device: torch.device
     if device.type != "mps":
         model.to(memory_format=torch.channels_last)
     return lora, extra
+
+
+def lora_settings(c: TrainConfig) -> LoRASettings:
+    """The LoRA layers a run's settings ask for (modules trained whole get none)."""
+    return LoRASettings(rank=c.rank, alpha=c.alpha, rslora=c.rslora, dropout=c.dropout,
+                        targets=list(c.targets), exclude=list(c.train_modules))
 
 
 def make_optimizer(model: UNet, c: TrainConfig, device: torch.device

@@ -72,6 +72,12 @@ from .faults import (
     tensors_finite,
 )
 from .formats import now_iso
+from .init_adapter import (
+    InitAdapter,
+    check_combination,
+    check_init_adapter,
+    load_init_adapter,
+)
 from .memory import Architecture
 from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
@@ -103,6 +109,8 @@ from .validation import Validator
 
 __all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
 
+# Settings that name a file or folder: an adapter's provenance records their names only.
+_PATH_SETTINGS = ("base", "init_adapter", "corrections")
 MIN_VAL_IMAGES = 5  # fewer validation images than this give a Dice too noisy to trust: warned
 
 
@@ -170,6 +178,7 @@ class Trainer:
         self._t_start = time.perf_counter()
         self._elapsed_before = 0.0  # resumed: the seconds the run had trained before
         self.early: EarlyStop | None = None  # the early-stopping rule (None: off)
+        self.init: InitAdapter | None = None  # --init-adapter: the adapter a warm start uses
         # Data parallel (torchrun): this process's rank; None in a single process.
         self.dist = Dist.from_env()
         self.world_size = self.dist.world_size if self.dist else 1
@@ -249,11 +258,14 @@ class Trainer:
         seed_everything(self.config.seed)
         self.model, self.base_info, self.prep = self._setup_model()
         yield from self._preflight()
+        self.init = self._setup_init_adapter()
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
         if self.config.early_stop:
             self.early = EarlyStop(patience_for(self.epochs))
         self.lora, self.extra_trainable = make_trainable(self.model, self.config, self.device)
+        if self.init is not None:  # a warm start: the adapter's tensors as initial values
+            load_init_adapter(self.model, self.init)
         self.params, self.optimizer = make_optimizer(self.model, self.config, self.device)
         self.warmup = int(self.config.warmup_fraction * self.total_steps)
         self.autocast = supports_bf16(self.device)
@@ -281,6 +293,7 @@ class Trainer:
         if not self.config.out:
             raise LoraGuiError("no output folder given: pass --out DIR")
         check_settings(self.config)  # the declared bounds: as the command line checks them
+        check_combination(self.config)  # --init-adapter with --resume or --full
 
     def _prepare_run_folder(self) -> None:
         if not self.is_main:  # rank 0 alone writes the run folder (and holds its lock)
@@ -290,6 +303,8 @@ class Trainer:
             probe(self.out)  # a run in progress there is named as such, before anything else
         check_output(self.out, RUN, [Input("the images folder", c.images, nest_ok=True),
                                      Input("the masks folder", c.masks, nest_ok=True),
+                                     Input("the corrections folder", c.corrections, nest_ok=True),
+                                     Input("the initial adapter", c.init_adapter),
                                      Input("the base model (--base)", c.base)],
                      overwrite=c.overwrite, resume=c.resume)
         try:
@@ -332,11 +347,18 @@ class Trainer:
         if not (c.full and not c.base):
             self._check_memory(self.model.config, self.model.multiple)
 
+    def _setup_init_adapter(self) -> InitAdapter | None:
+        """--init-adapter: the adapter, checked against the base and the settings before
+        any image is decoded; None without one."""
+        if not self.config.init_adapter:
+            return None
+        return check_init_adapter(self.config, self.model, self.base_info)
+
     def _setup_data(self) -> Iterator[Event]:
         """Pair and decode the folders; sets train_data, val_data, dataset_info,
         pairing_problems, crop_size and sampler. Returns dataset_info."""
         c = self.config
-        report = pair_folders(c.images, c.masks)
+        report = pair_folders(c.images, c.masks or None, corrections=c.corrections or None)
         if not report.ok:
             raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
         # Up to 20 names per problem on the command line; every one is kept in run.json.
@@ -364,7 +386,11 @@ class Trainer:
         self.val_data = data.subset(val_idx) if val_idx else None
         self.dataset_info = {"pairs": n, "train": len(train_idx), "val": len(val_idx),
                              "fingerprint": data.fingerprint(), "images": Path(c.images).name,
-                             "masks": Path(c.masks).name}  # names only: adapters get shared
+                             "masks": Path(c.masks).name if c.masks else None,
+                             # names only: adapters get shared
+                             "corrections": Path(c.corrections).name if c.corrections else None,
+                             "corrected": [p.stem for p in report.pairs if p.corrected],
+                             "unlabelled": len(report.images_without_masks)}
         self.pairing_problems = {title: entries for title, entries in report.problem_groups()}
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
@@ -634,7 +660,7 @@ class Trainer:
             "architecture": self.model.config.to_dict(),
             "preprocessing": self.prep.to_dict(),
             # folder and file names only, never a path: adapters and models get shared
-            "training": {k: (Path(v).name if k == "base" and v else v)
+            "training": {k: (Path(v).name if k in _PATH_SETTINGS and v else v)
                          for k, v in c.to_dict().items()
                          if k not in ("images", "masks", "out", "resume")},
             "dataset": self.dataset_info,
@@ -704,6 +730,7 @@ class Trainer:
             trainable_params=count_parameters(self.model, trainable_only=True),
             batch_size=self.batch_size, lr_scale=st.lr_scale, backoffs=st.backoffs,
             faults=st.faults, world_size=self.world_size,
+            init_adapter=self.init.record() if self.init is not None else None,
             distributed=None if self.dist is None else {
                 "backend": self.dist.backend, "devices": self.dist.devices,
                 "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr}))
