@@ -137,6 +137,24 @@ def _own_temporary(name: str, own: Iterable[str]) -> bool:
     return name.startswith(".") and any(name.startswith(f".{n}.") for n in own)
 
 
+def _own_prediction(folder: Path, name: str) -> bool:
+    """``name`` in a marked prediction folder is loragui's: a mask, the objects tables,
+    or the folder of object labels holding label files only (see objects.py)."""
+    from .objects import COUNTS_CSV, LABELS_DIR, OBJECTS_CSV
+
+    if name.lower().endswith(".png") or name in (OBJECTS_CSV, COUNTS_CSV):
+        return True
+    if name != LABELS_DIR or not (folder / name).is_dir() or (folder / name).is_symlink():
+        return False
+    try:
+        with os.scandir(folder / name) as it:
+            return all(e.name in SYSTEM_FILES or (e.is_file(follow_symlinks=False)
+                                                  and e.name.lower().endswith((".png", ".tif")))
+                       for e in it)
+    except OSError:
+        return False
+
+
 def foreign_entries(folder: Path, kind: str) -> list[str]:
     """The entries of ``folder`` that loragui does not write there for ``kind``
     (folders shown with a trailing ``/``), sorted."""
@@ -157,7 +175,8 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
         name = entry.name
         if name in SYSTEM_FILES or name in own or _own_temporary(name, own):
             continue
-        if kind == PREDICTIONS and name.lower().endswith(".png") and read_marker(folder) == PREDICTIONS:
+        if kind == PREDICTIONS and read_marker(folder) == PREDICTIONS and \
+                _own_prediction(folder, name):
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
