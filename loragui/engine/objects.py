@@ -171,3 +171,19 @@ def write_tables(folder: Path, objects: list[dict], counts: list[dict]) -> tuple
     atomic_write_text(paths[0], _csv_text(OBJECT_COLUMNS, objects))
     atomic_write_text(paths[1], _csv_text(COUNT_COLUMNS, counts))
     return paths
+
+
+def mask_objects(path: str | Path) -> np.ndarray:
+    """(H, W) int32 labels of the objects a mask file holds: its label values (any ids,
+    renumbered 1..n), or, for a mask of one foreground value (a binary mask) or a lossy
+    one (JPEG noise makes its values meaningless), the connected components of its
+    foreground."""
+    from skimage.segmentation import relabel_sequential
+
+    from .masks import inspect_mask, read_mask_values
+
+    info = inspect_mask(path)
+    if info.lossy or info.n_values <= 2:
+        return labels_from_foreground(info.mask)
+    values = read_mask_values(path)
+    return relabel_sequential(np.where(values > 0, values, 0))[0].astype(np.int32, copy=False)

@@ -170,12 +170,20 @@ def _stopped(done: int, total: int, tables: ObjectTables | None) -> Iterator[Pro
 
 def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str | Path | None = None,
                      adapter: str | Path | None = None, device: str = "auto",
-                     force: bool = False, stems: Collection[str] | None = None) -> dict:
+                     force: bool = False, stems: Collection[str] | None = None,
+                     objects: bool = False) -> dict:
     """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair,
     and one row per image (``per_image``). ``stems``: score only these pairs (a run's
-    validation set); a stem that is not among the pairs is an error."""
+    validation set); a stem that is not among the pairs is an error.
+
+    ``objects``: also score objects (``result["objects"]``, see :mod:`.object_metrics`,
+    and object columns per image): the true objects are the masks' label values (a
+    binary mask's connected components), the predicted ones the components of the
+    predicted mask."""
     from .masks import read_mask
     from .metrics import SegmentationScores
+    from .object_metrics import ObjectScores
+    from .objects import count, labels_from_foreground, mask_objects
     from .pairing import pair_folders
 
     report = pair_folders(images_dir, masks_dir)
@@ -195,6 +203,7 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
     dev = resolve_device(device)
     model.to(dev).eval()
     scores = SegmentationScores()
+    object_scores = ObjectScores()
     rows = []
     for pair in pairs:
         pred = predict_mask(model, read_image(pair.image, prep, exif=pair.exif), dev) > 0
@@ -204,7 +213,14 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
                      "dice": scores.dice_per_image[-1], "iou": scores.iou_per_image[-1],
                      "true_pixels": int(np.count_nonzero(mask)),
                      "predicted_pixels": int(np.count_nonzero(pred))})
+        if objects:
+            true_labels, pred_labels = mask_objects(pair.mask), labels_from_foreground(pred)
+            scored = object_scores.add(true_labels, pred_labels)
+            rows[-1].update(true_objects=count(true_labels), predicted_objects=count(pred_labels),
+                            object_f1=scored.f1, object_ap=scored.average_precision)
     result = scores.summary()
+    if objects:
+        result["objects"] = object_scores.summary()
     result["warnings"] = warnings
     result["skipped"] = len(report.images_without_masks) + len(report.unreadable) + len(report.size_mismatch)
     result["per_image"] = rows
