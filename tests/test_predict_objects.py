@@ -121,3 +121,16 @@ def test_the_command_line_writes_objects_and_refuses_min_size_alone(trained, tmp
     assert cli.main([*common, "--out", str(tmp_path / "c"), "--objects", "--min-size", "3"]) == 0
     assert "objects.csv and counts.csv" in capsys.readouterr().err
     assert (tmp_path / "c" / "counts.csv").is_file()
+
+
+def test_a_stop_leaves_the_tables_of_the_images_done(trained, tmp_path):
+    import threading
+
+    images, base, _ = trained
+    stop = threading.Event()
+    for ev in predict_folder(images, tmp_path / "p", base=base, device="cpu", objects=True,
+                             stop=stop):
+        if ev.message == "d0.png":
+            stop.set()
+    assert table(tmp_path / "p" / "counts.csv") == [{"image": "d0.png", "objects": "3"}]
+    assert {r["image"] for r in table(tmp_path / "p" / "objects.csv")} == {"d0.png"}
