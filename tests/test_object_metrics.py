@@ -80,3 +80,15 @@ def test_the_set_summary_pools_counts_and_averages_ap_over_images():
     assert out["ap_per_threshold"]["0.95"] == pytest.approx((1 / 4 + 1) / 2)
     assert out["true_objects"] == 2 and out["predicted_objects"] == 3
     assert ObjectScores().summary()["ap"] is None
+
+
+def test_iou_matrix_equals_pairwise_pixel_counts_on_random_labels():
+    rng = np.random.default_rng(3)
+    true = rng.integers(0, 5, (12, 12))
+    pred = rng.integers(0, 4, (12, 12))
+    iou = iou_matrix(true, pred)
+    assert iou.shape == (4, 3)
+    for i in range(1, 5):
+        for j in range(1, 4):
+            a, b = true == i, pred == j
+            assert iou[i - 1, j - 1] == pytest.approx((a & b).sum() / (a | b).sum())
