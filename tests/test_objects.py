@@ -137,3 +137,11 @@ def test_mask_values_of_palette_and_colour_masks(tmp_path):
     grey = np.array([[0, 5], [9, 9]], np.uint8)
     Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "g.png")
     assert np.array_equal(read_mask_values(tmp_path / "g.png"), grey)
+
+
+def test_a_prediction_s_objects_by_its_shape():
+    from loragui.engine.objects import labels_of_prediction
+
+    truth = touching_discs()
+    assert count(labels_of_prediction(truth > 0)) == 2
+    assert count(labels_of_prediction(probabilities_of(truth))) == 3

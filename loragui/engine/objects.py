@@ -83,6 +83,16 @@ def labels_from_classes(probs: np.ndarray, min_size: int = 0) -> np.ndarray:
     return _drop_small(labels, min_size)
 
 
+def labels_of_prediction(prediction: np.ndarray, min_size: int = 0) -> np.ndarray:
+    """The objects of a model's prediction: a binary model's (H, W) bool foreground
+    (:func:`labels_from_foreground`) or an objects model's (3, H, W) probabilities
+    (:func:`labels_from_classes`)."""
+    prediction = np.asarray(prediction)
+    if prediction.ndim == 2:
+        return labels_from_foreground(prediction, min_size)
+    return labels_from_classes(prediction, min_size)
+
+
 def luminance(image: np.ndarray) -> np.ndarray:
     """(H, W) float grey of an (H, W) or (H, W, C) image, on the image's own scale
     (0..255 for the model's uint8 input)."""

@@ -141,13 +141,14 @@ class ObjectTables:
             raise DataError(f"cannot create the folder {self.labels_dir} "
                             f"({exc.strerror or exc}); choose another folder") from None
 
-    def add(self, image_name: str, name: str, fg: np.ndarray, image: np.ndarray,
+    def add(self, image_name: str, name: str, prediction: np.ndarray, image: np.ndarray,
             min_size: int) -> str:
-        """Split one mask into objects, write their labels, keep their rows; a note
-        for the user when the labels need a 32-bit TIFF."""
-        from .objects import PNG_MAX_ID, count, labels_from_foreground, measure, write_labels
+        """Split one prediction (see :func:`.objects.labels_of_prediction`) into objects,
+        write their labels, keep their rows; a note for the user when the labels need a
+        32-bit TIFF."""
+        from .objects import PNG_MAX_ID, count, labels_of_prediction, measure, write_labels
 
-        labels = labels_from_foreground(fg, min_size)
+        labels = labels_of_prediction(prediction, min_size)
         path = write_labels(self.labels_dir, name, labels)
         self.objects += measure(labels, image, image_name)
         self.counts.append({"image": image_name, "objects": count(labels)})
@@ -183,7 +184,7 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
     from .masks import read_mask
     from .metrics import SegmentationScores
     from .object_metrics import ObjectScores
-    from .objects import count, labels_from_foreground, mask_objects
+    from .objects import count, labels_of_prediction, mask_objects
     from .pairing import pair_folders
 
     report = pair_folders(images_dir, masks_dir)
@@ -214,7 +215,7 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path, *, base: str
                      "true_pixels": int(np.count_nonzero(mask)),
                      "predicted_pixels": int(np.count_nonzero(pred))})
         if objects:
-            true_labels, pred_labels = mask_objects(pair.mask), labels_from_foreground(pred)
+            true_labels, pred_labels = mask_objects(pair.mask), labels_of_prediction(pred)
             scored = object_scores.add(true_labels, pred_labels)
             rows[-1].update(true_objects=count(true_labels), predicted_objects=count(pred_labels),
                             object_f1=scored.f1, object_ap=scored.average_precision)
