@@ -10,7 +10,12 @@ from PIL import Image
 
 from loragui.engine.masks import read_mask_values
 from loragui.engine.objects import (
-    OBJECT_COLUMNS, count, labels_from_classes, labels_from_foreground, measure, write_labels,
+    OBJECT_COLUMNS,
+    count,
+    labels_from_classes,
+    labels_from_foreground,
+    measure,
+    write_labels,
     write_tables,
 )
 
