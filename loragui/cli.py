@@ -53,6 +53,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"loragui: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, 0 or more, not {text!r}")
+    return value
+
+
 def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace {what} (nothing else is ever replaced)")
@@ -79,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", required=True,
                    help="a new or empty folder for the masks")
     _add_overwrite(p, "masks loragui predicted earlier in --out")
+    p.add_argument("--objects", action="store_true",
+                   help="also split each mask into objects: their labels (16-bit PNG) in "
+                        "--out/objects/, one row per object (area, centroid, bounding box, mean "
+                        "intensity) in --out/objects.csv, the count per image in --out/counts.csv")
+    p.add_argument("--min-size", metavar="PIXELS", type=_pixels, default=0,
+                   help="with --objects: drop objects smaller than this many pixels (default 0)")
     _add_model_args(p)
 
     m = sub.add_parser("merge", help="fold an adapter into its base model")
@@ -232,11 +248,14 @@ def _open_window(argv: list[str]) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.predict import predict_folder
 
+    if args.min_size and not args.objects:
+        return fail("--min-size applies to objects: add --objects")
     progress = Progress(sys.stderr)
     written = 0
     try:
         for ev in predict_folder(args.images, args.out, base=args.base, adapter=args.adapter,
-                                 device=args.device, force=args.force, overwrite=args.overwrite):
+                                 device=args.device, force=args.force, overwrite=args.overwrite,
+                                 objects=args.objects, min_size=args.min_size):
             if ev.tiles:  # a large image, tile by tile
                 progress.bar(ev.tile, ev.tiles, before=f"image {ev.done + 1}/{ev.total}",
                              after=ev.message)
@@ -248,6 +267,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     progress.line(f"wrote {written} mask(s) to {args.out}")
+    if args.objects:
+        progress.line(f"wrote their objects to {Path(args.out) / 'objects'}, objects.csv and "
+                      "counts.csv")
     return 0
 
 

@@ -110,3 +110,32 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, int]:
     info = inspect_mask(path)
     return info.mask, info.n_values
 
+
+
+def read_mask_values(path: str | Path) -> np.ndarray:
+    """(H, W) int32 label values of a mask, EXIF-oriented like :func:`read_mask`: the grey
+    value, the palette index of a palette PNG, or for colour masks one id per colour
+    (consecutive from 1 in the order of the colours' values, black is 0). Alpha is
+    dropped."""
+    with open_image(path) as im:
+        value = orientation(im)
+        if im.mode in ("P", "PA"):  # the index is the label; the palette only shows it
+            arr = np.asarray(im.getchannel(0) if im.mode == "PA" else im)
+        else:
+            arr = decode_pixels(im)
+    arr = orient(arr, value)
+    if arr.ndim == 3:
+        colour = arr[..., :-1] if arr.shape[2] in (2, 4) else arr
+        if colour.shape[2] == 1 or (colour == colour[..., :1]).all():
+            arr = colour[..., 0]  # grey stored as colour
+        else:
+            colours, ids = np.unique(colour.reshape(-1, colour.shape[2]), axis=0,
+                                     return_inverse=True)
+            black = np.flatnonzero(~colours.any(axis=1))
+            ids = ids.reshape(colour.shape[:2]).astype(np.int32)
+            if black.size:  # black first in the sorted colours: id 0
+                return ids
+            return ids + 1
+    if arr.dtype.kind == "f":
+        arr = np.rint(arr)
+    return arr.astype(np.int32)

@@ -143,6 +143,24 @@ def _png_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp") and ".png." in name.lower()
 
 
+def _own_prediction(folder: Path, name: str) -> bool:
+    """``name`` in a marked prediction folder is loragui's: a mask, the objects tables,
+    or the folder of object labels holding label files only (see objects.py)."""
+    from .objects import COUNTS_CSV, LABELS_DIR, OBJECTS_CSV
+
+    if name.lower().endswith(".png") or name in (OBJECTS_CSV, COUNTS_CSV):
+        return True
+    if name != LABELS_DIR or not (folder / name).is_dir() or (folder / name).is_symlink():
+        return False
+    try:
+        with os.scandir(folder / name) as it:
+            return all(e.name in SYSTEM_FILES or (e.is_file(follow_symlinks=False)
+                                                  and e.name.lower().endswith((".png", ".tif")))
+                       for e in it)
+    except OSError:
+        return False
+
+
 def foreign_entries(folder: Path, kind: str) -> list[str]:
     """The entries of ``folder`` that loragui does not write there for ``kind``
     (folders shown with a trailing ``/``), sorted."""
@@ -163,8 +181,10 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
         name = entry.name
         if name in SYSTEM_FILES or name in own or _own_temporary(name, own):
             continue
-        if (kind in (PREDICTIONS, CORRECTIONS) and read_marker(folder) == kind
-                and (name.lower().endswith(".png") or _png_temporary(name))):
+        if read_marker(folder) == kind and (
+                (kind == PREDICTIONS and _own_prediction(folder, name))
+                or (kind == CORRECTIONS and name.lower().endswith(".png"))
+                or (kind in (PREDICTIONS, CORRECTIONS) and _png_temporary(name))):
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)

@@ -52,10 +52,19 @@ def load_for_inference(base: str | Path | None, adapter: str | Path | None, *,
 def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | Path | None = None,
                    adapter: str | Path | None = None, device: str = "auto",
                    stop: threading.Event | None = None, threshold: float = 0.5,
-                   force: bool = False, overwrite: bool = False) -> Iterator[ProgressEvent]:
+                   force: bool = False, overwrite: bool = False, objects: bool = False,
+                   min_size: int = 0) -> Iterator[ProgressEvent]:
     """Write one 0/255 PNG mask per image (same stem, original size) into ``out_dir``,
     a new or empty folder, or (``overwrite``) one that holds loragui's earlier masks
-    (see :mod:`.outputs`)."""
+    (see :mod:`.outputs`).
+
+    ``objects``: also split each mask into objects (connected components of at least
+    ``min_size`` pixels) and write their labels into ``out_dir/objects/`` under the
+    mask's name (16-bit PNG), one row per object into ``objects.csv`` and the count
+    per image into ``counts.csv`` (:mod:`.objects`); the tables cover the images done
+    when a stop comes."""
+    if min_size < 0:
+        raise DataError(f"the minimum object size must be 0 or more pixels, not {min_size}")
     files = list_images(images_dir)
     out = check_output(out_dir, PREDICTIONS, [Input("the images folder", images_dir, nest_ok=True),
                                               Input("--base", base), Input("--adapter", adapter)],
@@ -69,13 +78,14 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
         raise DataError(f"cannot create the folder {out} ({exc.strerror or exc}); choose "
                         "another folder for the masks") from None
     mark(out, PREDICTIONS)
+    tables = ObjectTables(out) if objects else None
     for w in warnings:
         yield ProgressEvent(0, len(files), w)
     failed = []
     stems = [p.stem.casefold() for p in files]
     for i, path in enumerate(files):
         if stop is not None and stop.is_set():
-            yield ProgressEvent(i, len(files), "stopped")
+            yield from _stopped(i, len(files), tables)
             return
         try:
             image = read_image(path, prep)
@@ -94,31 +104,89 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
                 yield ProgressEvent(i, len(files), f"{path.name}: tile {tile} of {tiles}",
                                     tile=tile, tiles=tiles)
                 if stop is not None and stop.is_set():
-                    yield ProgressEvent(i, len(files), "stopped")
+                    yield from _stopped(i, len(files), tables)
                     return
-        del image, steps
+        del steps
         # two images with one stem (a.tif, a.jpg) must not overwrite each other's mask
         name = path.stem if stems.count(path.stem.casefold()) == 1 else \
             f"{path.stem}_{path.suffix.lstrip('.').lower()}"
         atomic_write(out / f"{name}.png", lambda tmp, m=mask: m.save(tmp, format="PNG"))
+        if tables is not None:
+            note = tables.add(path.name, name, np.asarray(mask) > 0, image, min_size)
+            if note:
+                yield ProgressEvent(i + 1, len(files), note)
+        del image
         yield ProgressEvent(i + 1, len(files), path.name)
+    if tables is not None:
+        tables.write()
     if failed:
         yield ProgressEvent(len(files), len(files),
                             f"warning: {len(failed)} image(s) could not be read: "
                             f"{', '.join(failed[:5])}")
 
 
+class ObjectTables:
+    """The objects of a prediction folder: label files as each image is done, the
+    tables at the end (see :mod:`.objects`)."""
+
+    def __init__(self, out: Path) -> None:
+        from .objects import LABELS_DIR
+
+        self.out, self.labels_dir = out, out / LABELS_DIR
+        self.objects: list[dict] = []
+        self.counts: list[dict] = []
+        try:
+            self.labels_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create the folder {self.labels_dir} "
+                            f"({exc.strerror or exc}); choose another folder") from None
+
+    def add(self, image_name: str, name: str, prediction: np.ndarray, image: np.ndarray,
+            min_size: int) -> str:
+        """Split one prediction (see :func:`.objects.labels_of_prediction`) into objects,
+        write their labels, keep their rows; a note for the user when the labels need a
+        32-bit TIFF."""
+        from .objects import PNG_MAX_ID, count, labels_of_prediction, measure, write_labels
+
+        labels = labels_of_prediction(prediction, min_size)
+        path = write_labels(self.labels_dir, name, labels)
+        self.objects += measure(labels, image, image_name)
+        self.counts.append({"image": image_name, "objects": count(labels)})
+        if count(labels) > PNG_MAX_ID:
+            return (f"{image_name}: {count(labels)} objects are more than a 16-bit PNG holds "
+                    f"({PNG_MAX_ID}); their labels are in the 32-bit TIFF {path.name}")
+        return ""
+
+    def write(self) -> None:
+        from .objects import write_tables
+
+        write_tables(self.out, self.objects, self.counts)
+
+
+def _stopped(done: int, total: int, tables: ObjectTables | None) -> Iterator[ProgressEvent]:
+    if tables is not None:
+        tables.write()
+    yield ProgressEvent(done, total, "stopped")
+
+
 def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
                      base: str | Path | None = None, adapter: str | Path | None = None,
                      device: str = "auto", force: bool = False,
                      stems: Collection[str] | None = None,
-                     corrections: str | Path | None = None) -> dict:
+                     corrections: str | Path | None = None, objects: bool = False) -> dict:
     """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair,
     and one row per image (``per_image``). ``stems``: score only these pairs (a run's
     validation set); a stem that is not among the pairs is an error. ``corrections``:
-    corrected masks that replace those of the same name (as training pairs them)."""
+    corrected masks that replace those of the same name (as training pairs them).
+
+    ``objects``: also score objects (``result["objects"]``, see :mod:`.object_metrics`,
+    and object columns per image): the true objects are the masks' label values (a
+    binary mask's connected components), the predicted ones the components of the
+    predicted mask."""
     from .masks import read_mask
     from .metrics import SegmentationScores
+    from .object_metrics import ObjectScores
+    from .objects import count, labels_of_prediction, mask_objects
     from .pairing import pair_folders
 
     report = pair_folders(images_dir, masks_dir, corrections=corrections)
@@ -138,6 +206,7 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
     dev = resolve_device(device)
     model.to(dev).eval()
     scores = SegmentationScores()
+    object_scores = ObjectScores()
     rows = []
     for pair in pairs:
         pred = predict_mask(model, read_image(pair.image, prep, exif=pair.exif), dev) > 0
@@ -147,7 +216,14 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
                      "dice": scores.dice_per_image[-1], "iou": scores.iou_per_image[-1],
                      "true_pixels": int(np.count_nonzero(mask)),
                      "predicted_pixels": int(np.count_nonzero(pred))})
+        if objects:
+            true_labels, pred_labels = mask_objects(pair.mask), labels_of_prediction(pred)
+            scored = object_scores.add(true_labels, pred_labels)
+            rows[-1].update(true_objects=count(true_labels), predicted_objects=count(pred_labels),
+                            object_f1=scored.f1, object_ap=scored.average_precision)
     result = scores.summary()
+    if objects:
+        result["objects"] = object_scores.summary()
     result["warnings"] = warnings
     result["skipped"] = len(report.images_without_masks) + len(report.unreadable) + len(report.size_mismatch)
     result["per_image"] = rows
