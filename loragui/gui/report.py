@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtGui import QIcon, QImage, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -14,12 +14,15 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QProgressBar,
+    QSizePolicy,
     QStyle,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from .logview import level_colour
 
 MAX_NAMES_SHOWN = 200  # per problem group; the rest are counted
 THUMB_SIZE = 96
@@ -30,9 +33,18 @@ class PairingReportView(QWidget):
         super().__init__(parent)
         self.report = None
 
+        # A folder that was not taken: why, above the report of the folders still in use.
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.notice.hide()
+
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Ignored horizontally: the text wraps at the pane's width, never widens it.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
@@ -63,6 +75,7 @@ class PairingReportView(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.notice)
         layout.addWidget(self.summary)
         layout.addWidget(self.progress)
         layout.addWidget(self.problems)
@@ -71,12 +84,20 @@ class PairingReportView(QWidget):
 
     def clear(self, message: str = "") -> None:
         self.report = None
+        self.notice.hide()
         self.summary.setText(message or "Drop a folder of images and a folder of masks above.")
         self.progress.hide()
         self.problems.clear()
         self.problems.hide()
         self.thumbs.clear()
         self.thumbs.hide()
+
+    def set_notice(self, message: str) -> None:
+        """Why the folder just chosen was not taken (until the next report or scan)."""
+        colour = level_colour("error", self.palette(), QPalette.ColorRole.Window) or ""
+        self.notice.setText(f"<span style='color:{colour}'><b>Not used:</b> "
+                            f"{html.escape(message)}</span>")
+        self.notice.show()
 
     def set_scanning(self, text: str = "Looking for image/mask pairs…") -> None:
         self.clear(text)

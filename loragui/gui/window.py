@@ -102,7 +102,6 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         self.data = DataPanel()
         self.data.changed.connect(self._data_changed)
-        self.data.failed.connect(lambda m, d: dialogs.show_error(self, m, d, "Cannot use this folder"))
         self.data.logged.connect(self.log)
         self.data.sampleRequested.connect(self.open_sample_data)
         self.settings = SettingsPanel()
