@@ -47,6 +47,28 @@ def loragui_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "loragui", *args]
 
 
+def discard_unstarted(run_dir: str | Path) -> bool:
+    """Remove the folder of a run that never started (bad data, refused settings),
+    when it holds only what starting it wrote: a failed start leaves no run behind.
+    Anything else in it (a file loragui did not write) keeps the folder as it is."""
+    from loragui.engine.outputs import LOCK, MARKER
+
+    folder = Path(run_dir)
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    if not names <= {CONFIG_FILE, STDERR_FILE, MARKER, LOCK}:
+        return False
+    try:
+        for name in names:
+            (folder / name).unlink()
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def train_command(config_file: Path, out: Path, resume: bool = False,
                   devices: str | None = None) -> list[str]:
     """The child's command line. ``devices``: run data-parallel over these devices

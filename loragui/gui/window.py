@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from . import dialogs, qtfix
 from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
+from .child import discard_unstarted
 from .datapanel import DataPanel
 from .logview import LogView
 from .menus import build_menus, fit_to_screen, restore_geometry, save_geometry
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self._close_when_stopped = False
         self._closed = False
         self._jobs: set[Worker] = set()
+        self._fresh_out: str | None = None  # the run folder the run starting now made
 
         self.setWindowTitle("loragui")
         self.setAcceptDrops(True)  # a folder dropped anywhere on the window works too
@@ -339,6 +341,8 @@ class MainWindow(QMainWindow):
         from .training import TrainingRun
 
         self.result = None
+        # A folder this start makes, removed again if the run never starts.
+        self._fresh_out = None if config.resume or Path(config.out).exists() else config.out
         self.outputs.set_run(None, None)
         self.messages.clear()
         self.resume_offer.withdraw()
@@ -373,13 +377,18 @@ class MainWindow(QMainWindow):
         from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
 
         finished = isinstance(result, RunFinished)  # else a RunFailed
+        never_started = self.run.info is None and not finished
+        if never_started and self._fresh_out and discard_unstarted(self._fresh_out):
+            result.run_dir = ""  # nothing of it is left to open or resume
         self.result = result
         self.outputs.set_run(result, self.run.config)
         self.run_bar.ended()
         self.results.show_result(result)
         if not self._close_when_stopped:
             self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)
-            if result.run_dir and not (finished and not result.stopped):
+            if never_started:
+                self.resume_offer.restore()  # the earlier run's offer, if there was one
+            elif result.run_dir and not (finished and not result.stopped):
                 self.resume_offer.check(result.run_dir)  # stopped or failed: offer Resume
         if finished:
             verb = "Stopped" if result.stopped else "Finished"
@@ -390,9 +399,9 @@ class MainWindow(QMainWindow):
                 self.log("The adapter is not better than the base model on the validation images.",
                          "warning")
         else:
-            self.log(f"{result.message}\n{result.details}".rstrip(), "error")
-            if not self._close_when_stopped:
-                dialogs.show_error(self, result.message, result.details, "Training failed")
+            # The run column says why; the log keeps one line and the details.
+            self.log(f"Training failed (the run column says why).\n{result.details}".rstrip(),
+                     "error")
         self._update_state()
         if self.runs_view.loaded and not self._close_when_stopped:
             self.runs_view.refresh()

@@ -229,8 +229,10 @@ def test_a_dying_child_fails_clearly_and_offers_resume(qtbot, window, dataset, t
     assert isinstance(result, RunFailed)
     assert "ended unexpectedly (killed by SIGKILL)" in result.message
     assert "Resume" in result.message and result.output
-    title, text, details = dialogs.messages[-1]
-    assert title == "Training failed" and "--events jsonl" in details
+    assert not dialogs.messages  # the run column says it, once
+    assert "ended unexpectedly" in window.results.text.text()
+    assert "--events jsonl" in window.results.text.toolTip()
+    assert "--events jsonl" in window.log_view.toPlainText()
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
     assert window.resume_button.text().startswith("Resume (step ")
     assert window.train_button.isEnabled()
@@ -302,7 +304,10 @@ def test_fast_event_stream_is_coalesced(qtbot, window, dataset, tiny_base, dialo
 
 
 @pytest.mark.parametrize("how", ["raises", "fails"])
-def test_training_failure_shows_a_dialog(qtbot, window, dataset, tiny_base, dialogs, how):
+def test_training_failure_is_shown_once_in_the_run_column(qtbot, window, dataset, tiny_base,
+                                                         dialogs, how):
+    from tests.gui.test_gui_data import places_showing
+
     prepare(qtbot, window, dataset, tiny_base)
 
     def broken(config, stop):
@@ -315,13 +320,56 @@ def test_training_failure_shows_a_dialog(qtbot, window, dataset, tiny_base, dial
     window.start_training()
     result = wait_result(qtbot, window)
     assert isinstance(result, RunFailed)
-    assert len(dialogs.messages) == 1
-    title, text, details = dialogs.messages[0]
+    assert not dialogs.messages
     if how == "raises":
-        assert "boom" in text and "Traceback" in details
+        assert "boom" in window.results.text.text()
+        assert "Traceback" in window.results.text.toolTip()
     else:
-        assert text == "The masks are empty." and details == "details here"
+        shown = [w for w, text in (("run column", window.results.text.text()),
+                                   ("log", window.log_view.toPlainText()),
+                                   ("status bar", window.warning_label.text()))
+                 if "The masks are empty." in text]
+        assert shown == ["run column"] and not places_showing(window, dialogs, "The masks are")
+        assert window.results.text.toolTip() == "details here"
+        assert "Training failed (the run column says why)" in window.warning_label.text()
     assert window.train_button.isEnabled()  # usable again
+
+
+def test_a_failed_start_leaves_no_run_folder_and_keeps_the_resume_offer(
+        qtbot, window, dataset, tiny_base, dialogs, user_dirs):
+    """Settings the engine refuses (a layer pattern that matches nothing), in the real
+    training child: the folder it was given is gone again, the earlier run's Resume
+    stays, and the run column alone says why."""
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.train import run_training
+
+    runs = user_dirs / "userdata" / "runs"
+    earlier = runs / "2020-01-01_00-00-00"
+    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(earlier),
+                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 3}),
+                         steps_per_epoch=2)
+    stop = threading.Event()
+    for event in run_training(config, stop):  # interrupted after its first epoch
+        if isinstance(event, EpochEvent) and event.epoch == 1:
+            stop.set()
+    prepare(qtbot, window, dataset, tiny_base)
+    window.resume_offer.check()
+    qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
+    offered = window.resume_button.text()
+    window.config_overrides["targets"] = ["no_such_layer*"]
+    window.start_training()
+    assert not window.resume_button.isVisible()  # while it starts
+    result = wait_result(qtbot, window)
+    assert isinstance(result, RunFailed) and "no_such_layer" in result.message
+    assert [p.name for p in runs.iterdir()] == [earlier.name]
+    assert window.resume_button.isVisible() and window.resume_button.text() == offered
+    assert window.resume_button.isEnabled()
+    assert not dialogs.messages
+    why = "matches no convolution of the model"
+    assert why in result.message and why in window.results.text.text()
+    assert why not in window.log_view.toPlainText()
+    assert why not in window.warning_label.text()
+    wait_idle(qtbot, window)
 
 
 def test_all_gpus_is_offered_only_with_several(qtbot):
