@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication, QStandardItemModel, QValidator
+from PySide6.QtGui import QGuiApplication, QPalette, QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -15,14 +16,18 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from loragui.engine.config import OPTIONS_BY_NAME, TrainConfig, several_devices
+
+from .logview import level_colour
 
 # Which convolutions get a LoRA update. Module names come from engine/unet.py:
 # down.N.convK (encoder), bottleneck.convK, up.N (transposed), dec.N.convK, head.
@@ -108,6 +113,12 @@ class SettingsPanel(QWidget):
         self.base.addItem("Browse for a .safetensors file…", self.BROWSE)
         self.base.activated.connect(self._base_activated)
         self._last_base_index = 0
+        # Why the chosen base model cannot be used (see basecheck.py), under its box.
+        self.base_note = QLabel()
+        self.base_note.setWordWrap(True)
+        self.base_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.base_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.base_note.hide()
 
         self.device = QComboBox()
         self.device.setToolTip("Where to train. Automatic picks a GPU when there is one.")
@@ -174,6 +185,7 @@ class SettingsPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Base model", self.base)
+        form.addRow("", self.base_note)
         form.addRow("Device", self.device)
         form.addRow("Rank", self.rank)
         form.addRow("Alpha", self.alpha)
@@ -276,6 +288,13 @@ class SettingsPanel(QWidget):
             self.base.setCurrentIndex(index)
         self._last_base_index = self.base.currentIndex()
         self._changed()
+
+    def show_base_problem(self, problem: str, reason: str) -> None:
+        """Say under the Base model box why the chosen file cannot be used ("": nothing)."""
+        colour = level_colour("error", self.palette(), QPalette.ColorRole.Window) or ""
+        self.base_note.setText(f"<span style='color:{colour}'>{html.escape(problem)}</span>")
+        self.base_note.setToolTip(reason)
+        self.base_note.setVisible(bool(problem))
 
     def set_bundled_base(self, path: Path | None) -> None:
         self._bundled_base = path

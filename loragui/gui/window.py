@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from . import dialogs, qtfix
-from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
+from .basecheck import BaseCheck
 from .child import discard_unstarted
+from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
 from .datapanel import DataPanel
 from .logview import LogView
 from .menus import build_menus, fit_to_screen, restore_geometry, save_geometry
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
             training=self.training, overrides=self.config_overrides, log=self.log,
             changed=self._update_state, training_view=self._build_training_view,
             show_training_view=self._show_training_view, track=self._track)
+        self.base_check = BaseCheck(self.settings, track=self._track, changed=self._update_state)
         build_menus(self)
         self._splitter_restored = restore_geometry(self)
         fit_to_screen(self, self.size())  # a geometry saved on a larger screen
@@ -267,7 +269,7 @@ class MainWindow(QMainWindow):
             return "Choose a base model (none is bundled)."
         if self.starting_up():
             return "Starting up…"
-        return ""
+        return self.base_check.blocker()
 
     def _update_state(self) -> None:
         blocker = self.train_blocker()
