@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QSizePolicy,
     QStyle,
+    QStyledItemDelegate,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -26,6 +27,46 @@ from .logview import level_colour
 
 MAX_NAMES_SHOWN = 200  # per problem group; the rest are counted
 THUMB_SIZE = 96
+
+
+class WrappedRows(QTreeWidget):
+    """A tree whose rows wrap at the view's width, with heights that follow it: each
+    file's reason is read whole in its row, however narrow the pane."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setItemDelegate(_WrappingDelegate(self))
+        self.setWordWrap(True)
+        self.setUniformRowHeights(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.header().setStretchLastSection(True)
+
+    def text_width(self, index) -> int:
+        """The room for a row's text: the viewport less its indentation and icon."""
+        depth = 0
+        parent = index.parent()
+        while parent.isValid():
+            depth, parent = depth + 1, parent.parent()
+        indent = self.indentation() * (depth + (1 if self.rootIsDecorated() else 0))
+        icon = self.iconSize().width() + 4 if index.data(Qt.ItemDataRole.DecorationRole) else 0
+        margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1)
+        return max(40, self.viewport().width() - indent - icon - margin - 2)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.scheduleDelayedItemsLayout()  # the rows' heights follow the new width
+
+
+class _WrappingDelegate(QStyledItemDelegate):
+    def sizeHint(self, option, index) -> QSize:
+        hint = super().sizeHint(option, index)
+        view = self.parent()
+        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        height = view.fontMetrics().boundingRect(
+            QRect(0, 0, view.text_width(index), 100_000), Qt.TextFlag.TextWordWrap, text).height()
+        return QSize(hint.width(), max(hint.height(), height + 4))
 
 
 class PairingReportView(QWidget):
@@ -50,10 +91,12 @@ class PairingReportView(QWidget):
         self.progress.setTextVisible(True)
         self.progress.hide()
 
-        self.problems = QTreeWidget()
+        # Each file's reason is read in its row: long rows wrap at the pane's width
+        # (no sideways scrolling, nothing cut at the edge); the tooltip repeats it whole.
+        self.problems = WrappedRows()
         self.problems.setHeaderHidden(True)
         self.problems.setColumnCount(1)
-        self.problems.setUniformRowHeights(True)
+        self.problems.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.problems.setMaximumHeight(150)
         self.problems.setToolTip("Files that could not be paired or read, grouped by problem")
         self.problems.hide()

@@ -93,6 +93,9 @@ class SciSpinBox(QDoubleSpinBox):
         self.setValue(mantissas[i % 3] * 10**exponent)
 
 
+COMBO_MIN_CHARS = 10
+
+
 class SettingsPanel(QWidget):
     """Base model, device and LoRA/optimiser settings. ``changed`` fires on every edit."""
 
@@ -121,6 +124,8 @@ class SettingsPanel(QWidget):
         self.base_note.hide()
 
         self.device = QComboBox()
+        # Both boxes elide their long entries (a base model's file name, a GPU's name):
+        # they never make the column wider than the narrowest pane.
         self.device.setToolTip("Where to train. Automatic picks a GPU when there is one.")
         self.device.addItem("Automatic", "auto")
         self.device.addItem("CPU", "cpu")
@@ -182,6 +187,11 @@ class SettingsPanel(QWidget):
         self.copy_button.clicked.connect(
             lambda: QGuiApplication.clipboard().setText(self.command.text()))
 
+        # The boxes elide long entries (a base model's file name, a GPU's name): they
+        # never make the column wider than the narrowest pane.
+        for box in (self.base, self.device, self.layers):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(COMBO_MIN_CHARS)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Base model", self.base)
@@ -190,7 +200,7 @@ class SettingsPanel(QWidget):
         form.addRow("Rank", self.rank)
         form.addRow("Alpha", self.alpha)
         form.addRow("Epochs", self.epochs)
-        form.addRow("", self.early_stop)
+        form.addRow(self.early_stop)  # across both columns: its words need the room
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Crop size", self.crop_size)

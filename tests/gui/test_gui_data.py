@@ -143,3 +143,37 @@ def test_masks_that_match_nothing_disable_train(qtbot, window, tmp_path):
     assert not window.train_button.isEnabled()
     assert window.reason.text()
     wait_idle(qtbot, window)
+
+
+def test_the_report_shows_each_reason_in_its_row_within_the_pane(qtbot, window, tmp_path):
+    """At 1024x640 the report fits the left pane, and a file's reason is read in its
+    row (wrapped), not cut at the pane's edge."""
+    from PySide6.QtCore import QRect, Qt
+
+    images, masks = make_dataset(tmp_path / "messy", n=6)
+    data = (images / "cell_00.png").read_bytes()
+    (images / "cell_00.png").write_bytes(data[: len(data) // 2])  # truncated
+    (masks / "cell_01.png").unlink()
+    window.resize(1024, 640)
+    window.load_folders(images, masks)
+    qtbot.waitUntil(lambda: window.data.report is not None, timeout=10000)
+    tree = window.data.report_view.problems
+    tree.expandAll()
+    qtbot.wait(50)
+    pane = window.left_scroll.viewport()
+    assert tree.mapTo(window, tree.rect().topRight()).x() <= pane.mapTo(window, pane.rect()
+                                                                          .topRight()).x()
+    assert tree.horizontalScrollBar().maximum() == 0
+    rows = [(tree.topLevelItem(i).child(j)) for i in range(tree.topLevelItemCount())
+            for j in range(tree.topLevelItem(i).childCount())]
+    unreadable = [r for r in rows if r.text(0).startswith("images/cell_00.png: ")]
+    assert unreadable and len(unreadable[0].text(0)) > len("images/cell_00.png: ") + 10  # the reason
+    for row in rows:
+        rect = tree.visualItemRect(row)
+        assert rect.right() <= tree.viewport().width()
+        needed = tree.fontMetrics().boundingRect(QRect(0, 0, rect.width() - 8, 10_000),
+                                                 Qt.TextFlag.TextWordWrap, row.text(0))
+        assert needed.height() <= rect.height(), (row.text(0), needed, rect)
+        assert row.toolTip(0) == row.text(0)
+    assert window.data.report_view.summary.width() <= pane.width()
+    wait_idle(qtbot, window)
