@@ -33,6 +33,7 @@ from pathlib import Path
 
 from loragui.engine.runrecord import has_checkpoint, output_path
 
+from .history import put_earlier
 from .workers import Worker, add_overlays, describe_exception
 
 CONFIG_FILE = "config.json"  # the run's settings, as passed to the child
@@ -242,6 +243,7 @@ class ProcessTrainWorker(Worker):
                         continue
                     self.last_step = getattr(event, "step", self.last_step)
                     self.events.put(event)
+                    put_earlier(event, self.config, self.events)  # a resumed run's past
                     if isinstance(event, RunFinished | RunFailed):
                         terminal = event
             finally:

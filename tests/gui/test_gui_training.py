@@ -197,11 +197,18 @@ def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base,
     # Resume is offered, and continues the run from the step it stopped at.
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
     assert window.resume_button.text() == f"Resume (step {result.steps} of 30)"
+    base_dice = window.training_view.curves.base_dice
+    assert base_dice is not None
     window.resume_button.click()
     assert window.training() and not window.resume_button.isVisible()
-    curves = window.training_view.curves
+    curves, previews = window.training_view.curves, window.training_view.previews
     qtbot.waitUntil(lambda: curves.steps.n >= 2, timeout=30000)
     assert curves.steps.view()[0, 0] == result.steps + 1
+    # What the run had done before is back, from its files: the base model's epoch (its
+    # line in the Dice plot) and its predictions.
+    assert curves.epochs.view()[0, 0] == 0 and curves.base_dice == pytest.approx(base_dice, abs=1e-3)
+    assert curves.base_line.isVisible()
+    assert previews.epoch == 0 and len(previews.names) == 2
     assert f"resumed from step {result.steps}" in window.log_view.toPlainText()
 
     # Closing the window while it trains asks, stops the child after its step, then closes.
@@ -236,6 +243,19 @@ def test_a_dying_child_fails_clearly_and_offers_resume(qtbot, window, dataset, t
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
     assert window.resume_button.text().startswith("Resume (step ")
     assert window.train_button.isEnabled()
+
+    # Resumed, the run's finished epochs are back from its files before any new one.
+    done = [int(e) for e in window.training_view.curves.epochs.view()[:, 0]]
+    assert done[:2] == [0, 1]
+    window.resume_button.click()
+    curves, previews = window.training_view.curves, window.training_view.previews
+    qtbot.waitUntil(lambda: window.run.info is not None and curves.epochs.n >= len(done) - 1,
+                    timeout=30000)
+    shown = [int(e) for e in curves.epochs.view()[:, 0]]
+    assert shown[:len(done) - 1] == done[:len(done) - 1]  # (the last may not be in metrics.csv)
+    assert curves.base_line.isVisible() and previews.epoch >= 1
+    window.stop_training()
+    wait_result(qtbot, window)
 
 
 def test_the_last_interrupted_run_is_offered_at_start(qtbot, tiny_base, dataset, user_dirs):
