@@ -28,7 +28,8 @@ class EarlierEpochs:
 
     def best(self) -> tuple[int | None, float | None]:
         """The trained epoch with the highest Dice, and that Dice."""
-        scored = [(d, e) for e, d in zip(self.epochs, self.dice) if e > 0 and d is not None]
+        scored = [(d, e) for e, d in zip(self.epochs, self.dice, strict=True)
+                  if e > 0 and d is not None]
         if not scored:
             return None, None
         dice, epoch = max(scored)
@@ -93,8 +94,9 @@ def show_earlier(view, earlier: EarlierEpochs, epochs: int) -> None:
     line (epoch 0) and the newest previews."""
     best_epoch, best_dice = earlier.best()
     curves = view.curves
-    curves.add_steps([s for s, t in zip(earlier.steps, earlier.train_loss) if s and t is not None],
-                     [t for s, t in zip(earlier.steps, earlier.train_loss) if s and t is not None])
+    ends = [(s, t) for s, t in zip(earlier.steps, earlier.train_loss, strict=True)
+            if s and t is not None]  # the training loss at each epoch's end
+    curves.add_steps([s for s, _ in ends], [t for _, t in ends])
     for i, epoch in enumerate(earlier.epochs):
         curves.add_epoch(epoch, earlier.steps[i], earlier.val_loss[i], earlier.dice[i],
                          earlier.train_loss[i], best_epoch, best_dice)
