@@ -26,6 +26,7 @@ from .basecheck import BaseCheck
 from .child import discard_unstarted
 from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
 from .datapanel import DataPanel
+from .lastrun import show_last_run
 from .logview import LogView
 from .menus import build_menus, fit_to_screen, restore_geometry, save_geometry
 from .messages import Messages
@@ -206,6 +207,8 @@ class MainWindow(QMainWindow):
         self.settings.set_values({"device": self.prefs.train.get("device", "auto")})
         if not self._closed and not self.training():
             self.resume_offer.check()  # the last run, if it was interrupted
+            show_last_run(self.prefs.last_run, review=self.runs.review, training=self.training,
+                          track=self._track)  # its results, until a new run starts
 
     def _bundled_ready(self, base: Path | None, samples: tuple[Path, Path] | None) -> None:
         self.bundled_known = True
@@ -383,6 +386,9 @@ class MainWindow(QMainWindow):
         if never_started and self._fresh_out and discard_unstarted(self._fresh_out):
             result.run_dir = ""  # nothing of it is left to open or resume
         self.result = result
+        if result.run_dir:
+            self.prefs.last_run = str(result.run_dir)
+            QTimer.singleShot(PREFS_SAVE_DELAY_MS, self.prefs.save)
         self.outputs.set_run(result, self.run.config)
         self.run_bar.ended()
         self.results.show_result(result)

@@ -321,6 +321,43 @@ def test_fast_event_stream_is_coalesced(qtbot, window, dataset, tiny_base, dialo
     assert window.run.drains < 2000  # 20,000 steps were drawn in far fewer redraws
     # The fake wrote no adapter: nothing to export.
     assert not window.export_action.isEnabled()
+    # The preferences keep the run, to show it after a restart.
+    assert window.prefs.last_run == result.run_dir == window.run.config.out
+    from loragui.gui.prefs import Preferences
+
+    qtbot.waitUntil(lambda: Preferences.load().last_run == result.run_dir, timeout=5000)
+
+
+def test_the_last_run_is_shown_after_a_restart(qtbot, tiny_base, dataset, user_dirs):
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.train import run_training
+    from loragui.gui.prefs import Preferences
+    from loragui.gui.window import MainWindow
+
+    run = user_dirs / "userdata" / "runs" / "2020-01-01_00-00-00"
+    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(run),
+                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 2, "early_stop": False}),
+                         steps_per_epoch=2)
+    events = list(run_training(config, threading.Event()))
+    assert isinstance(events[-1], RunFinished)
+    prefs = Preferences.load()
+    prefs.last_run = str(run)
+    prefs.save()
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.results.isVisible() and "Validation Dice" in win.results.text.text(),
+                    timeout=30000)
+    qtbot.waitUntil(lambda: win.training_view is not None
+                    and win.stack.currentWidget() is win.training_view
+                    and win.training_view.curves.epochs.n == 2, timeout=30000)
+    curves = win.training_view.curves
+    assert [int(e) for e in curves.epochs.view()[:, 0]] == [1, 2]  # (the base: its line)
+    assert curves.base_line.isVisible()
+    assert win.export_action.isEnabled()  # the run's adapter is what Export works on
+    assert not win.resume_button.isVisible()  # it finished
+    wait_idle(qtbot, win)
 
 
 @pytest.mark.parametrize("how", ["raises", "fails"])
