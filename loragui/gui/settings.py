@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -120,7 +119,6 @@ class SettingsPanel(QWidget):
         self.base_note = QLabel()
         self.base_note.setWordWrap(True)
         self.base_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.base_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.base_note.hide()
 
         self.device = QComboBox()
@@ -194,8 +192,13 @@ class SettingsPanel(QWidget):
             box.setMinimumContentsLength(COMBO_MIN_CHARS)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Base model", self.base)
-        form.addRow("", self.base_note)
+        base_field = QWidget()  # the box with its note beneath
+        base_field.setToolTip(self.base.toolTip())
+        base_column = QVBoxLayout(base_field)
+        base_column.setContentsMargins(0, 0, 0, 0)
+        base_column.addWidget(self.base)
+        base_column.addWidget(self.base_note)
+        form.addRow("Base model", base_field)
         form.addRow("Device", self.device)
         form.addRow("Rank", self.rank)
         form.addRow("Alpha", self.alpha)
