@@ -386,7 +386,7 @@ class MainWindow(QMainWindow):
         if never_started and self._fresh_out and discard_unstarted(self._fresh_out):
             result.run_dir = ""  # nothing of it is left to open or resume
         self.result = result
-        if result.run_dir:
+        if result.run_dir and not never_started:  # (else the run before stays the last)
             self.prefs.last_run = str(result.run_dir)
             QTimer.singleShot(PREFS_SAVE_DELAY_MS, self.prefs.save)
         self.outputs.set_run(result, self.run.config)

@@ -419,6 +419,7 @@ def test_a_failed_start_leaves_no_run_folder_and_keeps_the_resume_offer(
     result = wait_result(qtbot, window)
     assert isinstance(result, RunFailed) and "no_such_layer" in result.message
     assert [p.name for p in runs.iterdir()] == [earlier.name]
+    assert window.prefs.last_run == ""  # a run that never was is not "the last run"
     assert window.resume_button.isVisible() and window.resume_button.text() == offered
     assert window.resume_button.isEnabled()
     assert not dialogs.messages
