@@ -33,6 +33,7 @@ from pathlib import Path
 
 from loragui.engine.runrecord import has_checkpoint, output_path
 
+from .history import put_earlier
 from .workers import Worker, add_overlays, describe_exception
 
 CONFIG_FILE = "config.json"  # the run's settings, as passed to the child
@@ -45,6 +46,28 @@ def loragui_command(*args: str) -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, *args]
     return [sys.executable, "-m", "loragui", *args]
+
+
+def discard_unstarted(run_dir: str | Path) -> bool:
+    """Remove the folder of a run that never started (bad data, refused settings),
+    when it holds only what starting it wrote: a failed start leaves no run behind.
+    Anything else in it (a file loragui did not write) keeps the folder as it is."""
+    from loragui.engine.outputs import LOCK, MARKER
+
+    folder = Path(run_dir)
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    if not names <= {CONFIG_FILE, STDERR_FILE, MARKER, LOCK}:
+        return False
+    try:
+        for name in names:
+            (folder / name).unlink()
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def train_command(config_file: Path, out: Path, resume: bool = False,
@@ -220,6 +243,7 @@ class ProcessTrainWorker(Worker):
                         continue
                     self.last_step = getattr(event, "step", self.last_step)
                     self.events.put(event)
+                    put_earlier(event, self.config, self.events)  # a resumed run's past
                     if isinstance(event, RunFinished | RunFailed):
                         terminal = event
             finally:

@@ -39,7 +39,14 @@ class SetupColumn(QScrollArea):
         self.setWidgetResizable(True)
         self.setWidget(inner)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.setMinimumWidth(SETUP_MIN_WIDTH)
+
+    def minimumSizeHint(self) -> QSize:
+        """As narrow as its parts allow, and never narrower: they scroll up and down,
+        never sideways (a report cut at the pane's edge)."""
+        hint = super().minimumSizeHint()
+        needed = (self.widget().minimumSizeHint().width() + 2 * self.frameWidth()
+                  + self.verticalScrollBar().sizeHint().width())
+        return QSize(max(SETUP_MIN_WIDTH, needed), hint.height())
 
 
 class CompactStack(QStackedWidget):

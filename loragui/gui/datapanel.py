@@ -20,7 +20,8 @@ N_THUMBNAILS = 8
 
 class DataPanel(QWidget):
     """``changed()`` after the folders or the report changed; ``failed(message,
-    details)`` when a folder cannot be used; ``logged(message, level)``."""
+    details)`` when a folder cannot be used (the report box says why: nothing else
+    needs to); ``logged(message, level)``."""
 
     changed = Signal()
     failed = Signal(str, str)
@@ -161,33 +162,47 @@ class DataPanel(QWidget):
         if worker is not self._scan:
             return
         self.report = report
+        self._show_report()
+        self.logged.emit(report.summary(), "info" if report.pairs else "warning")
+        self.changed.emit()
+
+    def _show_report(self) -> None:
+        """The report of the folders in use, their pair count in the zones, thumbnails."""
+        report = self.report
         self.report_view.set_report(report)
         n = len(report.pairs)
         detail = f"{n} pair{'s' if n != 1 else ''}"
         self.images_zone.set_folder(self.images_dir, detail)
         self.masks_zone.set_folder(self.masks_dir, detail)
-        self.logged.emit(report.summary(), "info" if n else "warning")
         if n:
             thumbs = ThumbnailWorker(report.pairs[:N_THUMBNAILS])
             thumbs.thumbnail.connect(lambda i, img, name: self._thumbnail(thumbs, i, img, name))
             self._thumbs = thumbs
             self._track(thumbs)
             thumbs.start()
-        self.changed.emit()
 
     def _thumbnail(self, worker: ThumbnailWorker, index: int, image: QImage, name: str) -> None:
         if worker is self._thumbs:
             self.report_view.set_thumbnail(index, image, name)
 
     def _scan_failed(self, worker: ScanWorker, message: str, details: str) -> None:
+        """The folder is not taken: the folders in use, their report and pair count
+        stay as they were, and the report box alone says why (the log and the status
+        bar echo one short line)."""
         if worker is not self._scan:
             return
-        self.report = None
-        if self.images_dir and self.masks_dir:
-            self.report_view.clear("These folders cannot be used: " + message)
+        if self.report is not None:
+            self._show_report()
+        elif self.images_dir is None:
+            self.report_view.clear("Now add the folder of images." if self.masks_dir else "")
+        elif self.masks_dir is None:
+            self.report_view.clear("Now add the folder of masks (same file names as the images).")
         else:
-            self.report_view.clear("Drop a folder of images and a folder of masks above.")
-        self.logged.emit(message, "error")
+            self.report_view.clear("These folders cannot be used.")
+        self.report_view.set_notice(message)
+        self.report_view.notice.setToolTip(details)
+        what = f"The folder {worker.folder.name or worker.folder}" if worker.folder else "These folders"
+        self.logged.emit(f"{what} cannot be used (see the Data box).", "warning")
         self.failed.emit(message, details)
         self.changed.emit()
 

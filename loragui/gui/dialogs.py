@@ -1,8 +1,11 @@
 """Message boxes, the About dialog and the exception hook.
 
-Every error reaches the user as a ``QMessageBox`` with the message and, behind
-"Show Details…", the technical details; nothing fails silently and an
-unexpected exception shows a dialog instead of ending the program.
+An error is said once, where it belongs: a folder that cannot be used in the
+Data box's report, a base model that cannot be used under its box, a run that
+failed in the run column. The rest (an export or a prediction that failed, an
+unexpected exception) is a ``QMessageBox`` with the message and, behind "Show
+Details…", the technical details; nothing fails silently and an unexpected
+exception shows a dialog instead of ending the program.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ class Preferences:
     package_authors: list[str] = field(default_factory=list)  # bioimage.io packages' authors
     package_license: str = "MIT"  # and their licence (SPDX id)
     train: dict[str, Any] = field(default_factory=dict)  # subset of TrainConfig
+    last_run: str = ""  # the folder of the last run, shown again at the next start
 
     @classmethod
     def path(cls) -> Path:

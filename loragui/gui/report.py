@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QIcon, QImage, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -14,15 +14,59 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QProgressBar,
+    QSizePolicy,
     QStyle,
+    QStyledItemDelegate,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from .logview import level_colour
+
 MAX_NAMES_SHOWN = 200  # per problem group; the rest are counted
 THUMB_SIZE = 96
+
+
+class WrappedRows(QTreeWidget):
+    """A tree whose rows wrap at the view's width, with heights that follow it: each
+    file's reason is read whole in its row, however narrow the pane."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setItemDelegate(_WrappingDelegate(self))
+        self.setWordWrap(True)
+        self.setUniformRowHeights(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.header().setStretchLastSection(True)
+
+    def text_width(self, index) -> int:
+        """The room for a row's text: the viewport less its indentation and icon."""
+        depth = 0
+        parent = index.parent()
+        while parent.isValid():
+            depth, parent = depth + 1, parent.parent()
+        indent = self.indentation() * (depth + (1 if self.rootIsDecorated() else 0))
+        icon = self.iconSize().width() + 4 if index.data(Qt.ItemDataRole.DecorationRole) else 0
+        margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1)
+        return max(40, self.viewport().width() - indent - icon - margin - 2)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.scheduleDelayedItemsLayout()  # the rows' heights follow the new width
+
+
+class _WrappingDelegate(QStyledItemDelegate):
+    def sizeHint(self, option, index) -> QSize:
+        hint = super().sizeHint(option, index)
+        view = self.parent()
+        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        height = view.fontMetrics().boundingRect(
+            QRect(0, 0, view.text_width(index), 100_000), Qt.TextFlag.TextWordWrap, text).height()
+        return QSize(hint.width(), max(hint.height(), height + 4))
 
 
 class PairingReportView(QWidget):
@@ -30,18 +74,29 @@ class PairingReportView(QWidget):
         super().__init__(parent)
         self.report = None
 
+        # A folder that was not taken: why, above the report of the folders still in use.
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.notice.hide()
+
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Ignored horizontally: the text wraps at the pane's width, never widens it.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.hide()
 
-        self.problems = QTreeWidget()
+        # Each file's reason is read in its row: long rows wrap at the pane's width
+        # (no sideways scrolling, nothing cut at the edge); the tooltip repeats it whole.
+        self.problems = WrappedRows()
         self.problems.setHeaderHidden(True)
         self.problems.setColumnCount(1)
-        self.problems.setUniformRowHeights(True)
+        self.problems.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.problems.setMaximumHeight(150)
         self.problems.setToolTip("Files that could not be paired or read, grouped by problem")
         self.problems.hide()
@@ -63,6 +118,7 @@ class PairingReportView(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.notice)
         layout.addWidget(self.summary)
         layout.addWidget(self.progress)
         layout.addWidget(self.problems)
@@ -71,12 +127,20 @@ class PairingReportView(QWidget):
 
     def clear(self, message: str = "") -> None:
         self.report = None
+        self.notice.hide()
         self.summary.setText(message or "Drop a folder of images and a folder of masks above.")
         self.progress.hide()
         self.problems.clear()
         self.problems.hide()
         self.thumbs.clear()
         self.thumbs.hide()
+
+    def set_notice(self, message: str) -> None:
+        """Why the folder just chosen was not taken (until the next report or scan)."""
+        colour = level_colour("error", self.palette(), QPalette.ColorRole.Window) or ""
+        self.notice.setText(f"<span style='color:{colour}'><b>Not used:</b> "
+                            f"{html.escape(message)}</span>")
+        self.notice.show()
 
     def set_scanning(self, text: str = "Looking for image/mask pairs…") -> None:
         self.clear(text)

@@ -181,6 +181,8 @@ class ResultsPanel(QFrame):
             if self.output:
                 text += " The best adapter before the failure was kept."
             warn = True
+        # The technical details of a failure (also in the log), for those who ask.
+        self.text.setToolTip(getattr(result, "details", "") or "")
         self.is_warning = warn
         pixmap = QStyle.StandardPixmap.SP_MessageBoxWarning if warn else \
             QStyle.StandardPixmap.SP_DialogApplyButton

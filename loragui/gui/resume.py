@@ -78,6 +78,7 @@ class ResumeOffer(QObject):
         self._training, self._start_run, self._log = training, start_run, log
         self._track, self._changed = track, changed
         self.info: dict[str, Any] | None = None  # find_resumable's answer on offer, if any
+        self._withdrawn: dict[str, Any] | None = None  # the offer a starting run took down
         button.clicked.connect(self.resume)
         button.hide()  # shown when an interrupted run can be continued
 
@@ -124,8 +125,14 @@ class ResumeOffer(QObject):
 
     def withdraw(self) -> None:
         """A run starts: nothing is on offer until it ends."""
-        self.info = None
+        self._withdrawn, self.info = self.info, None
         self.button.hide()
+
+    def restore(self) -> None:
+        """The run that took the offer down never started: the offer is back."""
+        info, self._withdrawn = self._withdrawn, None
+        if info is not None and Path(info["run_dir"]).is_dir():
+            self.offer(info)
 
     def resume(self) -> None:
         info = self.info

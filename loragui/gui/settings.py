@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication, QStandardItemModel, QValidator
+from PySide6.QtGui import QGuiApplication, QPalette, QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -23,6 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from loragui.engine.config import OPTIONS_BY_NAME, TrainConfig, several_devices
+
+from .logview import level_colour
 
 # Which convolutions get a LoRA update. Module names come from engine/unet.py:
 # down.N.convK (encoder), bottleneck.convK, up.N (transposed), dec.N.convK, head.
@@ -88,6 +92,9 @@ class SciSpinBox(QDoubleSpinBox):
         self.setValue(mantissas[i % 3] * 10**exponent)
 
 
+COMBO_MIN_CHARS = 10
+
+
 class SettingsPanel(QWidget):
     """Base model, device and LoRA/optimiser settings. ``changed`` fires on every edit."""
 
@@ -108,8 +115,15 @@ class SettingsPanel(QWidget):
         self.base.addItem("Browse for a .safetensors file…", self.BROWSE)
         self.base.activated.connect(self._base_activated)
         self._last_base_index = 0
+        # Why the chosen base model cannot be used (see basecheck.py), under its box.
+        self.base_note = QLabel()
+        self.base_note.setWordWrap(True)
+        self.base_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.base_note.hide()
 
         self.device = QComboBox()
+        # Both boxes elide their long entries (a base model's file name, a GPU's name):
+        # they never make the column wider than the narrowest pane.
         self.device.setToolTip("Where to train. Automatic picks a GPU when there is one.")
         self.device.addItem("Automatic", "auto")
         self.device.addItem("CPU", "cpu")
@@ -171,14 +185,25 @@ class SettingsPanel(QWidget):
         self.copy_button.clicked.connect(
             lambda: QGuiApplication.clipboard().setText(self.command.text()))
 
+        # The boxes elide long entries (a base model's file name, a GPU's name): they
+        # never make the column wider than the narrowest pane.
+        for box in (self.base, self.device, self.layers):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(COMBO_MIN_CHARS)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Base model", self.base)
+        base_field = QWidget()  # the box with its note beneath
+        base_field.setToolTip(self.base.toolTip())
+        base_column = QVBoxLayout(base_field)
+        base_column.setContentsMargins(0, 0, 0, 0)
+        base_column.addWidget(self.base)
+        base_column.addWidget(self.base_note)
+        form.addRow("Base model", base_field)
         form.addRow("Device", self.device)
         form.addRow("Rank", self.rank)
         form.addRow("Alpha", self.alpha)
         form.addRow("Epochs", self.epochs)
-        form.addRow("", self.early_stop)
+        form.addRow(self.early_stop)  # across both columns: its words need the room
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Crop size", self.crop_size)
@@ -276,6 +301,13 @@ class SettingsPanel(QWidget):
             self.base.setCurrentIndex(index)
         self._last_base_index = self.base.currentIndex()
         self._changed()
+
+    def show_base_problem(self, problem: str, reason: str) -> None:
+        """Say under the Base model box why the chosen file cannot be used ("": nothing)."""
+        colour = level_colour("error", self.palette(), QPalette.ColorRole.Window) or ""
+        self.base_note.setText(f"<span style='color:{colour}'>{html.escape(problem)}</span>")
+        self.base_note.setToolTip(reason)
+        self.base_note.setVisible(bool(problem))
 
     def set_bundled_base(self, path: Path | None) -> None:
         self._bundled_base = path

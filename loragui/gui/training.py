@@ -31,6 +31,7 @@ from loragui.engine.events import (
 )
 
 from .child import ProcessTrainWorker
+from .history import EarlierEpochs, show_earlier
 from .overlay import EpochWithOverlays
 from .plots import TrainingCurves
 from .previews import PredictionPreviews
@@ -219,6 +220,10 @@ class TrainingRun(QObject):
                 self.started.emit(event)
                 self.progress.emit(event.start_step, event.total_steps,
                                    "Checking the base model on the validation images…")
+            elif isinstance(event, EarlierEpochs):  # a resumed run's past, after RunStarted
+                curves.add_steps(steps, losses)
+                steps, losses = [], []
+                show_earlier(self.view, event, self.info.epochs if self.info else 0)
             elif isinstance(event, LogEvent):
                 self.logged.emit(event.message, event.level)
             elif isinstance(event, RunFinished | RunFailed):

@@ -22,8 +22,11 @@ from PySide6.QtWidgets import (
 )
 
 from . import dialogs, qtfix
+from .basecheck import BaseCheck
+from .child import discard_unstarted
 from .columns import SETUP_MIN_WIDTH, RunColumn, SetupColumn
 from .datapanel import DataPanel
+from .lastrun import show_last_run
 from .logview import LogView
 from .menus import build_menus, fit_to_screen, restore_geometry, save_geometry
 from .messages import Messages
@@ -72,6 +75,7 @@ class MainWindow(QMainWindow):
         self._close_when_stopped = False
         self._closed = False
         self._jobs: set[Worker] = set()
+        self._fresh_out: str | None = None  # the run folder the run starting now made
 
         self.setWindowTitle("loragui")
         self.setAcceptDrops(True)  # a folder dropped anywhere on the window works too
@@ -89,6 +93,7 @@ class MainWindow(QMainWindow):
             training=self.training, overrides=self.config_overrides, log=self.log,
             changed=self._update_state, training_view=self._build_training_view,
             show_training_view=self._show_training_view, track=self._track)
+        self.base_check = BaseCheck(self.settings, track=self._track, changed=self._update_state)
         build_menus(self)
         self._splitter_restored = restore_geometry(self)
         fit_to_screen(self, self.size())  # a geometry saved on a larger screen
@@ -102,7 +107,6 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         self.data = DataPanel()
         self.data.changed.connect(self._data_changed)
-        self.data.failed.connect(lambda m, d: dialogs.show_error(self, m, d, "Cannot use this folder"))
         self.data.logged.connect(self.log)
         self.data.sampleRequested.connect(self.open_sample_data)
         self.settings = SettingsPanel()
@@ -203,6 +207,8 @@ class MainWindow(QMainWindow):
         self.settings.set_values({"device": self.prefs.train.get("device", "auto")})
         if not self._closed and not self.training():
             self.resume_offer.check()  # the last run, if it was interrupted
+            show_last_run(self.prefs.last_run, review=self.runs.review, training=self.training,
+                          track=self._track)  # its results, until a new run starts
 
     def _bundled_ready(self, base: Path | None, samples: tuple[Path, Path] | None) -> None:
         self.bundled_known = True
@@ -266,7 +272,7 @@ class MainWindow(QMainWindow):
             return "Choose a base model (none is bundled)."
         if self.starting_up():
             return "Starting up…"
-        return ""
+        return self.base_check.blocker()
 
     def _update_state(self) -> None:
         blocker = self.train_blocker()
@@ -340,6 +346,8 @@ class MainWindow(QMainWindow):
         from .training import TrainingRun
 
         self.result = None
+        # A folder this start makes, removed again if the run never starts.
+        self._fresh_out = None if config.resume or Path(config.out).exists() else config.out
         self.outputs.set_run(None, None)
         self.messages.clear()
         self.resume_offer.withdraw()
@@ -374,13 +382,21 @@ class MainWindow(QMainWindow):
         from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
 
         finished = isinstance(result, RunFinished)  # else a RunFailed
+        never_started = self.run.info is None and not finished
+        if never_started and self._fresh_out and discard_unstarted(self._fresh_out):
+            result.run_dir = ""  # nothing of it is left to open or resume
         self.result = result
+        if result.run_dir and not never_started:  # (else the run before stays the last)
+            self.prefs.last_run = str(result.run_dir)
+            QTimer.singleShot(PREFS_SAVE_DELAY_MS, self.prefs.save)
         self.outputs.set_run(result, self.run.config)
         self.run_bar.ended()
         self.results.show_result(result)
         if not self._close_when_stopped:
             self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)
-            if result.run_dir and not (finished and not result.stopped):
+            if never_started:
+                self.resume_offer.restore()  # the earlier run's offer, if there was one
+            elif result.run_dir and not (finished and not result.stopped):
                 self.resume_offer.check(result.run_dir)  # stopped or failed: offer Resume
         if finished:
             verb = "Stopped" if result.stopped else "Finished"
@@ -391,9 +407,9 @@ class MainWindow(QMainWindow):
                 self.log("The adapter is not better than the base model on the validation images.",
                          "warning")
         else:
-            self.log(f"{result.message}\n{result.details}".rstrip(), "error")
-            if not self._close_when_stopped:
-                dialogs.show_error(self, result.message, result.details, "Training failed")
+            # The run column says why; the log keeps one line and the details.
+            self.log(f"Training failed (the run column says why).\n{result.details}".rstrip(),
+                     "error")
         self._update_state()
         if self.runs_view.loaded and not self._close_when_stopped:
             self.runs_view.refresh()

@@ -98,6 +98,8 @@ class TrainWorker(Worker):
     def run(self) -> None:
         from loragui.engine.events import EpochEvent, RunFailed, RunFinished, StepEvent
 
+        from .history import put_earlier
+
         terminal = False
         try:
             run_training = self._run_training
@@ -109,6 +111,7 @@ class TrainWorker(Worker):
                 if isinstance(event, StepEvent | EpochEvent):
                     self.last_step = event.step
                 self.events.put(event)
+                put_earlier(event, self.config, self.events)  # a resumed run's past
                 terminal = isinstance(event, RunFinished | RunFailed)
                 if terminal:
                     break

@@ -86,6 +86,7 @@ def main(width: int, height: int, scale: float) -> dict:
         "cut_across": sorted(name for name, w in widgets.items() if cut_across(w)) + cells_across,
         "reason_width": win.reason.width(), "splitter": win.splitter.sizes(),
         "right": [win.right_scroll.viewport().width(), win.right_scroll.widget().width()],
+        "left": [win.left_scroll.viewport().width(), win.left_scroll.widget().width()],
     }
 
 

@@ -38,6 +38,8 @@ def test_the_window_fits_the_screen(width, height, scale, tmp_path):
     # Nothing is cut at the sides; the columns scroll up and down where the screen
     # is short, and from 1024x640 at scale 1 everything is in sight at once.
     assert seen["cut_across"] == [], seen
+    viewport, content = seen["left"]  # the data, the report and the settings: never sideways
+    assert content <= viewport, seen
     if scale == 1:
         assert seen["cut"] == [], seen
     assert seen["reason_width"] >= 160  # the status reads as words, not letters

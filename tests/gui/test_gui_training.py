@@ -197,11 +197,18 @@ def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base,
     # Resume is offered, and continues the run from the step it stopped at.
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
     assert window.resume_button.text() == f"Resume (step {result.steps} of 30)"
+    base_dice = window.training_view.curves.base_dice
+    assert base_dice is not None
     window.resume_button.click()
     assert window.training() and not window.resume_button.isVisible()
-    curves = window.training_view.curves
+    curves, previews = window.training_view.curves, window.training_view.previews
     qtbot.waitUntil(lambda: curves.steps.n >= 2, timeout=30000)
     assert curves.steps.view()[0, 0] == result.steps + 1
+    # What the run had done before is back, from its files: the base model's epoch (its
+    # line in the Dice plot) and its predictions.
+    assert curves.epochs.view()[0, 0] == 0 and curves.base_dice == pytest.approx(base_dice, abs=1e-3)
+    assert curves.base_line.isVisible()
+    assert previews.epoch == 0 and len(previews.names) == 2
     assert f"resumed from step {result.steps}" in window.log_view.toPlainText()
 
     # Closing the window while it trains asks, stops the child after its step, then closes.
@@ -229,11 +236,26 @@ def test_a_dying_child_fails_clearly_and_offers_resume(qtbot, window, dataset, t
     assert isinstance(result, RunFailed)
     assert "ended unexpectedly (killed by SIGKILL)" in result.message
     assert "Resume" in result.message and result.output
-    title, text, details = dialogs.messages[-1]
-    assert title == "Training failed" and "--events jsonl" in details
+    assert not dialogs.messages  # the run column says it, once
+    assert "ended unexpectedly" in window.results.text.text()
+    assert "--events jsonl" in window.results.text.toolTip()
+    assert "--events jsonl" in window.log_view.toPlainText()
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
     assert window.resume_button.text().startswith("Resume (step ")
     assert window.train_button.isEnabled()
+
+    # Resumed, the run's finished epochs are back from its files before any new one.
+    done = [int(e) for e in window.training_view.curves.epochs.view()[:, 0]]
+    assert done[:2] == [0, 1]
+    window.resume_button.click()
+    curves, previews = window.training_view.curves, window.training_view.previews
+    qtbot.waitUntil(lambda: window.run.info is not None and curves.epochs.n >= len(done) - 1,
+                    timeout=30000)
+    shown = [int(e) for e in curves.epochs.view()[:, 0]]
+    assert shown[:len(done) - 1] == done[:len(done) - 1]  # (the last may not be in metrics.csv)
+    assert curves.base_line.isVisible() and previews.epoch >= 1
+    window.stop_training()
+    wait_result(qtbot, window)
 
 
 def test_the_last_interrupted_run_is_offered_at_start(qtbot, tiny_base, dataset, user_dirs):
@@ -299,10 +321,50 @@ def test_fast_event_stream_is_coalesced(qtbot, window, dataset, tiny_base, dialo
     assert window.run.drains < 2000  # 20,000 steps were drawn in far fewer redraws
     # The fake wrote no adapter: nothing to export.
     assert not window.export_action.isEnabled()
+    # The preferences keep the run, to show it after a restart.
+    assert window.prefs.last_run == result.run_dir == window.run.config.out
+    from loragui.gui.prefs import Preferences
+
+    qtbot.waitUntil(lambda: Preferences.load().last_run == result.run_dir, timeout=5000)
+
+
+def test_the_last_run_is_shown_after_a_restart(qtbot, tiny_base, dataset, user_dirs):
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.train import run_training
+    from loragui.gui.prefs import Preferences
+    from loragui.gui.window import MainWindow
+
+    run = user_dirs / "userdata" / "runs" / "2020-01-01_00-00-00"
+    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(run),
+                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 2, "early_stop": False}),
+                         steps_per_epoch=2)
+    events = list(run_training(config, threading.Event()))
+    assert isinstance(events[-1], RunFinished)
+    prefs = Preferences.load()
+    prefs.last_run = str(run)
+    prefs.save()
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.results.isVisible() and "Validation Dice" in win.results.text.text(),
+                    timeout=30000)
+    qtbot.waitUntil(lambda: win.training_view is not None
+                    and win.stack.currentWidget() is win.training_view
+                    and win.training_view.curves.epochs.n == 2, timeout=30000)
+    curves = win.training_view.curves
+    assert [int(e) for e in curves.epochs.view()[:, 0]] == [1, 2]  # (the base: its line)
+    assert curves.base_line.isVisible()
+    assert win.export_action.isEnabled()  # the run's adapter is what Export works on
+    assert not win.resume_button.isVisible()  # it finished
+    wait_idle(qtbot, win)
 
 
 @pytest.mark.parametrize("how", ["raises", "fails"])
-def test_training_failure_shows_a_dialog(qtbot, window, dataset, tiny_base, dialogs, how):
+def test_training_failure_is_shown_once_in_the_run_column(qtbot, window, dataset, tiny_base,
+                                                         dialogs, how):
+    from tests.gui.test_gui_data import places_showing
+
     prepare(qtbot, window, dataset, tiny_base)
 
     def broken(config, stop):
@@ -315,13 +377,57 @@ def test_training_failure_shows_a_dialog(qtbot, window, dataset, tiny_base, dial
     window.start_training()
     result = wait_result(qtbot, window)
     assert isinstance(result, RunFailed)
-    assert len(dialogs.messages) == 1
-    title, text, details = dialogs.messages[0]
+    assert not dialogs.messages
     if how == "raises":
-        assert "boom" in text and "Traceback" in details
+        assert "boom" in window.results.text.text()
+        assert "Traceback" in window.results.text.toolTip()
     else:
-        assert text == "The masks are empty." and details == "details here"
+        shown = [w for w, text in (("run column", window.results.text.text()),
+                                   ("log", window.log_view.toPlainText()),
+                                   ("status bar", window.warning_label.text()))
+                 if "The masks are empty." in text]
+        assert shown == ["run column"] and not places_showing(window, dialogs, "The masks are")
+        assert window.results.text.toolTip() == "details here"
+        assert "Training failed (the run column says why)" in window.warning_label.text()
     assert window.train_button.isEnabled()  # usable again
+
+
+def test_a_failed_start_leaves_no_run_folder_and_keeps_the_resume_offer(
+        qtbot, window, dataset, tiny_base, dialogs, user_dirs):
+    """Settings the engine refuses (a layer pattern that matches nothing), in the real
+    training child: the folder it was given is gone again, the earlier run's Resume
+    stays, and the run column alone says why."""
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.train import run_training
+
+    runs = user_dirs / "userdata" / "runs"
+    earlier = runs / "2020-01-01_00-00-00"
+    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(earlier),
+                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 3}),
+                         steps_per_epoch=2)
+    stop = threading.Event()
+    for event in run_training(config, stop):  # interrupted after its first epoch
+        if isinstance(event, EpochEvent) and event.epoch == 1:
+            stop.set()
+    prepare(qtbot, window, dataset, tiny_base)
+    window.resume_offer.check()
+    qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
+    offered = window.resume_button.text()
+    window.config_overrides["targets"] = ["no_such_layer*"]
+    window.start_training()
+    assert not window.resume_button.isVisible()  # while it starts
+    result = wait_result(qtbot, window)
+    assert isinstance(result, RunFailed) and "no_such_layer" in result.message
+    assert [p.name for p in runs.iterdir()] == [earlier.name]
+    assert window.prefs.last_run == ""  # a run that never was is not "the last run"
+    assert window.resume_button.isVisible() and window.resume_button.text() == offered
+    assert window.resume_button.isEnabled()
+    assert not dialogs.messages
+    why = "matches no convolution of the model"
+    assert why in result.message and why in window.results.text.text()
+    assert why not in window.log_view.toPlainText()
+    assert why not in window.warning_label.text()
+    wait_idle(qtbot, window)
 
 
 def test_all_gpus_is_offered_only_with_several(qtbot):
