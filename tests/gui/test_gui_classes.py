@@ -38,3 +38,23 @@ def test_a_choice_that_cannot_train_the_masks_blocks_train(qtbot, window, tmp_pa
     chooser.combo.setCurrentIndex(chooser.combo.findData("auto"))
     assert chooser.problem() is None
     wait_idle(qtbot, window)
+
+
+def test_curves_show_each_class_and_the_mean_in_bold(qtbot):
+    from loragui.gui.plots import TrainingCurves
+
+    curves = TrainingCurves()
+    qtbot.addWidget(curves)
+    curves.reset(100, 10)
+    for epoch, (a, b) in enumerate([(0.2, 0.4), (0.6, 0.8)], 1):
+        curves.add_epoch(epoch, epoch * 10, 0.5, (a + b) / 2)
+        curves.add_classes(epoch, {"background": {"dice": 0.9}, "disc": {"dice": a},
+                                   "square": {"dice": b}})
+    curves.redraw()
+    assert sorted(curves._class_curves) == ["disc", "square"]  # not the background
+    x, y = curves._class_curves["square"].getData()
+    assert list(x) == [1, 2] and list(y) == [0.4, 0.8]
+    mean_pen = curves.dice_curve.opts["pen"]
+    assert mean_pen.widthF() > curves._class_curves["disc"].opts["pen"].widthF() * 2
+    curves.reset(100, 10)  # a new run: no class curves left
+    assert curves._class_curves == {} and curves.dice_curve.opts["pen"].widthF() == 2.5
