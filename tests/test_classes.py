@@ -247,3 +247,23 @@ def test_a_class_run_resumes_and_its_epochs_travel_as_json_lines(tmp_path):
     assert epoch.epoch == 2
     back = event_from_line(event_to_line(epoch))
     assert back.classes == epoch.classes and list(back.classes) == NAMES
+
+
+def test_object_labels_train_as_background_object_and_boundary(tmp_path):
+    from tests.test_maskkinds import object_masks, write_set
+
+    images, masks = write_set(tmp_path / "objects", object_masks(n=4))
+    base = make_tiny_base(tmp_path / "base.safetensors", width=4)
+    config = TrainConfig(images=str(images), masks=str(masks), out=str(tmp_path / "run"),
+                         base=str(base), masks_hold="objects", epochs=1, steps_per_epoch=2,
+                         batch_size=2, crop_size=48, device="cpu", previews=0)
+    events = list(run_training(config))
+    assert isinstance(events[-1], RunFinished), events[-1]
+    said = " ".join(getattr(e, "message", "") for e in events)
+    assert "trained as objects: 0 background, 1 object, 2 boundary" in said
+    assert "What the masks hold" not in said  # confirmed: the scan's question is answered
+    cfg = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert [c["name"] for c in cfg["loragui"]["masks"]["classes"]] == \
+        ["background", "object", "boundary"]
+    epoch = [e for e in events if isinstance(e, EpochEvent)][-1]
+    assert list(epoch.classes) == ["background", "object", "boundary"]
