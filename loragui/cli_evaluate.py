@@ -1,4 +1,5 @@
-"""``loragui evaluate``: Dice and IoU of a model on labelled images.
+"""``loragui evaluate``: Dice and IoU of a model on labelled images (per class, with a
+confusion matrix, for a model of several classes).
 
 The images come from ``--images``/``--masks``, the bundled sample (``--sample``), or
 a run folder (``--run``: exactly the pairs that run validated on, scored with the
@@ -111,6 +112,24 @@ def write_per_image(dest: Path, rows: list[dict], objects: bool = False) -> None
     atomic_write_text(dest, buf.getvalue())
 
 
+def say_classes(result: dict) -> None:
+    """Per-class figures and the confusion matrix (rows: true class, columns: predicted)."""
+    names = result["class_names"]
+    width = max(len(n) for n in names)
+    say("  (the Dice and IoU above are the means over the classes other than "
+        f"{names[0]})")
+    for name in names:
+        c = result["classes"][name]
+        say(f"  {name:<{width}}  Dice {fmt(c['dice'])} (pooled {fmt(c['dice_pooled'])}), "
+            f"IoU {fmt(c['iou'])} (pooled {fmt(c['iou_pooled'])})")
+    say("confusion matrix (pixels; rows: true class, columns: predicted):")
+    cells = [[str(v) for v in row] for row in result["confusion"]]
+    col = max([len(n) for n in names] + [len(v) for row in cells for v in row])
+    say("  " + " " * width + "  " + "  ".join(f"{n:>{col}}" for n in names))
+    for name, row in zip(names, cells, strict=True):
+        say(f"  {name:<{width}}  " + "  ".join(f"{v:>{col}}" for v in row))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.predict import evaluate_folders
 
@@ -137,6 +156,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             say(f"objects: {o['predicted_objects']} predicted, {o['true_objects']} true; at IoU "
                 f"0.5 precision {fmt(o['precision'])}, recall {fmt(o['recall'])}, F1 "
                 f"{fmt(o['f1'])}; average precision (IoU 0.5-0.95) {fmt(o['ap'])}")
+        if "classes" in result:
+            say_classes(result)
     if dest is not None:
         say(f"wrote {dest} ({len(rows)} rows)", sys.stderr)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -16,6 +16,7 @@ from .basemodel import BaseModelInfo, arch_text
 from .errors import AdapterMismatchError, ModelFileError
 from .formats import MERGED_FORMAT
 from .lora import LoRASettings, inject_lora, lora_layers
+from .maskkinds import MaskMeaning
 from .unet import UNet, UNetConfig
 
 
@@ -253,7 +254,10 @@ def check_base(adapter: Adapter, base: BaseModelInfo | None, model: nn.Module | 
         return warnings
     made_for = section.get("base_name") or "an unnamed base model"
     arch = section.get("architecture")
-    have = base.architecture if base is not None else getattr(model, "config", None)
+    # the model's own (a head fitted by fit_head differs from its base file in that alone)
+    have = getattr(model, "config", None) if model is not None else None
+    if not isinstance(have, UNetConfig) and base is not None:
+        have = base.architecture
     base_label = base.name if base is not None else "this model"
     if arch is not None and isinstance(have, UNetConfig) and \
             UNetConfig.from_dict(arch).to_dict() != have.to_dict():
@@ -285,8 +289,28 @@ def apply_adapter(model: UNet, adapter: Adapter, base: BaseModelInfo | None = No
     return apply_adapter_plan(model, adapter, base, force)[0]
 
 
+def fit_head(model: nn.Module, adapter: Adapter) -> bool:
+    """Give ``model`` the head of an adapter that trained a fresh one: a base adapted to
+    K classes. Only exactly that difference is accepted: the adapter records masks of K
+    classes, trains the head whole, and its architecture differs from the model's in
+    the head's channels alone. Returns whether the head was replaced."""
+    section = adapter.loragui
+    arch, masks = section.get("architecture"), section.get("masks")
+    if not (isinstance(arch, dict) and isinstance(masks, dict) and isinstance(model, UNet)):
+        return False
+    want, have = UNetConfig.from_dict(arch), model.config
+    if want.out_channels == have.out_channels \
+            or replace(have, out_channels=want.out_channels) != want \
+            or MaskMeaning.from_dict(masks).k != want.out_channels \
+            or "head" not in (adapter.config.get("modules_to_save") or []):
+        return False
+    model.replace_head(want.out_channels)
+    return True
+
+
 def apply_adapter_plan(model: UNet, adapter: Adapter, base: BaseModelInfo | None,
            force: bool) -> tuple[list[str], AdapterPlan]:
+    fit_head(model, adapter)
     warnings = check_base(adapter, base, model, force=force)
     shapes = {k: tuple(v.shape) for k, v in adapter.tensors.items()}
     plan = plan_adapter(model, adapter.config, shapes, adapter.source.name)

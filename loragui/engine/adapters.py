@@ -29,6 +29,7 @@ from .formats import (
     now_iso,
 )
 from .lora import LoRASettings, adapter_state_dict, lora_layers
+from .maskkinds import MaskMeaning
 from .safetensors_file import (
     FLOAT_DTYPES,
     check_finite,
@@ -233,6 +234,11 @@ def _validate_section(section: Any, name: str) -> None:
     for key in ("training", "dataset", "metrics", "base_metrics", "preprocessing"):
         if section.get(key) is not None and not isinstance(section[key], dict):
             raise bad(f"{key} must be a JSON object, not {type(section[key]).__name__}")
+    if "masks" in section:
+        try:
+            MaskMeaning.from_dict(section["masks"])
+        except ValueError as exc:
+            raise bad(f"masks section is invalid: {exc}") from None
     if "peft_loadable" in section and not isinstance(section["peft_loadable"], bool):
         raise bad("peft_loadable must be true or false")
     for key in ("conv_transpose_layers", "folded_conv_transpose_layers"):

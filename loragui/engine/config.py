@@ -91,6 +91,18 @@ class TrainConfig:
              "its mask in --masks; images with neither are left out")
     invert_masks: bool = setting(
         False, help="use the masks inverted (0 is the objects): for masks whose objects are black")
+    # "auto" trains foreground/background, as before, whatever the scan proposes: the user
+    # confirms classes or objects (the scan's report names the option).
+    masks_hold: str = setting(
+        "auto", metavar="KIND",
+        help="what the masks hold: binary (foreground/background), classes (class ids, 0 = "
+             "background; names from --classes or classes.json beside the masks) or objects "
+             "(object labels: trained with a boundary class that keeps touching objects "
+             "apart); default auto: binary, or classes when --classes is given")
+    classes: list[str] = setting(
+        factory=list, metavar="NAMES",
+        help="comma-separated class names, one per value in the masks in rising order, "
+             "background first (background,nucleus,membrane); implies --masks-hold classes")
     out: str = setting("", help="run folder to write", metavar="DIR", required=True)
     base: str | None = setting(  # None: the bundled base model
         None, help="base model (.safetensors); default: the bundled base model", metavar="FILE")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import DataError
 from .imageio import UnreadableFileError, read_image
+from .maskkinds import MaskMeaning, read_target
 from .masks import read_mask
 from .pairing import Pair, Progress, plural
 from .parallel import ordered_map
@@ -33,7 +34,7 @@ class DecodedDataset:
 
     names: list[str]
     images: list[np.ndarray]  # (H, W, C) uint8, normalised
-    masks: list[np.ndarray]  # (H, W) uint8 0/1
+    masks: list[np.ndarray]  # (H, W) uint8 0/1, or class indices (classes, objects)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -41,14 +42,15 @@ class DecodedDataset:
     @classmethod
     def build(cls, pairs: Sequence[Pair], prep: Preprocessing, *, progress: Progress | None = None,
               stop: threading.Event | None = None, max_bytes: int | None = None,
-              invert: bool = False) -> DecodedDataset:
+              invert: bool = False, meaning: MaskMeaning | None = None) -> DecodedDataset:
         """Decode ``pairs``, in order (on a few threads when the images are large).
 
         Raises :class:`DataError` when a file that scanned fine no longer
         decodes (changed, moved, deleted), or when the arrays would need more
         than ``max_bytes`` -- checked up front from the scanned sizes, and again
         while decoding. ``invert``: every mask is used the other way round (for masks
-        whose objects are 0).
+        whose objects are 0). ``meaning``: masks of classes or objects become class
+        indices (:meth:`MaskMeaning.target`); None or binary: foreground 0/1.
         """
         pairs = list(pairs)
         if not pairs:
@@ -70,7 +72,7 @@ class DecodedDataset:
         masks: list[np.ndarray] = []
         used = 0
         step = max(1, len(pairs) // 100)  # at most ~100 progress calls
-        loaded = ordered_map(lambda p: _load_pair(p, prep, invert), pairs, stop=stop,
+        loaded = ordered_map(lambda p: _load_pair(p, prep, invert, meaning), pairs, stop=stop,
                               stopped="Loading stopped")
         for i, (pair, (image, mask)) in enumerate(zip(pairs, loaded, strict=True)):
             used += image.nbytes + mask.nbytes
@@ -104,11 +106,14 @@ class DecodedDataset:
         return h.hexdigest()
 
 
-def _load_pair(pair: Pair, prep: Preprocessing,
-               invert: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _load_pair(pair: Pair, prep: Preprocessing, invert: bool = False,
+               meaning: MaskMeaning | None = None) -> tuple[np.ndarray, np.ndarray]:
     try:
         image = read_image(pair.image, prep, exif=pair.exif)
-        mask, _ = read_mask(pair.mask)
+        if meaning is not None and meaning.hold != "binary":
+            mask = read_target(pair.mask, meaning)
+        else:
+            mask, _ = read_mask(pair.mask)
         if invert:
             mask = ~mask
     except UnreadableFileError as exc:

@@ -88,6 +88,9 @@ class EpochEvent:
     # JSON lines carry no arrays: ``loragui train --events jsonl`` writes the previews to
     # this .npz file (see write_previews) and names it here instead.
     previews_file: str | None = None
+    # K classes: name -> {"dice", "iou", ...} of this validation (``dice`` is then their
+    # mean over the foreground classes); None for foreground/background.
+    classes: dict[str, dict[str, float]] | None = None
 
 
 @dataclass

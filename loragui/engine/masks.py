@@ -35,6 +35,12 @@ class MaskInfo:
     lossy: bool  # JPEG: thresholded at a quarter of the maximum instead of "non-zero"
     animated: bool
     orientation: int
+    # The distinct ids (read_mask_values' meaning), sorted, when there are at most
+    # MAX_LISTED_IDS of them; None beyond (object labels: their count is n_values).
+    ids: tuple[int, ...] | None = None
+
+
+MAX_LISTED_IDS = 256  # more distinct ids than this are object labels, never class ids
 
 
 def _distinct(values: np.ndarray) -> int:
@@ -85,14 +91,65 @@ def _decode_mask(im: Image.Image) -> MaskInfo:
     value = orientation(im)
     arr = orient(arr, value)
     lossy = im.format in LOSSY_FORMATS
-    colour, alpha = arr, None
+    colour = _split_alpha(arr)
+    n_values = _distinct(colour)
+    ids = None
+    if n_values <= MAX_LISTED_IDS:
+        ids = tuple(int(v) for v in _distinct_ids(_ids(im, colour, value)))
+    return MaskInfo(_foreground(colour, lossy), n_values, lossy, is_animated(im), value, ids)
+
+
+def _distinct_ids(ids: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an (H, W) id array (a bincount for small ids: fast)."""
+    if ids.size and 0 <= ids.min() and ids.max() < 65536:
+        return np.flatnonzero(np.bincount(ids.ravel()))
+    return np.unique(ids)
+
+
+def _ids(im: Image.Image, colour: np.ndarray, value: int) -> np.ndarray:
+    """(H, W) int32 ids: the grey value, the palette index of a palette image, or for
+    colour masks consecutive ids in the order of the colours' RGB values (0: black).
+
+    Palette indices are what a palette PNG's author painted with; two indices of one
+    colour stay two ids. Colours get ids per file: files that hold the same colours
+    give them the same ids.
+    """
+    if im.mode in ("P", "PA"):
+        index = np.asarray(im)
+        return orient(index[..., 0] if index.ndim == 3 else index, value).astype(np.int32)
+    if colour.ndim == 2:
+        return colour.astype(np.int32)
+    if colour.shape[2] == 1:
+        return colour[..., 0].astype(np.int32)
+    flat = colour.reshape(-1, colour.shape[2])
+    _, inverse = np.unique(flat, axis=0, return_inverse=True)
+    inverse = inverse.reshape(colour.shape[:2]).astype(np.int32)
+    if flat.any(axis=1).all():  # no black pixel: ids start at 1
+        inverse += 1
+    return inverse
+
+
+def _split_alpha(arr: np.ndarray) -> np.ndarray:
+    """The colour channels, or alpha where it is the only information.
+
+    Alpha is ignored unless it is the only information: strokes painted on a
+    transparent layer have one colour everywhere and differ only in alpha.
+    """
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
         colour, alpha = arr[..., :-1], arr[..., -1]
-    # Alpha is ignored unless it is the only information: strokes painted on a
-    # transparent layer have one colour everywhere and differ only in alpha.
-    if alpha is not None and colour.min() == colour.max() and alpha.min() != alpha.max():
-        colour = alpha
-    return MaskInfo(_foreground(colour, lossy), _distinct(colour), lossy, is_animated(im), value)
+        if colour.min() == colour.max() and alpha.min() != alpha.max():
+            return alpha
+        return colour
+    return arr
+
+
+def read_mask_values(path: str | Path) -> np.ndarray:
+    """(H, W) int32 ids of a mask, EXIF-oriented like :func:`read_mask`: the grey value,
+    the palette index for palette images, or RGB colours mapped to consecutive ids
+    (0 for black)."""
+    with open_image(path) as im:
+        value = orientation(im)
+        return _ids(im, _split_alpha(orient(decode_pixels(im), value)), value)
 
 
 def inspect_mask(path: str | Path) -> MaskInfo:
@@ -109,33 +166,3 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, int]:
     """
     info = inspect_mask(path)
     return info.mask, info.n_values
-
-
-
-def read_mask_values(path: str | Path) -> np.ndarray:
-    """(H, W) int32 label values of a mask, EXIF-oriented like :func:`read_mask`: the grey
-    value, the palette index of a palette PNG, or for colour masks one id per colour
-    (consecutive from 1 in the order of the colours' values, black is 0). Alpha is
-    dropped."""
-    with open_image(path) as im:
-        value = orientation(im)
-        if im.mode in ("P", "PA"):  # the index is the label; the palette only shows it
-            arr = np.asarray(im.getchannel(0) if im.mode == "PA" else im)
-        else:
-            arr = decode_pixels(im)
-    arr = orient(arr, value)
-    if arr.ndim == 3:
-        colour = arr[..., :-1] if arr.shape[2] in (2, 4) else arr
-        if colour.shape[2] == 1 or (colour == colour[..., :1]).all():
-            arr = colour[..., 0]  # grey stored as colour
-        else:
-            colours, ids = np.unique(colour.reshape(-1, colour.shape[2]), axis=0,
-                                     return_inverse=True)
-            black = np.flatnonzero(~colours.any(axis=1))
-            ids = ids.reshape(colour.shape[:2]).astype(np.int32)
-            if black.size:  # black first in the sorted colours: id 0
-                return ids
-            return ids + 1
-    if arr.dtype.kind == "f":
-        arr = np.rint(arr)
-    return arr.astype(np.int32)

@@ -1,4 +1,4 @@
-"""Dice and IoU for binary masks, and the training loss.
+"""Dice and IoU for binary masks, and the training losses (binary and K classes).
 
 "Mean" metrics average a score per image (each image counts the same);
 "pooled" metrics sum intersections and unions over the whole set first (big
@@ -25,6 +25,33 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     denom = prob.sum(dims) + target.sum(dims)
     dice = (2 * inter + smooth) / (denom + smooth)
     return bce + (1 - dice).mean()
+
+
+def class_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Cross-entropy + multi-class soft Dice over the foreground classes (per image and
+    class, averaged). logits: (B, K, H, W); target: (B, 1, H, W) class indices (float).
+
+    Background is left out of the Dice, as of the validation's mean: it covers most
+    pixels and would score high whatever the classes do. A class absent from an image
+    and not predicted there scores about 1 through ``smooth``.
+    """
+    logits = logits.float()
+    labels = target[:, 0].long()
+    ce = F.cross_entropy(logits, labels)
+    prob = torch.softmax(logits, dim=1)[:, 1:]
+    onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(prob.dtype)
+    inter = (prob * onehot).sum((2, 3))
+    denom = prob.sum((2, 3)) + onehot.sum((2, 3))
+    dice = (2 * inter + smooth) / (denom + smooth)
+    return ce + (1 - dice).mean()
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss for a model's logits: :func:`dice_bce_loss` for one channel
+    (foreground/background), :func:`class_loss` for several (classes, objects)."""
+    if logits.shape[1] == 1:
+        return dice_bce_loss(logits, target)
+    return class_loss(logits, target)
 
 
 @dataclass

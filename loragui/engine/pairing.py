@@ -26,6 +26,7 @@ from .folders import (
     no_images_error,
 )
 from .imageio import ImageHeader, UnreadableFileError, probe_image
+from .maskkinds import MaskSeen, Proposal, propose
 from .masks import MOSTLY_FOREGROUND, inspect_mask
 from .parallel import ordered_map
 
@@ -85,6 +86,7 @@ _GROUPS = [
      "Not used; check that their names match an image (case does not matter)."),
     ("duplicate_stems", "Same name with several extensions",
      "Only one file per name is used (shown); remove the other to silence this."),
+    ("mask_kind", "What the masks hold", ""),
     ("not_binary", "Masks with more than two values",
      "Used with every non-zero value as foreground; save black (0) and white (255) masks if "
      "that is not what you meant."),
@@ -120,6 +122,7 @@ class PairingReport:
     masks_without_images: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     size_mismatch: list[str] = field(default_factory=list)
+    mask_kind: list[str] = field(default_factory=list)  # the proposal's words, if not binary
     not_binary: list[str] = field(default_factory=list)
     empty_masks: list[str] = field(default_factory=list)
     full_masks: list[str] = field(default_factory=list)
@@ -130,6 +133,9 @@ class PairingReport:
     notes: list[str] = field(default_factory=list)
     # {"size_mismatch": {stem: "image 64×48, mask 32×32"}, "duplicate_stems": {...}}
     details: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The ids of every paired mask, and what they look like they hold (maskkinds).
+    masks_seen: list[MaskSeen] = field(default_factory=list)
+    proposal: Proposal = field(default_factory=lambda: Proposal("binary"))
 
     @property
     def ok(self) -> bool:
@@ -177,6 +183,9 @@ class PairingReport:
             entries = self._entries(attr)
             if not entries:
                 continue
+            if attr == "mask_kind":
+                lines.append(f"{title}: {entries[0]}")
+                continue
             sep = ", " if attr not in ("unreadable", "notes") and not self.details.get(attr) \
                 else "; "
             shown = sep.join(entry.rstrip(".") for entry in entries[:max_names])
@@ -200,6 +209,7 @@ class PairingReport:
             value = getattr(self, attr)
             out[attr] = [list(v) for v in value] if attr == "unreadable" else list(value)
         out["details"] = {k: dict(v) for k, v in self.details.items()}
+        out["masks_hold"] = self.proposal.kind
         return out
 
 
@@ -210,6 +220,7 @@ class _Checked:
     header: ImageHeader | None = None
     mask_shape: tuple[int, int] = (0, 0)  # (height, width)
     mask_values: int = 0
+    mask_ids: tuple[int, ...] | None = None
     mask_empty: bool = False
     mask_full: bool = False
     mask_mostly_full: bool = False
@@ -234,6 +245,7 @@ def _check_pair(image: ImageFile, mask: ImageFile) -> _Checked:
         else:
             out.mask_shape = info.mask.shape  # type: ignore[assignment]
             out.mask_values = info.n_values
+            out.mask_ids = info.ids
             out.mask_empty = not info.mask.any()
             out.mask_full = bool(info.mask.all())
             out.mask_mostly_full = info.mask.mean() > MOSTLY_FOREGROUND
@@ -365,6 +377,8 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
     report.masks_without_images.sort(key=natural_key)
     report.unreadable.sort(key=lambda item: natural_key(item[0]))
     report.details = {k: v for k, v in report.details.items() if v}
+    report.proposal = propose(report.masks_seen)
+    report.mask_kind = [report.proposal.words] if report.proposal.words else []
     return report
 
 
@@ -428,5 +442,7 @@ def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Ch
     width, height = header.shown_size if use_exif else header.size
     report.pairs.append(Pair(image.stem, image.path, mask.path, (height, width), use_exif,
                              corrected))
+    if not result.mask_lossy:  # a JPEG's noise is no ids: it is read as foreground only
+        report.masks_seen.append(MaskSeen(mask.name, result.mask_values, result.mask_ids))
 
 

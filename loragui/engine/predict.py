@@ -21,6 +21,7 @@ from .errors import DataError
 from .events import ProgressEvent
 from .folders import list_images
 from .imageio import read_image
+from .maskkinds import MaskMeaning, meaning_of, palette_bytes
 from .outputs import PREDICTIONS, Input, check_output, mark
 from .preprocessing import Preprocessing
 from .tiling import predict_logits, predict_mask, tiled
@@ -35,18 +36,39 @@ def predict_probability(model: UNet, image: np.ndarray, device: torch.device | s
     return out if logits else torch.sigmoid(out)
 
 
+def predict_classes(model: UNet, image: np.ndarray,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """Class probabilities (K, H, W) float32 (softmax over the K channels of a K-class
+    model) for one (H, W, C) uint8 image, held at full size."""
+    logits = torch.from_numpy(predict_logits(model, image, torch.device(device)))
+    if logits.ndim != 3:
+        raise ValueError("predict_classes needs a model of several classes; "
+                         "predict_probability serves a foreground/background one")
+    return torch.softmax(logits, dim=0).numpy()
+
+
 def load_for_inference(base: str | Path | None, adapter: str | Path | None, *,
                        force: bool = False) -> tuple[UNet, Preprocessing, list[str]]:
     """A plain model (adapter merged in) and its preprocessing."""
+    model, prep, warnings, _ = load_with_meaning(base, adapter, force=force)
+    return model, prep, warnings
+
+
+def load_with_meaning(base: str | Path | None, adapter: str | Path | None, *,
+                      force: bool = False) -> tuple[UNet, Preprocessing, list[str], MaskMeaning]:
+    """:func:`load_for_inference` plus what the model's masks hold (class names, colours)."""
     from .basemodel import load_model, resolve_base
     from .exports import merged_model
 
+    section = None
     if adapter:
-        model, info, _, warnings = merged_model(base, adapter, force=force)
+        model, info, ad, warnings = merged_model(base, adapter, force=force)
+        section = ad.loragui
     else:
         model, info = load_model(resolve_base(base))
         warnings = []
-    return model, Preprocessing.from_dict(info.preprocessing), warnings
+    meaning = meaning_of(model.config.out_channels, section, info.metadata)
+    return model, Preprocessing.from_dict(info.preprocessing), warnings, meaning
 
 
 def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | Path | None = None,
@@ -56,7 +78,8 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
                    min_size: int = 0) -> Iterator[ProgressEvent]:
     """Write one 0/255 PNG mask per image (same stem, original size) into ``out_dir``,
     a new or empty folder, or (``overwrite``) one that holds loragui's earlier masks
-    (see :mod:`.outputs`).
+    (see :mod:`.outputs`). A model of K classes writes palette PNGs instead: index =
+    class, the palette = the class colours.
 
     ``objects``: also split each mask into objects (connected components of at least
     ``min_size`` pixels) and write their labels into ``out_dir/objects/`` under the
@@ -69,7 +92,7 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
     out = check_output(out_dir, PREDICTIONS, [Input("the images folder", images_dir, nest_ok=True),
                                               Input("--base", base), Input("--adapter", adapter)],
                        overwrite=overwrite)
-    model, prep, warnings = load_for_inference(base, adapter, force=force)
+    model, prep, warnings, meaning = load_with_meaning(base, adapter, force=force)
     dev = resolve_device(device)
     model.to(dev).eval()
     try:
@@ -99,6 +122,8 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
                 tile, tiles = next(steps)
             except StopIteration as finished:
                 mask = Image.fromarray(finished.value)
+                if meaning.k > 1:
+                    mask.putpalette(palette_bytes(meaning))
                 break
             if tiles > 1:
                 yield ProgressEvent(i, len(files), f"{path.name}: tile {tile} of {tiles}",
@@ -175,7 +200,8 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
                      stems: Collection[str] | None = None,
                      corrections: str | Path | None = None, objects: bool = False) -> dict:
     """Dice and IoU (mean per image and pooled) of a model on an image/mask folder pair,
-    and one row per image (``per_image``). ``stems``: score only these pairs (a run's
+    and one row per image (``per_image``); for a model of K classes also per class, with
+    the confusion matrix (:mod:`.class_eval`). ``stems``: score only these pairs (a run's
     validation set); a stem that is not among the pairs is an error. ``corrections``:
     corrected masks that replace those of the same name (as training pairs them).
 
@@ -202,9 +228,17 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
                             f"({', '.join(missing[:5])}): restore them, or evaluate the folders "
                             "with --images and --masks")
         pairs = [by_stem[s] for s in stems]
-    model, prep, warnings = load_for_inference(base, adapter, force=force)
+    model, prep, warnings, meaning = load_with_meaning(base, adapter, force=force)
     dev = resolve_device(device)
     model.to(dev).eval()
+    if meaning.k > 1:  # per class, with a confusion matrix
+        from .class_eval import evaluate_classes
+
+        result = evaluate_classes(pairs, model, prep, meaning, dev, report.masks_dir)
+        result["warnings"] = warnings
+        result["skipped"] = len(report.images_without_masks) + len(report.unreadable) + \
+            len(report.size_mismatch)
+        return result
     scores = SegmentationScores()
     object_scores = ObjectScores()
     rows = []

@@ -95,7 +95,9 @@ class CropSampler:
         self._generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, C, S, S) float32 in [0, 1]; y: (B, 1, S, S) float32 0/1; on the device."""
+        """x: (B, C, S, S) float32 in [0, 1]; y: (B, 1, S, S) float32 0/1 (or class
+        indices: crops, flips and mirrored padding move pixels, never blend them); on
+        the device."""
         g, size = self._generator, self.crop_size
         which = torch.multinomial(self._weights, batch_size, replacement=True, generator=g)
         where = torch.rand(batch_size, 2, generator=g, dtype=torch.float64)

@@ -136,32 +136,38 @@ def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
     logits are blended (their sigmoid is the probability)."""
     device = torch.device(device)
     h, w = image.shape[:2]
+    k = model.config.out_channels  # K > 1: the logits are (K, H, W), the mask class indices
     cut = math.log(threshold / (1 - threshold))  # probability > threshold <=> logit > cut
     plan = _plan(h, w, model, tile)
     if plan is None:
-        logits = _forward(model, to_model_input(image, device), device)[0, 0]
+        logits = _forward(model, to_model_input(image, device), device)[0]
         yield 1, 1
         if output == "logits":
-            return logits.cpu().numpy()
-        return ((torch.sigmoid(logits) > threshold).to(torch.uint8) * 255).cpu().numpy()
+            return logits[0].cpu().numpy() if k == 1 else logits.cpu().numpy()
+        if k > 1:
+            return logits.argmax(0).to(torch.uint8).cpu().numpy()
+        return ((torch.sigmoid(logits[0]) > threshold).to(torch.uint8) * 255).cpu().numpy()
     rows, cols, th, tw, margin, (hp, wp) = plan
-    out = np.zeros((h, w), np.float32 if output == "logits" else np.uint8)
+    if output == "logits":
+        out = np.zeros((h, w) if k == 1 else (k, h, w), np.float32)
+    else:
+        out = np.zeros((h, w), np.uint8)
     weights_x = [edge_weight(tw, margin, RAMP, left > 0, left + tw < wp) for left in cols]
     total, done = len(rows) * len(cols), 0
     carry: tuple[np.ndarray, np.ndarray] | None = None  # sums for rows the next tile row shares
     for r, top in enumerate(rows):
-        acc = np.zeros((th, wp), np.float32)  # sum of weight x logit
+        acc = np.zeros((k, th, wp), np.float32)  # sum of weight x logit
         wsum = np.zeros((th, wp), np.float32)  # sum of weight
         if carry is not None:
-            acc[:len(carry[0])] = carry[0]
+            acc[:, :carry[0].shape[1]] = carry[0]
             wsum[:len(carry[1])] = carry[1]
         wy = edge_weight(th, margin, RAMP, top > 0, top + th < hp)
         band = image[_reflect(np.arange(top, top + th), h)]  # (th, W, C): this row's pixels
         for left, wx in zip(cols, weights_x, strict=True):
             x = to_model_input(band[:, _reflect(np.arange(left, left + tw), w)], device)
-            logits = _forward(model, x, device)[0, 0].cpu().numpy()
+            logits = _forward(model, x, device)[0].cpu().numpy()
             weight = wy[:, None] * wx[None, :]
-            acc[:, left:left + tw] += weight * logits
+            acc[:, :, left:left + tw] += weight * logits
             wsum[:, left:left + tw] += weight
             done += 1
             yield done, total
@@ -169,9 +175,13 @@ def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
         end = rows[r + 1] if r + 1 < len(rows) else top + th
         n = min(end, h) - top
         if n > 0:
-            blended = acc[:n, :w] / wsum[:n, :w]
-            out[top:top + n] = blended if output == "logits" else \
-                (blended > cut).view(np.uint8) * np.uint8(255)
+            blended = acc[:, :n, :w] / wsum[:n, :w]
+            if output == "logits":
+                out[..., top:top + n, :] = blended[0] if k == 1 else blended
+            elif k > 1:
+                out[top:top + n] = blended.argmax(0).astype(np.uint8)
+            else:
+                out[top:top + n] = (blended[0] > cut).view(np.uint8) * np.uint8(255)
         keep = end - top
-        carry = (acc[keep:].copy(), wsum[keep:].copy()) if keep < th else None
+        carry = (acc[:, keep:].copy(), wsum[keep:].copy()) if keep < th else None
     return out

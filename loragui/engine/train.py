@@ -26,6 +26,7 @@ changed, moved or deleted afterwards does not affect the running training.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -41,6 +42,7 @@ from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
 from .basemodel import load_model, resolve_base, save_model
 from .checkpoint import Checkpoint, find_resumable
+from .class_metrics import class_columns
 from .config import TrainConfig, check_settings
 from .dataset import DecodedDataset, split_indices
 from .devices import resolve_device, supports_bf16
@@ -78,6 +80,7 @@ from .init_adapter import (
     check_init_adapter,
     load_init_adapter,
 )
+from .maskkinds import MaskMeaning, resolve
 from .memory import Architecture
 from .outputs import RUN, Input, check_output, mark
 from .pairing import pair_folders
@@ -173,6 +176,7 @@ class Trainer:
         self.device = torch.device("cpu")
         self.total_steps: int | None = None
         self.val_stems: list[str] = []  # the validation pairs, recorded in run.json
+        self.meaning = MaskMeaning()  # what the masks hold (set from the scan and the settings)
         self._started = False  # RunStarted was reported
         self._lock: RunLock | None = None  # rank 0's lock on the run folder while it writes
         self._t_start = time.perf_counter()
@@ -263,16 +267,18 @@ class Trainer:
         self._setup_schedule(dataset)
         if self.config.early_stop:
             self.early = EarlyStop(patience_for(self.epochs))
-        self.lora, self.extra_trainable = make_trainable(self.model, self.config, self.device)
+        trains = self._setup_head()
+        self.lora, self.extra_trainable = make_trainable(self.model, trains, self.device)
         if self.init is not None:  # a warm start: the adapter's tensors as initial values
             load_init_adapter(self.model, self.init)
-        self.params, self.optimizer = make_optimizer(self.model, self.config, self.device)
+        self.params, self.optimizer = make_optimizer(self.model, trains, self.device)
         self.warmup = int(self.config.warmup_fraction * self.total_steps)
         self.autocast = supports_bf16(self.device)
         self.validator = Validator(
             self.model, self.device, autocast=self.autocast, lora=self.lora is not None,
             previews=self.config.previews, fault=lambda m: self._notes.append(self._fault(m)),
-            resume_hint=self._resume_hint)
+            resume_hint=self._resume_hint,
+            classes=self.meaning.names if self.meaning.k > 1 else None)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.steps = TrainStep(
@@ -361,6 +367,10 @@ class Trainer:
         report = pair_folders(c.images, c.masks or None, corrections=c.corrections or None)
         if not report.ok:
             raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
+        self.meaning = resolve(c.masks_hold, c.classes, report.proposal, report.masks_seen,
+                               report.masks_dir, invert=c.invert_masks)
+        if self.meaning.hold != "binary":  # confirmed: the scan's doubts are answered
+            report.mask_kind, report.not_binary = [], []
         # Up to 20 names per problem on the command line; every one is kept in run.json.
         lines = report.summary(max_names=20).splitlines()
         yield LogEvent(lines[0].strip(), "info")  # "41 pairs found in …"
@@ -370,8 +380,11 @@ class Trainer:
         if c.invert_masks:
             yield LogEvent("the masks are used inverted (--invert-masks): their 0 pixels are "
                            "the objects", "info")
+        if self.meaning.k > 1:
+            yield LogEvent(f"the masks are trained as {self.meaning.hold}: " + ", ".join(
+                f"{i} {m.name}" for i, m in enumerate(self.meaning.classes)), "info")
         data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop,
-                                    invert=c.invert_masks)
+                                    invert=c.invert_masks, meaning=self.meaning)
         n = len(data.names)
         train_idx, val_idx = split_indices(n, c.val_fraction, c.seed)
         if n == 1:
@@ -395,6 +408,18 @@ class Trainer:
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
                                    intensity=c.intensity_augment)
         return self.dataset_info
+
+    def _setup_head(self) -> TrainConfig:
+        """A model whose head does not give one channel per class gets a fresh head (a
+        binary base adapted to K classes), trained whole. Returns the settings that
+        say what trains (the head added to --train-modules where it is fresh)."""
+        c, k = self.config, self.meaning.k
+        if self.model.config.out_channels == k:
+            return c
+        self.model.replace_head(k)
+        if c.full or "head" in c.train_modules:
+            return c
+        return dataclasses.replace(c, train_modules=[*c.train_modules, "head"])
 
     def _setup_schedule(self, dataset_info: dict[str, Any]) -> None:
         """Sets steps_per_epoch, total_steps and epochs."""
@@ -633,7 +658,7 @@ class Trainer:
                "val_loss": result.val_loss,
                **{k: summary[k] for k in ("dice", "iou", "dice_pooled", "iou_pooled")},
                "lr": self.optimizer.param_groups[0]["lr"], "seconds": result.seconds,
-               "elapsed": self.elapsed()}
+               "elapsed": self.elapsed(), **class_columns(summary)}
         self.state.history.append(row)
         if epoch > 0 and self.early is not None:
             self.early.update(epoch, dice)
@@ -645,7 +670,7 @@ class Trainer:
                           iou_pooled=summary["iou_pooled"], best_epoch=self.state.best_epoch,
                           best_dice=self.state.best_dice, is_best=is_best,
                           previews=result.previews, seconds=row["seconds"],
-                          elapsed=row["elapsed"])
+                          elapsed=row["elapsed"], classes=summary.get("classes"))
 
     def elapsed(self) -> float:
         """Seconds since the run started, counting a resumed run's earlier part."""
@@ -664,6 +689,7 @@ class Trainer:
                          for k, v in c.to_dict().items()
                          if k not in ("images", "masks", "out", "resume")},
             "dataset": self.dataset_info,
+            "masks": self.meaning.to_dict(),
             "metrics": metrics or {},
             "base_metrics": {"dice": self.state.base_dice},
             "epoch": self.state.best_epoch, "step": self.state.step,
@@ -674,7 +700,8 @@ class Trainer:
         prov = self._provenance(metrics)
         if self.config.full:
             save_model(self.model, self.out / "model.safetensors", preprocessing=self.prep.to_dict(),
-                       extra={k: prov[k] for k in ("training", "dataset", "metrics", "epoch", "step")})
+                       extra={k: prov[k] for k in ("training", "dataset", "masks", "metrics",
+                                                   "epoch", "step")})
         else:
             saved = sorted({n.rsplit(".", 1)[0] for n in self.extra_trainable
                             if ".base_layer." not in n})

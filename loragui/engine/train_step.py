@@ -28,7 +28,7 @@ from .faults import (
     is_out_of_memory,
     memory_advice,
 )
-from .metrics import dice_bce_loss
+from .metrics import segmentation_loss
 from .run_checkpoint import RunState
 from .sampler import CropSampler
 
@@ -141,7 +141,7 @@ class TrainStep:
                       f"{first_line(exc)}); training without compiling (--no-compile skips "
                       "the attempt)")
             return self._loss(x, y)
-        return dice_bce_loss(logits, y)
+        return segmentation_loss(logits, y)
 
     def _reduce(self, loss: float, *, stop: bool, oom: bool) -> StepOutcome:
         """The step's outcome: this process's own, or (several processes) every rank's,

@@ -11,7 +11,7 @@ inputs whose height and width are multiples of ``2**depth`` map exactly;
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,13 @@ class UNet(nn.Module):
         )
         self.dec = nn.ModuleList(ConvBlock(2 * widths[level], widths[level]) for level in range(c.depth))
         self.head = nn.Conv2d(widths[0], c.out_channels, 1)
+
+    def replace_head(self, out_channels: int) -> None:
+        """A fresh 1x1 head of ``out_channels`` channels (a binary base adapted to K
+        classes); everything else is kept. The head is trained whole."""
+        old = self.head
+        self.head = nn.Conv2d(old.in_channels, out_channels, 1).to(old.weight.device)
+        self.config = replace(self.config, out_channels=out_channels)
 
     @property
     def multiple(self) -> int:

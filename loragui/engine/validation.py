@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .class_metrics import ClassScores
 from .dataset import DecodedDataset
 from .devices import default_forward_mode
 from .errors import TrainingError
 from .events import Preview
 from .faults import device_words, free_memory, is_out_of_memory, memory_advice
 from .lora import set_forward_mode
-from .metrics import SegmentationScores, dice_bce_loss
+from .metrics import SegmentationScores, segmentation_loss
 from .model_input import to_model_input
 from .predict import predict_probability
 from .unet import UNet
@@ -49,8 +50,9 @@ class Validator:
 
     def __init__(self, model: UNet, device: torch.device, *, autocast: bool, lora: bool,
                  previews: int, fault: Callable[[str], None],
-                 resume_hint: Callable[[], str]) -> None:
+                 resume_hint: Callable[[], str], classes: list[str] | None = None) -> None:
         self.model = model
+        self.classes = classes  # class names of a K-class model; None: foreground/background
         self.device = device
         self.autocast = autocast
         self.lora = lora
@@ -62,7 +64,7 @@ class Validator:
     @torch.no_grad()
     def run(self, data: DecodedDataset | None) -> Validation:
         t0 = time.perf_counter()
-        scores = SegmentationScores()
+        scores = ClassScores(self.classes) if self.classes else SegmentationScores()
         previews = []
         loss_sum = 0.0
         self.model.eval()
@@ -73,9 +75,16 @@ class Validator:
                 for i, logits in self._logits(data):
                     image, mask = data.images[i], data.masks[i]
                     target = torch.from_numpy(mask.astype(np.float32))[None, None]
-                    loss_sum += float(dice_bce_loss(logits[None, None], target))
-                    prob = torch.sigmoid(logits).numpy()
-                    scores.add(prob > 0.5, mask > 0)
+                    many = logits.ndim == 3  # (K, H, W): classes
+                    batch = logits[None] if many else logits[None, None]
+                    loss_sum += float(segmentation_loss(batch, target))
+                    if many:
+                        scores.add(logits.argmax(0).numpy(), mask)
+                        # the previews show the foreground: any class but background
+                        prob = 1 - torch.softmax(logits, 0)[0].numpy()
+                    else:
+                        prob = torch.sigmoid(logits).numpy()
+                        scores.add(prob > 0.5, mask > 0)
                     if i < self.previews:
                         previews.append(Preview(data.names[i], image, mask > 0,
                                                 prob.astype(np.float32)))
@@ -86,7 +95,8 @@ class Validator:
         return Validation(scores.summary(), val_loss, previews, time.perf_counter() - t0)
 
     def _logits(self, data: DecodedDataset) -> Iterator[tuple[int, torch.Tensor]]:
-        """(index, logits (H, W) on the CPU) per validation image; same-sized images batched."""
+        """(index, logits on the CPU: (H, W), or (K, H, W) for K classes) per validation
+        image; same-sized images batched."""
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(data.images):
             by_shape.setdefault(image.shape, []).append(i)
@@ -129,5 +139,6 @@ class Validator:
             return {i: predict_probability(self.model, data.images[i], self.device, logits=True)}
         x = to_model_input([data.images[i] for i in chunk], self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.model.forward_any_size(x).float()[:, 0].cpu()
+            out = self.model.forward_any_size(x).float()
+            out = (out[:, 0] if out.shape[1] == 1 else out).cpu()
         return {i: out[j] for j, i in enumerate(chunk)}

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from loragui.engine.runs import dataset_name
 
 from .dropzone import DropZone, folder_from_paths, local_paths
+from .maskkind import MaskKindChooser
 from .report import PairingReportView
 from .workers import ScanWorker, ThumbnailWorker, Worker
 
@@ -47,6 +48,8 @@ class DataPanel(QWidget):
         self.sample_link.linkActivated.connect(lambda _: self.sampleRequested.emit())
         self.sample_link.hide()
         self.report_view = PairingReportView()
+        self.mask_kind = MaskKindChooser()
+        self.mask_kind.changed.connect(self.changed)
         self.invert_masks = QCheckBox("Invert masks (the objects are black)")
         self.invert_masks.setToolTip("Train with every mask the other way round: for masks "
                                      "whose objects are 0 and background non-zero")
@@ -59,6 +62,7 @@ class DataPanel(QWidget):
         layout.addLayout(zones)
         layout.addWidget(self.sample_link)
         layout.addWidget(self.report_view)
+        layout.addWidget(self.mask_kind)
         layout.addWidget(self.invert_masks)
 
     # -- state ----------------------------------------------------------------------------
@@ -86,6 +90,7 @@ class DataPanel(QWidget):
             zone.setEnabled(not locked)
             zone.setAcceptDrops(not locked)
         self.invert_masks.setEnabled(not locked)
+        self.mask_kind.setEnabled(not locked)
 
     def set_browse_dir(self, folder: str) -> None:
         self.images_zone.browse_dir = self.masks_zone.browse_dir = folder
@@ -170,6 +175,7 @@ class DataPanel(QWidget):
         """The report of the folders in use, their pair count in the zones, thumbnails."""
         report = self.report
         self.report_view.set_report(report)
+        self.mask_kind.set_report(report)
         n = len(report.pairs)
         detail = f"{n} pair{'s' if n != 1 else ''}"
         self.images_zone.set_folder(self.images_dir, detail)

@@ -58,6 +58,9 @@ class TrainingCurves(QWidget):
         self.steps = Buffer(3)  # step, raw loss, smoothed loss
         self.epochs = Buffer(5)  # epoch, step, val loss, dice, train loss
         self.best: tuple[int, float] | None = None
+        self._dice_width = 2.5  # the mean of several classes is drawn bolder than they are
+        self._class_curves: dict[str, pg.PlotDataItem] = {}
+        self._class_points: dict[str, list[tuple[int, float]]] = {}
         self.base_dice: float | None = None
         self._dirty = False
 
@@ -138,7 +141,7 @@ class TrainingCurves(QWidget):
         self.val_curve.setPen(pg.mkPen(pick["val"], width=2))
         self.val_curve.setSymbolBrush(pick["val"])
         self.val_curve.setSymbolPen(pg.mkPen(pick["val"]))
-        self.dice_curve.setPen(pg.mkPen(pick["dice"], width=2.5))
+        self.dice_curve.setPen(pg.mkPen(pick["dice"], width=self._dice_width))
         self.dice_curve.setSymbolBrush(pick["dice"])
         self.dice_curve.setSymbolPen(pg.mkPen(pick["dice"]))
         self.best_point.setBrush(pg.mkBrush(pick["best"]))
@@ -170,6 +173,13 @@ class TrainingCurves(QWidget):
         self.best_point.setData([], [])
         self.best_line.hide()
         self.set_base_dice(None)
+        for curve in self._class_curves.values():
+            self.dice_plot.removeItem(curve)
+            self.dice_legend.removeItem(curve)
+        self._class_curves, self._class_points = {}, {}
+        if self._dice_width != 2.5:
+            self._dice_width = 2.5
+            self.apply_palette()
         if total_steps:
             self.loss_plot.setXRange(0, total_steps, padding=0.02)
         if epochs:
@@ -208,6 +218,27 @@ class TrainingCurves(QWidget):
         if best_epoch is not None and best_dice is not None and best_epoch > 0:
             self.best = (best_epoch, best_dice)
         self._dirty = True
+
+    def add_classes(self, epoch: int, classes: dict[str, dict[str, float]]) -> None:
+        """A run of several classes: a thin curve of each foreground class's validation
+        Dice (in its default colour); the mean, the run's Dice, is drawn bold. The
+        background is left out: its Dice is high whatever the classes do."""
+        from ..engine.maskkinds import PALETTE
+
+        if not self._class_curves and len(classes) > 1:
+            self._dice_width = 4.5
+            self.apply_palette()
+        for i, (name, figures) in enumerate(classes.items()):
+            if i == 0:
+                continue
+            points = self._class_points.setdefault(name, [])
+            points.append((epoch, figures["dice"]))
+            curve = self._class_curves.get(name)
+            if curve is None:
+                colour = PALETTE[(i - 1) % len(PALETTE)]
+                curve = self.dice_plot.plot(name=name, pen=pg.mkPen(colour, width=1.2))
+                self._class_curves[name] = curve
+            curve.setData([p[0] for p in points], [p[1] for p in points])
 
     def set_base_dice(self, dice: float | None) -> None:
         self.base_dice = dice

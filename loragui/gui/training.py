@@ -208,6 +208,8 @@ class TrainingRun(QObject):
                 steps, losses = [], []
                 curves.add_epoch(event.epoch, event.step, event.val_loss, event.dice,
                                  event.train_loss, event.best_epoch, event.best_dice)
+                if event.classes:
+                    curves.add_classes(event.epoch, event.classes)
                 if event.previews:
                     newest_previews = event
                 self.last_epoch = event

@@ -268,6 +268,8 @@ class MainWindow(QMainWindow):
             return "These folders cannot be used (see the report)."
         if self.data.pair_count == 0:
             return "No image has a matching mask: nothing to train on."
+        if self.data.mask_kind.problem():
+            return self.data.mask_kind.problem()
         if self.settings.needs_base:
             return "Choose a base model (none is bundled)."
         if self.starting_up():
@@ -333,7 +335,8 @@ class MainWindow(QMainWindow):
         if blocker:
             self.statusBar().showMessage(blocker, 5000)
             return
-        extra = {"out": str(new_run_dir()), "invert_masks": self.data.invert_masks.isChecked()}
+        extra = {"out": str(new_run_dir()), "invert_masks": self.data.invert_masks.isChecked(),
+                 "masks_hold": self.data.mask_kind.masks_hold}
         extra |= self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}

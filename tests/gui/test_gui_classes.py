@@ -1,0 +1,60 @@
+"""What the masks hold, in the window: the scan's proposal is shown, foreground/background
+stays the choice until classes are picked, and the class list shows names and colours."""
+
+from __future__ import annotations
+
+from tests.classes_data import make_class_dataset
+from tests.gui.helpers import wait_idle
+
+
+def test_class_masks_are_offered_and_listed_once_chosen(qtbot, window, tmp_path):
+    images, masks = make_class_dataset(tmp_path / "classes", n=4, size=32)
+    window.load_folders(images, masks)
+    qtbot.waitUntil(lambda: window.data.report is not None, timeout=10000)
+    chooser = window.data.mask_kind
+    assert chooser.masks_hold == "auto"  # never chosen for the user
+    assert "Choose Classes" in chooser.classes.text()
+    chooser.combo.setCurrentIndex(chooser.combo.findData("classes"))
+    assert chooser.masks_hold == "classes"
+    text = chooser.classes.text()
+    assert "background" in text and "class 1" in text and "class 2" in text
+    assert "#e69f00" in text  # class 1's colour
+    qtbot.waitUntil(window.train_button.isEnabled, timeout=10000)
+    config = window.settings.make_config(images, masks, masks_hold=chooser.masks_hold)
+    assert config.masks_hold == "classes"
+    wait_idle(qtbot, window)
+
+
+def test_a_choice_that_cannot_train_the_masks_blocks_train(qtbot, window, tmp_path):
+    images, masks = make_class_dataset(tmp_path / "classes", n=4, size=32)
+    (masks / "classes.json").write_text('{"classes": [{"id": 0, "name": "background"}]}')
+    window.load_folders(images, masks)
+    qtbot.waitUntil(lambda: window.data.report is not None, timeout=10000)
+    chooser = window.data.mask_kind
+    chooser.combo.setCurrentIndex(chooser.combo.findData("classes"))
+    assert "does not list" in chooser.classes.text()
+    qtbot.waitUntil(lambda: not window.train_button.isEnabled(), timeout=10000)
+    assert "does not list" in window.train_blocker()
+    chooser.combo.setCurrentIndex(chooser.combo.findData("auto"))
+    assert chooser.problem() is None
+    wait_idle(qtbot, window)
+
+
+def test_curves_show_each_class_and_the_mean_in_bold(qtbot):
+    from loragui.gui.plots import TrainingCurves
+
+    curves = TrainingCurves()
+    qtbot.addWidget(curves)
+    curves.reset(100, 10)
+    for epoch, (a, b) in enumerate([(0.2, 0.4), (0.6, 0.8)], 1):
+        curves.add_epoch(epoch, epoch * 10, 0.5, (a + b) / 2)
+        curves.add_classes(epoch, {"background": {"dice": 0.9}, "disc": {"dice": a},
+                                   "square": {"dice": b}})
+    curves.redraw()
+    assert sorted(curves._class_curves) == ["disc", "square"]  # not the background
+    x, y = curves._class_curves["square"].getData()
+    assert list(x) == [1, 2] and list(y) == [0.4, 0.8]
+    mean_pen = curves.dice_curve.opts["pen"]
+    assert mean_pen.widthF() > curves._class_curves["disc"].opts["pen"].widthF() * 2
+    curves.reset(100, 10)  # a new run: no class curves left
+    assert curves._class_curves == {} and curves.dice_curve.opts["pen"].widthF() == 2.5
