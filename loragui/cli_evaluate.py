@@ -151,7 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         say(f"{result['images']} {what}: Dice {fmt(result['dice'])} (pooled "
               f"{fmt(result['dice_pooled'])}), IoU {fmt(result['iou'])} (pooled "
               f"{fmt(result['iou_pooled'])})")
-        if args.objects:
+        if "objects" in result:  # asked for, or an objects model
             o = result["objects"]
             say(f"objects: {o['predicted_objects']} predicted, {o['true_objects']} true; at IoU "
                 f"0.5 precision {fmt(o['precision'])}, recall {fmt(o['recall'])}, F1 "

@@ -134,3 +134,37 @@ def test_a_stop_leaves_the_tables_of_the_images_done(trained, tmp_path):
             stop.set()
     assert table(tmp_path / "p" / "counts.csv") == [{"image": "d0.png", "objects": "3"}]
     assert {r["image"] for r in table(tmp_path / "p" / "objects.csv")} == {"d0.png"}
+
+
+def test_an_objects_model_always_writes_objects_parted_by_its_boundary_class(
+        trained, tmp_path, monkeypatch):
+    """An objects model's prediction (background, interior, boundary) becomes labels without
+    --objects, and its boundary class parts the two touching discs."""
+    from loragui.engine import predict as predict_module
+    from loragui.engine.maskkinds import MaskClass, MaskMeaning
+
+    meaning = MaskMeaning("objects", (MaskClass(0, "background", "#000000"),
+                                      MaskClass(1, "object", "#ffff00"),
+                                      MaskClass(2, "boundary", "#ff00ff")))
+    real_load = predict_module.load_with_meaning
+    monkeypatch.setattr(predict_module, "load_with_meaning",
+                        lambda *a, **k: (*real_load(*a, **k)[:3], meaning))
+    shown = iter(np.rot90(meaning.target(disc_labels(), "d"), i).copy() for i in range(2))
+
+    def perfect(model, image, device, threshold=0.5):  # the model's class map, tile by tile
+        return next(shown)
+        yield
+
+    monkeypatch.setattr(predict_module, "tiled", perfect)
+    out = tmp_path / "pred"
+    predict(trained, out)
+    images = sorted(trained[0].iterdir())
+    assert table(out / "counts.csv") == [{"image": p.name, "objects": "4"} for p in images]
+    with Image.open(out / "d0.png") as im:
+        assert im.mode == "P" and set(np.unique(np.asarray(im))) == {0, 1, 2}
+    with Image.open(out / "objects" / "d0.png") as im:
+        found = np.asarray(im).astype(np.int32)
+    truth = disc_labels()
+    for obj in range(1, 5):  # each true disc is one predicted object, nearly whole
+        ids, n = np.unique(found[truth == obj], return_counts=True)
+        assert ids[np.argmax(n)] > 0 and n.max() >= 0.9 * (truth == obj).sum()

@@ -82,7 +82,7 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
     class, the palette = the class colours.
 
     ``objects``: also split each mask into objects (connected components of at least
-    ``min_size`` pixels) and write their labels into ``out_dir/objects/`` under the
+    ``min_size`` pixels; an objects model's masks always, by its boundary class) and write their labels into ``out_dir/objects/`` under the
     mask's name (16-bit PNG), one row per object into ``objects.csv`` and the count
     per image into ``counts.csv`` (:mod:`.objects`); the tables cover the images done
     when a stop comes."""
@@ -101,7 +101,8 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
         raise DataError(f"cannot create the folder {out} ({exc.strerror or exc}); choose "
                         "another folder for the masks") from None
     mark(out, PREDICTIONS)
-    tables = ObjectTables(out) if objects else None
+    objects_model = meaning.hold == "objects"  # its masks are objects: always split them
+    tables = ObjectTables(out) if objects or objects_model else None
     for w in warnings:
         yield ProgressEvent(0, len(files), w)
     failed = []
@@ -137,7 +138,12 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
             f"{path.stem}_{path.suffix.lstrip('.').lower()}"
         atomic_write(out / f"{name}.png", lambda tmp, m=mask: m.save(tmp, format="PNG"))
         if tables is not None:
-            note = tables.add(path.name, name, np.asarray(mask) > 0, image, min_size)
+            classes = np.asarray(mask)
+            # An objects model's classes (background, interior, boundary) as one-hot
+            # channels: the watershed grows each interior over its boundary.
+            prediction = np.eye(3, dtype=np.float32)[classes].transpose(2, 0, 1) \
+                if objects_model else classes > 0
+            note = tables.add(path.name, name, prediction, image, min_size)
             if note:
                 yield ProgressEvent(i + 1, len(files), note)
         del image
@@ -235,6 +241,13 @@ def evaluate_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
         from .class_eval import evaluate_classes
 
         result = evaluate_classes(pairs, model, prep, meaning, dev, report.masks_dir)
+        if objects or meaning.hold == "objects":
+            object_scores = ObjectScores()
+            for pair in pairs:
+                probs = predict_classes(model, read_image(pair.image, prep, exif=pair.exif), dev)
+                object_scores.add(mask_objects(pair.mask), labels_of_prediction(
+                    probs if meaning.hold == "objects" else probs[0] < 0.5))
+            result["objects"] = object_scores.summary()
         result["warnings"] = warnings
         result["skipped"] = len(report.images_without_masks) + len(report.unreadable) + \
             len(report.size_mismatch)
