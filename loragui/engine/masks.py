@@ -107,8 +107,9 @@ def _distinct_ids(ids: np.ndarray) -> np.ndarray:
 
 
 def _ids(im: Image.Image, colour: np.ndarray, value: int) -> np.ndarray:
-    """(H, W) int32 ids: the grey value, the palette index of a palette image, or for
-    colour masks consecutive ids in the order of the colours' RGB values (0: black).
+    """(H, W) int32 ids: the grey value (also of grey stored as RGB), the palette index of
+    a palette image, or for colour masks consecutive ids in the order of the colours' RGB
+    values (0: black).
 
     Palette indices are what a palette PNG's author painted with; two indices of one
     colour stay two ids. Colours get ids per file: files that hold the same colours
@@ -119,7 +120,7 @@ def _ids(im: Image.Image, colour: np.ndarray, value: int) -> np.ndarray:
         return orient(index[..., 0] if index.ndim == 3 else index, value).astype(np.int32)
     if colour.ndim == 2:
         return colour.astype(np.int32)
-    if colour.shape[2] == 1:
+    if colour.shape[2] == 1 or (colour == colour[..., :1]).all():  # grey, stored as colour
         return colour[..., 0].astype(np.int32)
     flat = colour.reshape(-1, colour.shape[2])
     _, inverse = np.unique(flat, axis=0, return_inverse=True)
