@@ -22,7 +22,7 @@ For ``Conv2d`` this is the layout Hugging Face PEFT uses (``lora_A.weight``
 layer's geometry and ``B`` a 1x1 convolution ``r -> out``; ΔW is again ``B·A``
 in the transposed-weight layout ``(in, out, k, k)``.
 
-Three forward forms compute the same function (see :func:`set_forward_mode`):
+Four forward forms compute the same function (see :func:`set_forward_mode`):
 ``"branch"`` runs the thin A/B convolutions beside the frozen one (autograd never
 forms the big frozen weight's gradient; the only form that applies dropout),
 ``"merged"`` builds ``W + ΔW`` each step and runs one convolution (thin
@@ -33,8 +33,9 @@ backward pass that skips the full weight gradient (see :mod:`.fused`), and
 frozen weight's gradient costs less than the fused backward's thin convolutions
 (two CPU cores, batch 8, rank 4: merged takes 0.74-0.86 of fused's time at 16-32
 channels, the same at 64, 1.14 times it at 128). With dropout every form runs as
-``"branch"``; where the fused backward does not apply ``"fused"`` runs as ``"merged"``. :func:`~loragui.engine.devices.default_forward_mode`
-picks the form a training uses.
+``"branch"``; where the fused backward does not apply ``"fused"`` runs as
+``"merged"``. :func:`~loragui.engine.devices.default_forward_mode` picks the form a
+training uses.
 """
 
 from __future__ import annotations
