@@ -23,6 +23,15 @@ Timings mean something only on a quiet machine (nothing else computing). Usage:
     python benchmarks/time_to_quality.py                     # ../shared/data beside the repo
     python benchmarks/time_to_quality.py /path/to/data --sets sample,histology
     python benchmarks/time_to_quality.py --sets sample --limit 6 --epochs 3   # a quick check
+
+Tuning a default: ``--full-length`` adds loragui's defaults run to the end of
+their planned epochs (no early stop: the Dice an early end must keep), and each
+``--variant NAME=JSON`` a loragui row with those TrainConfig overrides; every row
+is printed with its best Dice against the full-length run's. ``--peft-lrs ''``
+skips the PEFT script:
+
+    python benchmarks/time_to_quality.py --peft-lrs '' --full-length \
+        --variant 'lr 1e-2={"lr": 0.01}' --variant 'warm-up 0={"warmup_fraction": 0}'
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from loragui.engine.resources import bundled_base_path, bundled_sample_dirs
 from loragui.engine.train import run_training
 from loragui.engine.validation import Validator
 
+FULL = "loragui defaults, full length"
 THRESHOLDS = (0.70, 0.80)
 WITHIN = 0.01  # "at its best level": within this much of its own best Dice
 
@@ -152,7 +162,17 @@ def main() -> int:
     ap.add_argument("--json", metavar="FILE", help="write every trace and figure here")
     ap.add_argument("--device", default="cpu", help="cpu (the laptop's case), cuda or mps")
     ap.add_argument("--base", help="the base model (default: the bundled base for the device)")
+    ap.add_argument("--full-length", action="store_true",
+                    help="also run loragui's defaults to the end of their planned epochs")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                    help="also run loragui with these TrainConfig overrides (repeatable)")
     args = ap.parse_args()
+    variants = {}
+    for item in args.variant:
+        label, sep, spec = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {item!r}: write NAME=JSON, e.g. 'lr 1e-2={{\"lr\": 0.01}}'")
+        variants[label] = json.loads(spec)
 
     device = resolve_device(args.device)
     base = Path(args.base) if args.base else bundled_base_path(device.type)
@@ -178,7 +198,14 @@ def main() -> int:
             rows["loragui defaults"], plan = run_loragui(images, masks, base, overrides,
                                                          str(device))
             print(f"  loragui: {rows['loragui defaults']['reason']}", flush=True)
-            for lr in (float(v) for v in args.peft_lrs.split(",")):
+            if args.full_length:
+                rows[FULL], _ = run_loragui(images, masks, base, overrides | {"early_stop": False},
+                                            str(device))
+            for label, extra in variants.items():
+                rows[f"loragui, {label}"], _ = run_loragui(images, masks, base, overrides | extra,
+                                                           str(device))
+                print(f"  loragui, {label}: {rows[f'loragui, {label}']['reason']}", flush=True)
+            for lr in (float(v) for v in filter(None, args.peft_lrs.split(","))):
                 rows[f"PEFT r=4, lr {lr:g}"] = run_peft(images, masks, base, lr, plan, cfg,
                                                         device)
                 print(f"  PEFT lr {lr:g}: best Dice {rows[f'PEFT r=4, lr {lr:g}']['best']}",
@@ -192,7 +219,7 @@ def main() -> int:
 
 def print_table(name: str, rows: dict) -> None:
     peft = {k: v for k, v in rows.items() if k.startswith("PEFT")}
-    best_peft = max(peft, key=lambda k: peft[k]["best"] or -1)
+    best_peft = max(peft, key=lambda k: peft[k]["best"] or -1) if peft else None
     print(f"\n{name}\n")
     print("| trainer | s to Dice 0.70 | s to 0.80 | s to its best −0.01 | best Dice | steps "
           "| wall s |")
@@ -201,6 +228,14 @@ def print_table(name: str, rows: dict) -> None:
         mark = " (best PEFT)" if label == best_peft else ""
         print(f"| {label}{mark} | {fmt_s(r['to_0.70'])} | {fmt_s(r['to_0.80'])} | "
               f"{fmt_s(r['to_best'])} | {r['best']:.4f} | {r['steps']} | {r['wall']:.1f} |")
+    if FULL in rows:
+        full = rows[FULL]["best"]
+        print(f"\nbest Dice against the full-length run's {full:.4f}: " + ", ".join(
+            f"{label} {r['best'] - full:+.4f}" for label, r in rows.items()
+            if label.startswith("loragui") and label != FULL))
+    if best_peft is None:
+        print()
+        return
     target = peft[best_peft]["best"]
     ours = first_time(rows["loragui defaults"]["trace"], target)
     theirs = first_time(peft[best_peft]["trace"], target)

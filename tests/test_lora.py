@@ -1,4 +1,4 @@
-"""LoRA layers: identity at init, only LoRA trains, exact merge/unmerge, the three forward forms."""
+"""LoRA layers: identity at init, only LoRA trains, exact merge/unmerge, the forward forms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from loragui.engine.fused import FusedLoRAConv
 from loragui.engine.lora import (
+    FUSED_MIN_CHANNELS,
     LoRALayer,
     LoRASettings,
     adapter_state_dict,
@@ -76,7 +78,7 @@ def test_merged_forward_form_matches_branch_form(make, shape):
     x = torch.randn(shape, requires_grad=True)
     grads = {}
     outs = {}
-    for mode in ("branch", "merged", "fused"):
+    for mode in ("branch", "merged", "fused", "auto"):
         layer.forward_mode = mode
         layer.zero_grad()
         x.grad = None
@@ -85,11 +87,29 @@ def test_merged_forward_form_matches_branch_form(make, shape):
         outs[mode] = y.detach()
         grads[mode] = (layer.lora_A.weight.grad.clone(), layer.lora_B.weight.grad.clone(),
                        x.grad.clone())
-    for mode in ("merged", "fused"):
+    for mode in ("merged", "fused", "auto"):
         assert torch.allclose(outs["branch"], outs[mode], rtol=1e-5, atol=1e-5)
         for a, b in zip(grads["branch"], grads[mode], strict=True):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
     assert layer.base_layer.weight.grad is None
+
+
+@pytest.mark.parametrize("channels,fused", [(FUSED_MIN_CHANNELS // 4, False),
+                                            (FUSED_MIN_CHANNELS, True)])
+def test_auto_form_fuses_wide_layers_only(monkeypatch, channels, fused):
+    calls = []
+    real = FusedLoRAConv.apply
+    monkeypatch.setattr(FusedLoRAConv, "apply", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(4)
+    layer = LoRALayer(nn.Conv2d(channels, channels, 3, padding=1), rank=4, alpha=8)
+    _randomise_b(layer)
+    x = torch.randn(1, channels, 6, 6, requires_grad=True)
+    outs = []
+    for mode in ("branch", "auto"):
+        layer.forward_mode = mode
+        outs.append(layer(x))
+    assert bool(calls) == fused
+    assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
 
 
 def test_fused_form_trains_bias_like_branch_form():

@@ -94,9 +94,11 @@ def default_forward_mode(device: torch.device) -> str:
 
     On a GPU the merged form: one convolution per layer with the merged weight
     W + s·B·A, because the thin branch convolutions cost a GPU more than they save.
-    On the CPU the fused form: the merged weight's forward and a backward pass that
-    never forms the frozen weight's gradient (the merged form computes it, a full
-    convolution's work on a device with little to spare). The README's "Devices and
-    speed" has the figures (``benchmarks/speed.py``).
+    On the CPU the form picked per layer (``"auto"``): for wide layers the fused form,
+    the merged weight's forward and a backward pass that never forms the frozen
+    weight's gradient (the merged form computes it, a full convolution's work on a
+    device with little to spare); for narrow ones the merged form, whose one large
+    weight gradient costs the CPU less than the fused form's thin convolutions. The
+    README's "Devices and speed" has the figures (``benchmarks/speed.py``).
     """
-    return "fused" if device.type == "cpu" else "merged"
+    return "auto" if device.type == "cpu" else "merged"

@@ -11,8 +11,10 @@ computes the backward pass directly:
     dA = weight_grad(x, s · Bᵀ dy)            (thin: r channels)
 
 so a step costs about two full convolutions instead of three. Training on the
-CPU uses it (:func:`~loragui.engine.devices.default_forward_mode`); it runs on
-any device. Plain ``Conv2d`` with ``groups == 1`` and zero padding only; other
+CPU uses it for layers of 64 channels or more (the ``"auto"`` form that
+:func:`~loragui.engine.devices.default_forward_mode` picks there: for narrower
+layers the thin convolutions cost more than the weight gradient they avoid); it
+runs on any device. Plain ``Conv2d`` with ``groups == 1`` and zero padding only; other
 layers use the merged form.
 """
 
