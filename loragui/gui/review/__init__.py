@@ -1,0 +1,1 @@
+"""Reviewing a model's predictions image by image, and correcting the masks."""
