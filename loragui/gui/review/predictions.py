@@ -30,7 +30,8 @@ PREDICTION_BYTES = 512 * 2**20  # predictions kept (uint8 probabilities) at most
 
 class FetchWorker(Worker):
     """Computes ``fn(key)`` for the keys of :meth:`want`, first to last, each once:
-    ``done(key, result)`` or ``failed(key, message, details)``."""
+    ``done(key, result)`` or ``failed(key, message, details)``. The thread ends when
+    nothing is wanted; :meth:`want` starts it again (on the GUI thread)."""
 
     done = Signal(str, object)
     failed = Signal(str, str, str)
@@ -39,30 +40,25 @@ class FetchWorker(Worker):
         super().__init__(parent)
         self._fn = fn
         self._wanted: list[str] = []
-        self._busy: str | None = None  # the key being computed (not wanted twice)
+        self._last: str | None = None  # the key computed last (its result may be on its way)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self.finished.connect(self._resume)  # work wanted while the thread was ending
 
     def want(self, keys: Sequence[str]) -> None:
         with self._lock:
-            self._wanted = [k for k in keys if k != self._busy]
-        self._wake.set()
+            self._wanted = [k for k in keys if k != self._last]
+        self._resume()
 
-    def cancel(self) -> None:
-        super().cancel()
-        self._wake.set()
+    def _resume(self) -> None:
+        if self._wanted and not self.isRunning() and not self.cancelled():
+            self.start()
 
     def run(self) -> None:
         while not self.cancelled():
             with self._lock:
-                key = self._wanted.pop(0) if self._wanted else None
-                if key is None:
-                    self._wake.clear()
-                else:  # (kept after it is done, until its result has reached the GUI)
-                    self._busy = key
-            if key is None:
-                self._wake.wait(0.5)
-                continue
+                if not self._wanted:
+                    return
+                key = self._last = self._wanted.pop(0)
             try:
                 result = self._fn(key)
             except BaseException as exc:  # noqa: BLE001 - reported, never lost
@@ -154,16 +150,15 @@ class Predictions(QObject):
 
     ``pictureReady(stem)``, ``predicted(stem)`` when one is in; ``failed(stem, message,
     details)``. :meth:`focus` says which image is shown and the list order after it.
-    ``track(worker)`` hands each thread to the owner, which waits for it on closing.
+    :meth:`shutdown` stops and waits for its threads.
     """
 
     pictureReady = Signal(str)
     predicted = Signal(str)
     failed = Signal(str, str, str)
 
-    def __init__(self, track: Callable[[Worker], None] | None = None, parent=None) -> None:
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self._track = track
         self.items: dict[str, ReviewItem] = {}
         self.identity: tuple | None = None
         self.model: tuple[str | None, str | None, str] | None = None
@@ -172,6 +167,7 @@ class Predictions(QObject):
         self._order: list[str] = []
         self._model_worker: FetchWorker | None = None
         self._picture_worker: FetchWorker | None = None
+        self._workers: set[FetchWorker] = set()
         self.computed = 0  # predictions computed with the current model (tests, benchmarks)
 
     # -- what to compute -------------------------------------------------------------
@@ -210,12 +206,11 @@ class Predictions(QObject):
         return self._predictions.get(stem)
 
     def shutdown(self) -> None:
-        for worker in (self._model_worker, self._picture_worker):
-            if worker is not None:
-                worker.cancel()
-        for worker in (self._model_worker, self._picture_worker):
-            if worker is not None:
-                worker.wait()
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            worker.wait()
+        self._workers.clear()
         self._model_worker = self._picture_worker = None
 
     # -- the workers -----------------------------------------------------------------
@@ -225,9 +220,8 @@ class Predictions(QObject):
         worker = FetchWorker(fn)
         worker.done.connect(lambda stem, result: done(worker, stem, result))
         worker.failed.connect(lambda stem, m, d: self.failed.emit(stem, m, d))
-        if self._track is not None:
-            self._track(worker)
-        worker.start()
+        self._workers.add(worker)  # until it has ended (a cancelled one may still compute)
+        worker.finished.connect(lambda: worker.cancelled() and self._workers.discard(worker))
         return worker
 
     def _restart_model(self) -> None:

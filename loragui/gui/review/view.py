@@ -84,7 +84,7 @@ class ReviewView(QWidget):
         self._listing: CallWorker | None = None
         self.session: EditSession | None = None
         self.canvas: MaskCanvas | None = None
-        self.predictions = Predictions(track=self._own)
+        self.predictions = Predictions()
         self.predictions.pictureReady.connect(self._picture_ready)
         self.predictions.predicted.connect(self._predicted)
         self.predictions.failed.connect(
