@@ -292,7 +292,7 @@ class ReviewView(QWidget):
         self.status.setText("")
         self._follow_worst = True
         if self.filter.rowCount():
-            self.select_row(0)
+            self._select(0)
         self.opened.emit()
 
     # -- the list --------------------------------------------------------------------
@@ -303,6 +303,11 @@ class ReviewView(QWidget):
         return [self._stem_at(row) for row in range(self.filter.rowCount())]
 
     def select_row(self, row: int) -> None:
+        """Show the image of this row of the list (as sorted and filtered)."""
+        self._user_moved()
+        self._select(row)
+
+    def _select(self, row: int) -> None:
         index = self.filter.index(row, 0)
         self.list.selectionModel().setCurrentIndex(
             index, QItemSelectionModel.SelectionFlag.ClearAndSelect
@@ -314,7 +319,6 @@ class ReviewView(QWidget):
 
     def step(self, by: int) -> None:
         """The next (``by`` 1) or previous (-1) image of the list as sorted and filtered."""
-        self._user_moved()
         rows = self.filter.rowCount()
         if rows:
             self.select_row(min(max(self.current_row() + by, 0), rows - 1))
@@ -325,7 +329,7 @@ class ReviewView(QWidget):
     def set_split(self, split: str | None) -> None:
         self.filter.set_split(split)
         if self.filter.rowCount() and self.current not in self.visible_order():
-            self.select_row(0)
+            self._select(0)
         self._update_counts()
 
     # -- showing ---------------------------------------------------------------------
@@ -362,7 +366,7 @@ class ReviewView(QWidget):
         if self._follow_worst and all(i.dice is not None for i in self.table.items if i.mask):
             self._follow_worst = False
             if self.current_row() != 0:
-                self.select_row(0)
+                self._select(0)
 
     def _rescore(self, item: ReviewItem) -> None:
         prediction = self.predictions.prediction(item.stem)
