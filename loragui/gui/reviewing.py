@@ -48,6 +48,19 @@ def train_fields() -> set[str]:
     return {f.name for f in fields(TrainConfig)}
 
 
+def sample_corrections(folders: tuple[Path, Path | None]) -> Path | None:
+    """Corrections of the bundled sample go with the user's data, not into the
+    installation (None: the usual place beside the masks)."""
+    from loragui.engine.resources import bundled_sample_dirs
+
+    from .prefs import data_dir
+
+    sample = bundled_sample_dirs()
+    if sample is not None and Path(folders[0]) == Path(sample[0]):
+        return data_dir() / "sample-corrections"
+    return None
+
+
 class Reviewing(QObject):
     """``window`` is the main window: its data panel, settings, last run (``outputs``),
     ``training()``, ``log`` and ``track``; ``start_run(config)`` starts a run."""
@@ -127,7 +140,7 @@ class Reviewing(QObject):
         self.folders = folders
         self.model = {"base": base, "adapter": adapter, "device": device}
         self.view.open(*folders, base=base, adapter=adapter, device=device,
-                       validation=validation)
+                       validation=validation, corrections_dir=sample_corrections(folders))
         name = adapter or base or "the bundled base model"
         self.frame.setWindowTitle(f"Review {Path(images).name} with {Path(name).name} — loragui")
         self.w.log(f"Reviewing {images} with {name}")

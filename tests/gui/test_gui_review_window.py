@@ -189,3 +189,15 @@ def test_train_again_from_a_run_starts_from_its_adapter_with_the_corrections(
     assert Path(config.corrections) == view.corrections_dir
     assert Path(config.masks) == masks
     assert (view.corrections_dir / f"{stem}.png").is_file()
+
+
+def test_corrections_of_the_sample_go_with_the_users_data(qtbot, window_with_sample, dataset,
+                                                          user_dirs):
+    window = window_with_sample
+    qtbot.waitUntil(window.sample_action.isEnabled, timeout=20000)
+    window.sample_action.trigger()
+    qtbot.waitUntil(lambda: window.data.pair_count == 6, timeout=10000)
+    window.review_action.trigger()
+    view = reviewed(qtbot, window)
+    assert view.corrections_dir == user_dirs / "userdata" / "sample-corrections"
+    assert view.folder_label.text() == str(view.corrections_dir)

@@ -47,7 +47,7 @@ TOOLS = (("pan", "Pan", "H", "drag to move the image; the wheel zooms around the
          ("fill", "Fill", "F", "fill the connected region under the cursor"),
          ("delete", "Delete object", "D", "remove the object under the cursor"))
 BRUSH_STEP = 1.25  # [ and ] scale the brush by this much
-CANVAS_SHARE = 0.75  # of the view's width the canvas takes when it opens
+CANVAS_SHARE = 0.7  # of the view's width the canvas takes when it opens
 
 
 def ask_unsaved(parent: QWidget, count: int, doing: str) -> str:
@@ -106,7 +106,13 @@ class ReviewView(QWidget):
         self.list.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.verticalHeader().hide()
-        self.list.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.list.horizontalHeader()
+        for column in range(self.table.columnCount()):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch if column == 0
+                                        else QHeaderView.ResizeMode.ResizeToContents)
+        # Long names (hashes, dates) keep their start and end; the scores stay in view.
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.pressed.connect(self._user_moved)
         self.list.selectionModel().currentRowChanged.connect(
             lambda index, _: index.isValid() and self.show_stem(self._stem_at(index.row())))
