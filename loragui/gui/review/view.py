@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSplitter,
     QTableView,
@@ -90,6 +91,7 @@ class ReviewView(QWidget):
         self.predictions.failed.connect(
             lambda stem, m, d: self.logged.emit(f"{stem}: {m}", "error"))
         self._workers: set[Worker] = set()
+        self._sized = False
         self._build()
         self._new_session()
 
@@ -180,6 +182,8 @@ class ReviewView(QWidget):
 
         self.folder_label = QLabel()
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long path never pushes the buttons out of the window.
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.change_folder = QPushButton("Change…")
         self.change_folder.setToolTip("Choose the folder the corrected masks are saved to")
         self.change_folder.clicked.connect(self.choose_corrections_dir)
@@ -242,10 +246,11 @@ class ReviewView(QWidget):
             self.toolbar.addAction(action)
         return action
 
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        total = sum(self.splitter.sizes())
-        if total and self.splitter.sizes()[1] < CANVAS_SHARE * total * 0.9:
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if not self._sized and self.isVisible():  # the first real size: share it out once
+            self._sized = True
+            total = self.splitter.width()
             self.splitter.setSizes([int(total * (1 - CANVAS_SHARE)), int(total * CANVAS_SHARE)])
 
     # -- opening ---------------------------------------------------------------------
