@@ -54,6 +54,11 @@ def build_menus(w) -> None:
     run.addSeparator()
     w.resume_action = _action(w, run, "&Resume a run…", w.resume_offer.choose_run)
     w.resume_action.setStatusTip("Continue an interrupted run from its checkpoint")
+    run.addSeparator()
+    w.review_action = _action(w, run, "Re&view…", w.reviewing.review_current, "Ctrl+R")
+    w.review_action.setStatusTip("Each image with the model's prediction; correct the masks")
+    w.review_adapter_action = _action(w, run, "Review with an &adapter…",
+                                      w.reviewing.review_with_adapter)
     view = bar.addMenu("&View")
     view.addAction(w.log_dock.toggleViewAction())
     view.addAction(w.runs_dock.toggleViewAction())

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QUrl
+from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QWidget
 
@@ -84,6 +84,8 @@ class AfterTraining(QObject):
     level)`` and ``status(message, ms)`` report; ``track(worker)`` hands each job to the
     owner, which waits for it on closing.
     """
+
+    predictedFolder = Signal(str)  # the images folder Predict folder segmented
 
     def __init__(self, parent: QWidget, prefs: Preferences, results: ResultsPanel, *,
                  dataset_name: Callable[[], str], training: Callable[[], bool],
@@ -308,6 +310,7 @@ class AfterTraining(QObject):
         n = worker.written
         self._log(f"{n} mask{'s' if n != 1 else ''} written to {folder}")
         self.results.show_predicted(n, worker.total, folder)
+        self.predictedFolder.emit(str(worker.images_dir))
 
     def _predict_finished(self) -> None:
         self._predict = None

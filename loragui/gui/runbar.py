@@ -35,6 +35,9 @@ class RunBar(QWidget):
         self.stop_button.clicked.connect(stop)
         self.resume_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSeekForward),
                                          "Resume")
+        self.review_button = QPushButton("Review…")
+        self.review_button.setToolTip("Look at each image with the model's prediction, and "
+                                      "correct the masks (Ctrl+R)")
         self.reason = QLabel()
         self.reason.setWordWrap(True)
         # Ignored horizontally: a long reason wraps in the room left and never widens
@@ -56,6 +59,7 @@ class RunBar(QWidget):
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.resume_button)
+        buttons.addWidget(self.review_button)
         buttons.addWidget(self.reason, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

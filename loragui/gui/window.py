@@ -33,6 +33,7 @@ from .messages import Messages
 from .outputs import AfterTraining
 from .prefs import REMEMBERED_TRAIN_FIELDS, Preferences, new_run_dir
 from .resume import ResumeOffer
+from .reviewing import Reviewing
 from .runactions import RunsHistory
 from .runs import RunsView
 from .settings import SettingsPanel
@@ -94,6 +95,9 @@ class MainWindow(QMainWindow):
             changed=self._update_state, training_view=self._build_training_view,
             show_training_view=self._show_training_view, track=self._track)
         self.base_check = BaseCheck(self.settings, track=self._track, changed=self._update_state)
+        self.reviewing = Reviewing(self, start_run=self._start_run, track=self._track)
+        self.run_bar.review_button.clicked.connect(self.reviewing.review_current)
+        self.outputs.predictedFolder.connect(lambda images: self.reviewing.review_predicted(Path(images)))
         build_menus(self)
         self._splitter_restored = restore_geometry(self)
         fit_to_screen(self, self.size())  # a geometry saved on a larger screen
@@ -261,7 +265,7 @@ class MainWindow(QMainWindow):
         if self.data.images_dir is None:
             return "Add a folder of images to train."
         if self.data.masks_dir is None:
-            return "Add the folder of masks to train."
+            return "Add the folder of masks to train, or review these images with the model."
         if self.data.scanning:
             return "Looking for image/mask pairs…"
         if self.data.report is None:
@@ -290,6 +294,9 @@ class MainWindow(QMainWindow):
         has_output = self.outputs.output() is not None
         for action in (self.export_action, self.merged_action, self.predict_action):
             action.setEnabled(has_output and not training)
+        reviewable = not self.data.scanning and not self.settings.needs_base
+        for widget in (self.review_action, self.review_adapter_action, self.run_bar.review_button):
+            widget.setEnabled(reviewable)
         if not training:
             n = self.data.pair_count
             self.reason.setText(blocker or f"Ready: {n} pair{'s' if n != 1 else ''}.")
@@ -395,6 +402,7 @@ class MainWindow(QMainWindow):
         self.outputs.set_run(result, self.run.config)
         self.run_bar.ended()
         self.results.show_result(result)
+        self.reviewing.run_ended(result, self.run.config)
         if not self._close_when_stopped:
             self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)
             if never_started:
@@ -425,6 +433,9 @@ class MainWindow(QMainWindow):
         worker.finished.connect(lambda: self._jobs.discard(worker))
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._close_when_stopped and not self.reviewing.may_close():
+            event.ignore()  # unsaved corrections: the user chose Cancel
+            return
         if self.training():
             event.ignore()
             stopping = self._close_when_stopped or self.run.stopping
@@ -438,6 +449,7 @@ class MainWindow(QMainWindow):
         for worker in list(self._jobs):
             worker.cancel()
         self.data.shutdown()
+        self.reviewing.shutdown()
         for worker in list(self._jobs):
             worker.wait()
         self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}

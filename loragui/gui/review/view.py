@@ -1,0 +1,495 @@
+"""The review view: every image in a list (split, Dice, edited), the large canvas
+beside it, overlay controls and editing tools, and where the corrections go.
+
+Keys (shown in each tool's tooltip): Page Down or "." next image, Page Up or ","
+previous (Up/Down move in the list when it has the focus); H pan, B brush, E eraser,
+F fill, D delete object, A accept the prediction, [ and ] brush size, Ctrl+Z undo,
+Ctrl+Shift+Z redo, Ctrl+0 fit, Ctrl+1 actual pixels, Ctrl+S save the corrections.
+Nothing slow runs here: listing, decoding and predicting happen in worker threads
+(:mod:`.predictions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSplitter,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..workers import CallWorker, Worker
+from .canvas import MaskCanvas
+from .editing import EditSession
+from .items import DICE, SPLITS, ItemFilter, ItemTable, ReviewItem, list_items
+from .predictions import Predictions, dice
+
+# (tool, label, keys, what it does)
+TOOLS = (("pan", "Pan", "H", "drag to move the image; the wheel zooms around the cursor"),
+         ("brush", "Brush", "B", "paint the mask"),
+         ("eraser", "Eraser", "E", "erase the mask"),
+         ("fill", "Fill", "F", "fill the connected region under the cursor"),
+         ("delete", "Delete object", "D", "remove the object under the cursor"))
+BRUSH_STEP = 1.25  # [ and ] scale the brush by this much
+CANVAS_SHARE = 0.7  # of the view's width the canvas takes when it opens
+
+
+def ask_unsaved(parent: QWidget, count: int, doing: str) -> str:
+    """"save", "discard" or "cancel": what to do with ``count`` unsaved corrected masks
+    before ``doing`` ("closing the review", "training"...)."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Unsaved corrections",
+                      f"{count} corrected mask{'s are' if count != 1 else ' is'} not saved yet. "
+                      f"Save before {doing}?", parent=parent)
+    box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                           | QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Save)
+    answer = box.exec()
+    return {QMessageBox.StandardButton.Save: "save",
+            QMessageBox.StandardButton.Discard: "discard"}.get(answer, "cancel")
+
+
+class ReviewView(QWidget):
+    """``open()`` a folder with a model; ``trainAgain()`` when the user asks for a run
+    from the reviewed adapter on the corrected masks; ``logged(message, level)``."""
+
+    trainAgain = Signal()
+    logged = Signal(str, str)
+    opened = Signal()  # the list is filled
+
+    def __init__(self, track: Callable[[Worker], None] | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self._track = track
+        self.images_dir: Path | None = None
+        self.masks_dir: Path | None = None
+        self.corrections_dir: Path | None = None
+        self.current: str | None = None
+        # Until the user moves: the list's first (worst) image once every Dice is known.
+        self._follow_worst = False
+        self._listing: CallWorker | None = None
+        self.session: EditSession | None = None
+        self.canvas: MaskCanvas | None = None
+        self.predictions = Predictions()
+        self.predictions.pictureReady.connect(self._picture_ready)
+        self.predictions.predicted.connect(self._predicted)
+        self.predictions.failed.connect(
+            lambda stem, m, d: self.logged.emit(f"{stem}: {m}", "error"))
+        self._workers: set[Worker] = set()
+        self._sized = False
+        self._build()
+        self._new_session()
+
+    # -- building --------------------------------------------------------------------
+    def _build(self) -> None:
+        self.table = ItemTable(self)
+        self.filter = ItemFilter(self)
+        self.filter.setSourceModel(self.table)
+        self.filter.setDynamicSortFilter(True)
+        self.list = QTableView()
+        self.list.setModel(self.filter)
+        self.list.setSortingEnabled(True)
+        self.list.sortByColumn(DICE, Qt.SortOrder.AscendingOrder)  # the worst first
+        self.list.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.verticalHeader().hide()
+        header = self.list.horizontalHeader()
+        for column in range(self.table.columnCount()):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch if column == 0
+                                        else QHeaderView.ResizeMode.ResizeToContents)
+        # Long names (hashes, dates) keep their start and end; the scores stay in view.
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.pressed.connect(self._user_moved)
+        self.list.selectionModel().currentRowChanged.connect(
+            lambda index, _: index.isValid() and self.show_stem(self._stem_at(index.row())))
+        self.split_filter = QComboBox()
+        self.split_filter.addItem("All images", None)
+        for split in SPLITS:
+            self.split_filter.addItem(split.capitalize(), split)
+        self.split_filter.currentIndexChanged.connect(
+            lambda _: self.set_split(self.split_filter.currentData()))
+        self.counts = QLabel()
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.split_filter)
+        column.addWidget(self.list, 1)
+        column.addWidget(self.counts)
+
+        self.toolbar = QToolBar()
+        self.tool_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for tool, label, key, what in TOOLS:
+            action = self._action(label, key, lambda _=False, t=tool: self.set_tool(t), what)
+            action.setCheckable(True)
+            group.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions["pan"].setChecked(True)
+        self.toolbar.addSeparator()
+        self._action("Smaller", "[", lambda: self._scale_brush(1 / BRUSH_STEP), "a smaller brush")
+        self._action("Larger", "]", lambda: self._scale_brush(BRUSH_STEP), "a larger brush")
+        self.accept_action = self._action("Accept prediction", "A", lambda: self.canvas.accept_prediction(),
+                                          "make the prediction this image's mask")
+        self.toolbar.addSeparator()
+        self.undo_action = self._action("Undo", "Ctrl+Z", lambda: self.canvas.undo(), "undo the last edit")
+        self.redo_action = self._action("Redo", "Ctrl+Shift+Z", lambda: self.canvas.redo(), "redo")
+        self.toolbar.addSeparator()
+        self._action("Fit", "Ctrl+0", lambda: self.canvas.fit_to_window(), "the whole image")
+        self._action("1:1", "Ctrl+1", lambda: self.canvas.actual_pixels(), "one image pixel per screen pixel")
+        self.next_action = self._action("Next", "PgDown", lambda: self.step(1), "the next image",
+                                        extra=".", shown=False)
+        self.previous_action = self._action("Previous", "PgUp", lambda: self.step(-1),
+                                            "the previous image", extra=",", shown=False)
+
+        self.show_mask = QCheckBox("Mask")
+        self.show_prediction = QCheckBox("Prediction")
+        self.outline = QCheckBox("Outline")
+        for box in (self.show_mask, self.show_prediction):
+            box.setChecked(True)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.setMaximumWidth(140)
+        self.opacity.setToolTip("Opacity of the overlays")
+        self.show_mask.toggled.connect(lambda on: self.canvas.set_overlay("mask", visible=on))
+        self.show_prediction.toggled.connect(
+            lambda on: self.canvas.set_overlay("prediction", visible=on))
+        self.outline.toggled.connect(self._set_outline)
+        self.opacity.valueChanged.connect(self._set_opacity)
+        overlays = QHBoxLayout()
+        for widget in (self.show_mask, self.show_prediction, self.outline, QLabel("Opacity"),
+                       self.opacity):
+            overlays.addWidget(widget)
+        overlays.addStretch(1)
+        self.status = QLabel()
+        overlays.addWidget(self.status)
+
+        self.folder_label = QLabel()
+        self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long path never pushes the buttons out of the window.
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.change_folder = QPushButton("Change…")
+        self.change_folder.setToolTip("Choose the folder the corrected masks are saved to")
+        self.change_folder.clicked.connect(self.choose_corrections_dir)
+        self.save_button = QPushButton("Save corrections")
+        self.save_button.setToolTip("Save the corrected masks (Ctrl+S)")
+        self.save_button.clicked.connect(self.save)
+        self._action("Save", "Ctrl+S", self.save, "save the corrected masks", shown=False)
+        self.train_button = QPushButton("Train again")
+        self.train_button.setToolTip("Continue training from this adapter on the corrected masks")
+        self.train_button.clicked.connect(self.trainAgain.emit)
+        saving = QHBoxLayout()
+        saving.addWidget(QLabel("Corrections:"))
+        saving.addWidget(self.folder_label, 1)
+        for button in (self.change_folder, self.save_button, self.train_button):
+            saving.addWidget(button)
+
+        right = QWidget()
+        canvas_column = QVBoxLayout(right)
+        canvas_column.setContentsMargins(0, 0, 0, 0)
+        canvas_column.addWidget(self.toolbar)
+        canvas_column.addLayout(overlays)
+        self.canvas_column = canvas_column
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.splitter, 1)
+        layout.addLayout(saving)
+
+    def _new_session(self) -> None:
+        """A fresh editing session, and a canvas drawing it in the place of the last one."""
+        self.session = EditSession()
+        self.session.on_change.append(self._mask_changed)
+        canvas = MaskCanvas(self.session)
+        if self.canvas is not None:
+            self.canvas_column.replaceWidget(self.canvas, canvas)
+            self.canvas.deleteLater()
+        else:
+            self.canvas_column.addWidget(canvas, 1)
+        self.canvas = canvas
+        for which, box in (("mask", self.show_mask), ("prediction", self.show_prediction)):
+            canvas.set_overlay(which, visible=box.isChecked(), opacity=self.opacity.value() / 100,
+                               outline=self.outline.isChecked())
+        canvas.set_tool(next(t for t, a in self.tool_actions.items() if a.isChecked()))
+        self._update_buttons()
+
+    def _action(self, label: str, key: str, slot, what: str, *, extra: str | None = None,
+                shown: bool = True) -> QAction:
+        action = QAction(label, self)
+        keys = [QKeySequence(key)] + ([QKeySequence(extra)] if extra else [])
+        action.setShortcuts(keys)
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        names = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in keys)
+        action.setToolTip(f"{label}: {what} ({names})")
+        action.triggered.connect(slot)
+        self.addAction(action)
+        if shown:
+            self.toolbar.addAction(action)
+        return action
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if not self._sized and self.isVisible():  # the first real size: share it out once
+            self._sized = True
+            total = self.splitter.width()
+            self.splitter.setSizes([int(total * (1 - CANVAS_SHARE)), int(total * CANVAS_SHARE)])
+
+    # -- opening ---------------------------------------------------------------------
+    def open(self, images_dir: Path, masks_dir: Path | None, *, base: str | None,
+             adapter: str | None, device: str = "auto", validation=None,
+             corrections_dir: Path | None = None) -> CallWorker:
+        """Review ``images_dir`` (with ``masks_dir``'s masks, if any) with a model: the
+        base alone (``adapter`` None) or with an adapter. Lists the folders in a worker."""
+        from loragui.engine.corrections import default_corrections_dir
+
+        self.images_dir = Path(images_dir)
+        self.masks_dir = Path(masks_dir) if masks_dir else None
+        self.corrections_dir = Path(corrections_dir) if corrections_dir else \
+            default_corrections_dir(self.masks_dir, self.images_dir)
+        self._show_corrections_dir()
+        if self.session.edited() or self.canvas.current_stem() is not None:
+            self._new_session()
+        self.current = None
+        self.predictions.set_model(base, adapter, device)
+        self.status.setText("Listing the images…")
+        worker = CallWorker(list_items, self.images_dir, self.masks_dir,
+                            corrections_dir=self.corrections_dir, validation=validation)
+        worker.succeeded.connect(lambda listing: self._listed(worker, listing))
+        worker.failed.connect(lambda m, d: worker is self._listing and self.logged.emit(m, "error"))
+        self._listing = worker
+        self._own(worker)
+        worker.start()
+        return worker
+
+    def set_model(self, base: str | None, adapter: str | None, device: str = "auto") -> None:
+        """Predict with another model: every Dice and prediction is computed again."""
+        if self.predictions.set_model(base, adapter, device):
+            for item in self.table.items:
+                item.dice = None
+                self.table.changed(item.stem)
+            self.canvas.set_prediction(None)
+            if self.current is not None:
+                self.predictions.focus(self.current, self.visible_order())
+            self._update_counts()
+
+    def _listed(self, worker: CallWorker, listing) -> None:
+        if worker is not self._listing:
+            return
+        self._listing = None
+        for note in listing.notes:
+            self.logged.emit(note, "warning")
+        self.table.set_items(listing.items)
+        self.predictions.set_items(listing.items)
+        self._update_counts()
+        self.status.setText("")
+        self._follow_worst = True
+        if self.filter.rowCount():
+            self._select(0)
+        self.opened.emit()
+
+    # -- the list --------------------------------------------------------------------
+    def _stem_at(self, row: int) -> str:
+        return self.table.items[self.filter.mapToSource(self.filter.index(row, 0)).row()].stem
+
+    def visible_order(self) -> list[str]:
+        return [self._stem_at(row) for row in range(self.filter.rowCount())]
+
+    def select_row(self, row: int) -> None:
+        """Show the image of this row of the list (as sorted and filtered)."""
+        self._user_moved()
+        self._select(row)
+
+    def _select(self, row: int) -> None:
+        index = self.filter.index(row, 0)
+        self.list.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+        self.list.scrollTo(index)
+
+    def current_row(self) -> int:
+        return self.list.selectionModel().currentIndex().row()
+
+    def step(self, by: int) -> None:
+        """The next (``by`` 1) or previous (-1) image of the list as sorted and filtered."""
+        rows = self.filter.rowCount()
+        if rows:
+            self.select_row(min(max(self.current_row() + by, 0), rows - 1))
+
+    def _user_moved(self, *_) -> None:
+        self._follow_worst = False
+
+    def set_split(self, split: str | None) -> None:
+        self.filter.set_split(split)
+        if self.filter.rowCount() and self.current not in self.visible_order():
+            self._select(0)
+        self._update_counts()
+
+    # -- showing ---------------------------------------------------------------------
+    def show_stem(self, stem: str) -> None:
+        self.current = stem
+        self.predictions.focus(stem, self.visible_order())
+        self._display(stem)
+
+    def _display(self, stem: str) -> None:
+        picture = self.predictions.picture(stem)
+        if picture is None:
+            self.status.setText(f"Loading {self.table.item(stem).image.name}…")
+            return
+        self.canvas.show_image(stem, picture.image, picture.mask)
+        if self.canvas.zoom() == 1.0:
+            self.canvas.fit_to_window()
+        prediction = self.predictions.prediction(stem)
+        self.canvas.set_prediction(None if prediction is None else prediction.mask())
+        self.status.setText("" if prediction is not None else "Predicting…")
+
+    def _picture_ready(self, stem: str) -> None:
+        if stem == self.current and self.canvas.current_stem() != stem:
+            self._display(stem)
+
+    def _predicted(self, stem: str) -> None:
+        item = self.table.item(stem)
+        if item is None:
+            return
+        self._rescore(item)
+        if stem == self.current and self.canvas.current_stem() == stem:
+            self.canvas.set_prediction(self.predictions.prediction(stem).mask())
+            self.status.setText("")
+        self._update_counts()
+        if self._follow_worst and all(i.dice is not None for i in self.table.items if i.mask):
+            self._follow_worst = False
+            if self.current_row() != 0:
+                self._select(0)
+
+    def _rescore(self, item: ReviewItem) -> None:
+        prediction = self.predictions.prediction(item.stem)
+        if prediction is None:
+            return
+        edited = self.session.current(item.stem) if item.stem in self.session.edited() else None
+        item.dice = dice(prediction.mask(), edited) if edited is not None else prediction.dice
+        self.table.changed(item.stem)
+
+    def _mask_changed(self, stem: str) -> None:
+        item = self.table.item(stem)
+        if item is not None:
+            item.edited = stem in self.session.edited()
+            self._rescore(item)
+            self.table.changed(stem)
+        self._update_buttons()
+
+    def _update_counts(self) -> None:
+        items = self.table.items
+        scored = [i.dice for i in items if i.dice is not None]
+        text = f"{self.filter.rowCount()} of {len(items)} images"
+        if scored:
+            text += f" · mean Dice {sum(scored) / len(scored):.3f} ({len(scored)} scored)"
+        self.counts.setText(text)
+
+    def _update_buttons(self) -> None:
+        self.undo_action.setEnabled(self.session.can_undo())
+        self.redo_action.setEnabled(self.session.can_redo())
+        unsaved = len(self.session.unsaved())
+        self.save_button.setEnabled(bool(unsaved))
+        self.save_button.setText(f"Save corrections ({unsaved})" if unsaved else "Save corrections")
+
+    # -- tools -----------------------------------------------------------------------
+    def set_tool(self, tool: str) -> None:
+        self.tool_actions[tool].setChecked(True)
+        self.canvas.set_tool(tool)
+
+    def _scale_brush(self, factor: float) -> None:
+        size = self.canvas.brush_size()
+        self.canvas.set_brush_size(max(1, round(size * factor) if factor < 1 else
+                                       max(size + 1, round(size * factor))))
+
+    def _set_outline(self, on: bool) -> None:
+        for which in ("mask", "prediction"):
+            self.canvas.set_overlay(which, outline=on)
+
+    def _set_opacity(self, value: int) -> None:
+        for which in ("mask", "prediction"):
+            self.canvas.set_overlay(which, opacity=value / 100)
+
+    # -- saving ----------------------------------------------------------------------
+    def _show_corrections_dir(self) -> None:
+        self.folder_label.setText(str(self.corrections_dir or ""))
+        self.folder_label.setToolTip("Corrected masks are saved here; the original masks "
+                                     "are never changed")
+
+    def choose_corrections_dir(self) -> None:
+        start = str(self.corrections_dir.parent if self.corrections_dir else Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the corrected masks", start)
+        if folder:
+            self.corrections_dir = Path(folder)
+            self._show_corrections_dir()
+
+    def save(self) -> list[Path]:
+        """Save the unsaved corrected masks into the corrections folder."""
+        from loragui.engine.errors import LoraGuiError
+
+        from .. import dialogs
+
+        if not self.session.unsaved() or self.corrections_dir is None:
+            return []
+        try:
+            written = self.session.save(self.corrections_dir, masks_dir=self.masks_dir)
+        except LoraGuiError as exc:
+            dialogs.show_error(self, str(exc), title="Cannot save the corrections")
+            return []
+        for path in written:
+            item = self.table.item(path.stem)
+            if item is not None:
+                item.mask, item.corrected = path, True
+                self.table.changed(item.stem)
+        n = len(written)
+        self.logged.emit(f"{n} corrected mask{'s' if n != 1 else ''} saved to "
+                         f"{self.corrections_dir}", "info")
+        self._update_buttons()
+        return written
+
+    def may_leave(self, doing: str) -> bool:
+        """Whether the edits allow ``doing`` now (asks to save unsaved ones)."""
+        unsaved = self.session.unsaved()
+        if not unsaved:
+            return True
+        answer = ask_unsaved(self, len(unsaved), doing)
+        if answer == "save":
+            return bool(self.save()) or not self.session.unsaved()
+        return answer == "discard"
+
+    def has_corrections(self) -> bool:
+        return self.corrections_dir is not None and any(
+            i.corrected for i in self.table.items)
+
+    # -- threads ---------------------------------------------------------------------
+    def _own(self, worker: Worker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda: self._workers.discard(worker))
+        if self._track is not None:
+            self._track(worker)
+
+    def shutdown(self) -> None:
+        """Stop and wait for every thread of the view."""
+        self.predictions.shutdown()
+        for worker in list(self._workers):
+            worker.cancel()
+        for worker in list(self._workers):
+            worker.wait()
