@@ -88,7 +88,7 @@ def test_an_images_folder_alone_is_reviewed_with_the_base(qtbot, window, dataset
     assert {i.split for i in view.table.items} == {"unlabelled"}
     assert len(view.table.items) == 6
     assert view.predictions.model == (str(tiny_base), None, "auto")
-    assert view.corrections_dir == images.parent / "images-corrections"
+    assert view.corrections_dir == images.parent / "images-masks"
 
 
 
