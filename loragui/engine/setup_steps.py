@@ -1,19 +1,27 @@
-"""The steps of a training run's setup that need nothing but their inputs: what
-trains, the optimizer, the seeds.
+"""The steps of a training run's setup that need nothing but their inputs: the base
+model, the checks before any image is decoded (layers, crop, memory), what trains,
+the optimizer, the seeds, whether the step compiles.
 :class:`loragui.engine.train.Trainer` calls them in order (``Trainer._setup``)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch
 
+from .basemodel import load_model, resolve_base
 from .config import TrainConfig
-from .devices import default_forward_mode
+from .devices import default_forward_mode, supports_bf16
 from .errors import LoraGuiError
+from .events import LogEvent
 from .lora import LoRASettings, inject_lora, set_extra_trainable, set_forward_mode
-from .unet import UNet
+from .memory import Architecture
+from .preflight import check_layers, check_memory, fitted_crop, rank_note
+from .preprocessing import Preprocessing
+from .unet import UNet, UNetConfig
 
 
 def make_trainable(model: UNet, c: TrainConfig, device: torch.device
@@ -77,3 +85,37 @@ def compiles(c: TrainConfig, device_type: str, planned_crops: int) -> bool:
     """Whether a run compiles its training step: on a CUDA GPU, for a run long enough
     that the compile time pays (``compile_from``, see its comment in config.py)."""
     return c.compile and device_type == "cuda" and planned_crops >= c.compile_from
+
+
+def load_base(c: TrainConfig, device: torch.device) -> tuple[UNet, Any, Preprocessing]:
+    """(model, base model's info or None, preprocessing): a fresh UNet for --full
+    without --base, else the base model."""
+    if c.full and not c.base:
+        arch = UNetConfig(width=c.width, depth=c.depth)
+        check_fits(c, arch, 2**arch.depth, device)  # before the weights are allocated
+        return UNet(arch), None, Preprocessing()
+    model, info = load_model(resolve_base(c.base, device_type=device.type))
+    return model, info, Preprocessing.from_dict(info.preprocessing)
+
+
+def check_fits(c: TrainConfig, arch: UNetConfig, multiple: int, device: torch.device) -> None:
+    """Refuse a training that clearly cannot fit the device's memory (:mod:`.memory`)."""
+    crop = -(-c.auto_crop_size(device.type) // multiple) * multiple
+    check_memory(Architecture(**arch.to_dict()), c, crop=crop, device_type=device.type,
+                 device_index=device.index, bf16=supports_bf16(device))
+
+
+def preflight(model: UNet, c: TrainConfig, device: torch.device
+              ) -> Generator[LogEvent, None, int]:
+    """The settings against the model and the device, before any image is decoded;
+    returns the crop size (rounded to what the model takes)."""
+    check_layers(model, c)
+    crop_size, note = fitted_crop(c.auto_crop_size(device.type), model)
+    if note:
+        yield LogEvent(note, "info")
+    note = rank_note(model, c)
+    if note:
+        yield LogEvent(note, "warning")
+    if not (c.full and not c.base):
+        check_fits(c, model.config, model.multiple, device)
+    return crop_size

@@ -38,13 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .adapters import adapter_config, save_adapter
 from .atomic import clean_folder
-from .basemodel import load_model, resolve_base, save_model
+from .best_output import provenance, save_best
 from .checkpoint import Checkpoint, find_resumable
 from .class_metrics import class_columns
 from .config import TrainConfig, check_settings
-from .dataset import DecodedDataset, split_indices
 from .devices import resolve_device, supports_bf16
 from .distributed import (
     LR_SCALING,
@@ -54,7 +52,7 @@ from .distributed import (
     lr_scale,
 )
 from .early_stop import EarlyStop, patience_for
-from .errors import DataError, LoraGuiError, TrainingError
+from .errors import LoraGuiError, TrainingError
 from .events import (
     EpochEvent,
     Event,
@@ -73,19 +71,14 @@ from .faults import (
     memory_advice,
     tensors_finite,
 )
-from .formats import now_iso
 from .init_adapter import (
     InitAdapter,
     check_combination,
     check_init_adapter,
     load_init_adapter,
 )
-from .maskkinds import MaskMeaning, resolve
-from .memory import Architecture
+from .maskkinds import MaskMeaning
 from .outputs import RUN, Input, check_output, mark
-from .pairing import pair_folders
-from .preflight import check_layers, check_memory, fitted_crop, rank_note
-from .preprocessing import Preprocessing
 from .run_checkpoint import (
     RunState,
     checked_checkpoint,
@@ -105,16 +98,20 @@ from .runrecord import (
 )
 from .sampler import CropSampler
 from .schedule import default_steps_per_epoch, lr_factor
-from .setup_steps import compiles, make_optimizer, make_trainable, seed_everything
+from .setup_steps import (
+    compiles,
+    load_base,
+    make_optimizer,
+    make_trainable,
+    preflight,
+    seed_everything,
+)
 from .train_step import TrainStep
-from .unet import UNet, UNetConfig, count_parameters
+from .training_data import prepare_data
+from .unet import count_parameters
 from .validation import Validator
 
 __all__ = ["RUN_FILES", "Trainer", "find_resumable", "lr_factor", "run_training"]
-
-# Settings that name a file or folder: an adapter's provenance records their names only.
-_PATH_SETTINGS = ("base", "init_adapter", "corrections")
-MIN_VAL_IMAGES = 5  # fewer validation images than this give a Dice too noisy to trust: warned
 
 
 def run_training(config: TrainConfig, stop: threading.Event | None = None) -> Iterator[Event]:
@@ -260,8 +257,8 @@ class Trainer:
                                    "start them with loragui train --devices")
             self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
-        self.model, self.base_info, self.prep = self._setup_model()
-        yield from self._preflight()
+        self.model, self.base_info, self.prep = load_base(self.config, self.device)
+        self.crop_size = yield from preflight(self.model, self.config, self.device)
         self.init = self._setup_init_adapter()
         dataset = yield from self._setup_data()
         self._setup_schedule(dataset)
@@ -322,37 +319,6 @@ class Trainer:
         mark(self.out, RUN)
         clean_folder(self.out, RUN_FILES)  # what a killed run left half-written
 
-    def _setup_model(self) -> tuple[UNet, Any, Preprocessing]:
-        """(model, base model's info or None, preprocessing): a fresh UNet for --full
-        without --base, else the base model."""
-        c = self.config
-        if c.full and not c.base:
-            arch = UNetConfig(width=c.width, depth=c.depth)
-            self._check_memory(arch, 2**arch.depth)  # before the weights are allocated
-            return UNet(arch), None, Preprocessing()
-        model, info = load_model(resolve_base(c.base, device_type=self.device.type))
-        return model, info, Preprocessing.from_dict(info.preprocessing)
-
-    def _check_memory(self, arch: UNetConfig, multiple: int) -> None:
-        crop = -(-self.config.auto_crop_size(self.device.type) // multiple) * multiple
-        check_memory(Architecture(**arch.to_dict()), self.config, crop=crop,
-                     device_type=self.device.type, device_index=self.device.index,
-                     bf16=supports_bf16(self.device))
-
-    def _preflight(self) -> Iterator[Event]:
-        """The settings against the model and the device, before any image is decoded;
-        sets crop_size (rounded to what the model takes)."""
-        c = self.config
-        check_layers(self.model, c)
-        self.crop_size, note = fitted_crop(c.auto_crop_size(self.device.type), self.model)
-        if note:
-            yield LogEvent(note, "info")
-        note = rank_note(self.model, c)
-        if note:
-            yield LogEvent(note, "warning")
-        if not (c.full and not c.base):
-            self._check_memory(self.model.config, self.model.multiple)
-
     def _setup_init_adapter(self) -> InitAdapter | None:
         """--init-adapter: the adapter, checked against the base and the settings before
         any image is decoded; None without one."""
@@ -361,52 +327,14 @@ class Trainer:
         return check_init_adapter(self.config, self.model, self.base_info)
 
     def _setup_data(self) -> Iterator[Event]:
-        """Pair and decode the folders; sets train_data, val_data, dataset_info,
-        pairing_problems, crop_size and sampler. Returns dataset_info."""
-        c = self.config
-        report = pair_folders(c.images, c.masks or None, corrections=c.corrections or None)
-        if not report.ok:
-            raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
-        self.meaning = resolve(c.masks_hold, c.classes, report.proposal, report.masks_seen,
-                               report.masks_dir, invert=c.invert_masks)
-        if self.meaning.hold != "binary":  # confirmed: the scan's doubts are answered
-            report.mask_kind, report.not_binary = [], []
-        # Up to 20 names per problem on the command line; every one is kept in run.json.
-        lines = report.summary(max_names=20).splitlines()
-        yield LogEvent(lines[0].strip(), "info")  # "41 pairs found in …"
-        for line in lines[1:]:
-            if line.strip():
-                yield LogEvent(line.strip(), "warning")
-        if c.invert_masks:
-            yield LogEvent("the masks are used inverted (--invert-masks): their 0 pixels are "
-                           "the objects", "info")
-        if self.meaning.k > 1:
-            yield LogEvent(f"the masks are trained as {self.meaning.hold}: " + ", ".join(
-                f"{i} {m.name}" for i, m in enumerate(self.meaning.classes)), "info")
-        data = DecodedDataset.build(report.pairs, self.prep, stop=self.stop,
-                                    invert=c.invert_masks, meaning=self.meaning)
-        n = len(data.names)
-        train_idx, val_idx = split_indices(n, c.val_fraction, c.seed)
-        if n == 1:
-            yield LogEvent("only one pair: it is used for both training and validation", "warning")
-        elif 0 < len(val_idx) < MIN_VAL_IMAGES:
-            yield LogEvent(f"only {len(val_idx)} validation image(s): their Dice is a rough "
-                           f"figure; add image/mask pairs, or raise --val-fraction (now "
-                           f"{c.val_fraction:g}) so that at least {MIN_VAL_IMAGES} are held out",
-                           "warning")
-        self.val_stems = [data.names[i] for i in val_idx]
-        self.train_data = data.subset(train_idx)
-        self.val_data = data.subset(val_idx) if val_idx else None
-        self.dataset_info = {"pairs": n, "train": len(train_idx), "val": len(val_idx),
-                             "fingerprint": data.fingerprint(), "images": Path(c.images).name,
-                             "masks": Path(c.masks).name if c.masks else None,
-                             # names only: adapters get shared
-                             "corrections": Path(c.corrections).name if c.corrections else None,
-                             "corrected": [p.stem for p in report.pairs if p.corrected],
-                             "unlabelled": len(report.images_without_masks)}
-        self.pairing_problems = {title: entries for title, entries in report.problem_groups()}
-        self.sampler = CropSampler(self.train_data, self.crop_size, self.device, seed=c.seed,
-                                   intensity=c.intensity_augment)
+        """Pair and decode the folders; sets meaning, train_data, val_data, val_stems,
+        dataset_info, pairing_problems and sampler. Returns dataset_info."""
+        data = yield from prepare_data(self.config, self.prep, self.stop)
+        self.meaning, self.train_data, self.val_data = data.meaning, data.train, data.val
+        self.val_stems, self.dataset_info = data.val_stems, data.info
+        self.pairing_problems = data.problems
+        self.sampler = CropSampler(self.train_data, self.crop_size, self.device,
+                                   seed=self.config.seed, intensity=self.config.intensity_augment)
         return self.dataset_info
 
     def _setup_head(self) -> TrainConfig:
@@ -677,37 +605,14 @@ class Trainer:
         return self._elapsed_before + time.perf_counter() - self._t_start
 
     # ------------------------------------------------------------------ files
-    def _provenance(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
-        c = self.config
-        return {
-            "base_sha256": self.base_info.sha256 if self.base_info else None,
-            "base_name": self.base_info.name if self.base_info else None,
-            "architecture": self.model.config.to_dict(),
-            "preprocessing": self.prep.to_dict(),
-            # folder and file names only, never a path: adapters and models get shared
-            "training": {k: (Path(v).name if k in _PATH_SETTINGS and v else v)
-                         for k, v in c.to_dict().items()
-                         if k not in ("images", "masks", "out", "resume")},
-            "dataset": self.dataset_info,
-            "masks": self.meaning.to_dict(),
-            "metrics": metrics or {},
-            "base_metrics": {"dice": self.state.base_dice},
-            "epoch": self.state.best_epoch, "step": self.state.step,
-            "created": now_iso(),
-        }
-
     def _save_best(self, metrics: dict[str, Any] | None = None) -> None:
-        prov = self._provenance(metrics)
-        if self.config.full:
-            save_model(self.model, self.out / "model.safetensors", preprocessing=self.prep.to_dict(),
-                       extra={k: prov[k] for k in ("training", "dataset", "masks", "metrics",
-                                                   "epoch", "step")})
-        else:
-            saved = sorted({n.rsplit(".", 1)[0] for n in self.extra_trainable
-                            if ".base_layer." not in n})
-            cfg = adapter_config(self.model, self.lora, trained=self.extra_trainable,
-                                 modules_to_save=saved, loragui=prov)
-            save_adapter(self.model, cfg, self.out / "adapter")
+        st = self.state
+        prov = provenance(self.config, base_info=self.base_info, model=self.model,
+                          prep=self.prep, dataset=self.dataset_info, meaning=self.meaning,
+                          metrics=metrics, base_dice=st.base_dice, epoch=st.best_epoch,
+                          step=st.step)
+        save_best(self.out, self.config, model=self.model, prep=self.prep, lora=self.lora,
+                  extra_trainable=self.extra_trainable, provenance=prov)
         self._best_written = True
 
     def _save_checkpoint(self) -> None:
