@@ -48,3 +48,18 @@ class Messages:
         """A run starts: the warnings shown are those of the runs before."""
         self.warnings.clear()
         self.warning_label.hide()
+
+    def run_ended(self, result, *, finished: bool, not_better: bool) -> None:
+        """The log's lines for a run's end (a RunFinished, else a RunFailed); a failure is
+        said in the run column, the log keeps one line and the details."""
+        if not finished:
+            self.log(f"Training failed (the run column says why).\n{result.details}".rstrip(),
+                     "error")
+            return
+        verb = "Stopped" if result.stopped else "Finished"
+        self.log(f"{verb} after {result.steps} steps. Adapter: {result.output}")
+        if result.early_stopped:
+            self.log(f"Training ended early: {result.reason}.")
+        if not_better:
+            self.log("The adapter is not better than the base model on the validation images.",
+                     "warning")

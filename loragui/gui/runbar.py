@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtWidgets import (
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -55,16 +55,43 @@ class RunBar(QWidget):
         self.progress.setSizePolicy(keep)
         self.progress.hide()
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addWidget(self.resume_button)
-        buttons.addWidget(self.review_button)
-        buttons.addWidget(self.reason, 1)
+        # The reason sits beside the buttons, or below them where the bar is too narrow
+        # for both (a small screen, a large scale): its minimum then never widens the
+        # window, and the buttons keep their whole labels.
+        self.buttons = QGridLayout()
+        for column, button in enumerate((self.train_button, self.stop_button,
+                                         self.resume_button, self.review_button)):
+            self.buttons.addWidget(button, 0, column)
+        self._beside: bool | None = None
+        self._place_reason(beside=True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(buttons)
+        layout.addLayout(self.buttons)
         layout.addWidget(self.progress)
+        self.setMinimumWidth(self._buttons_width())
+
+    def _buttons_width(self) -> int:
+        spacing = max(self.buttons.horizontalSpacing(), 0)
+        widths = [b.sizeHint().width() for b in (self.train_button, self.stop_button,
+                                                 self.resume_button, self.review_button)]
+        return sum(widths) + spacing * (len(widths) - 1)
+
+    def _place_reason(self, *, beside: bool) -> None:
+        if beside == self._beside:
+            return
+        self._beside = beside
+        self.buttons.removeWidget(self.reason)
+        if beside:
+            self.buttons.addWidget(self.reason, 0, 4)
+            self.buttons.setColumnStretch(4, 1)
+        else:
+            self.buttons.addWidget(self.reason, 1, 0, 1, 5)
+            self.buttons.setColumnStretch(4, 1)
+
+    def resizeEvent(self, event) -> None:
+        room = self._buttons_width() + max(self.buttons.horizontalSpacing(), 0) + REASON_MIN_WIDTH
+        self._place_reason(beside=event.size().width() >= room)
+        super().resizeEvent(event)
 
     def preparing(self) -> None:
         """A run starts: the bar shows until its first progress arrives."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QEventLoop, QTimer
 
 TIMEOUT_S = 300
 
@@ -49,7 +49,10 @@ class SelfTest:
         self.say("self-test: window shown" if self.window.isVisible() else
                  "self-test: the window did not show")
         self.timer.start()
-        self.app.exec()
+        # An event loop of its own, ended at the close: quitting the application's loop
+        # would also stop the delivery of later threads' signals in this process.
+        self.loop = QEventLoop()
+        self.loop.exec()
         shutil.rmtree(self.tmp, ignore_errors=True)
         if self.user_dirs is not None:
             shutil.rmtree(self.user_dirs, ignore_errors=True)
@@ -68,7 +71,7 @@ class SelfTest:
             QTimer.singleShot(100, self._close)
             return
         self.window.close()
-        self.app.quit()
+        self.loop.quit()
 
     def _tick(self) -> None:
         if self.step is None:

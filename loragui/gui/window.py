@@ -37,13 +37,13 @@ from .reviewing import Reviewing
 from .runactions import RunsHistory
 from .runs import RunsView
 from .settings import SettingsPanel
+from .trainingpage import SHOW_VIEW_DELAY_MS, TrainingPage
 from .workers import StartupWorker, Worker
 
 qtfix.keep_singletons_alive()  # before anything is drawn: see qtfix.py
 
-# Pressing Train: the training view is shown this much later, the preferences written
-# later still (each in an event-loop pass of its own, see _start_run).
-SHOW_VIEW_DELAY_MS = 20
+# Pressing Train: the training view is shown SHOW_VIEW_DELAY_MS later, the preferences
+# written later still (each in an event-loop pass of its own, see _start_run).
 PREFS_SAVE_DELAY_MS = 400
 OPENING_SIZE = (1400, 900)  # at most: the available screen is the limit
 LEFT_WIDTH = 440
@@ -62,7 +62,6 @@ class MainWindow(QMainWindow):
         self.run_training = run_training
         self.config_overrides: dict[str, Any] = {}  # extra TrainConfig fields (tests, tools)
         self.run = None  # TrainingRun
-        self.training_view = None
         self.result = None  # last RunFinished / RunFailed
         self.info: dict[str, Any] = {}  # torch version and devices, for About
         self.sample_dirs: tuple[Path, Path] | None = None
@@ -93,7 +92,7 @@ class MainWindow(QMainWindow):
             resume_offer=self.resume_offer, settings=self.settings, load_folders=self.load_folders,
             training=self.training, overrides=self.config_overrides, log=self.log,
             changed=self._update_state, training_view=self._build_training_view,
-            show_training_view=self._show_training_view, track=self._track)
+            show_training_view=self.training_page.show, track=self._track)
         self.base_check = BaseCheck(self.settings, track=self._track, changed=self._update_state)
         self.reviewing = Reviewing(self, start_run=self._start_run, track=self._track)
         self.run_bar.review_button.clicked.connect(self.reviewing.review_current)
@@ -120,6 +119,7 @@ class MainWindow(QMainWindow):
         self.right_scroll = RunColumn(train=self.start_training, stop=self.stop_training)
         self.run_bar, self.results = self.right_scroll.run_bar, self.right_scroll.results
         self.stack, self.welcome = self.right_scroll.stack, self.right_scroll.welcome
+        self.training_page = TrainingPage(self.stack)
         self.train_button, self.stop_button = self.run_bar.train_button, self.run_bar.stop_button
         self.resume_button = self.run_bar.resume_button
         self.reason, self.progress = self.run_bar.reason, self.run_bar.progress
@@ -307,35 +307,17 @@ class MainWindow(QMainWindow):
         self.messages.log(message, level)
 
     # ------------------------------------------------------------------ training
+    @property
+    def training_view(self):
+        """The curves and previews, once built (see trainingpage.py)."""
+        return self.training_page.view
+
     def _build_training_view(self):
-        """The curves and previews (~0.1 s of pyqtgraph set-up): made while the
-        window is idle after start-up, so pressing Train does not pay for it."""
-        if self.training_view is None:
-            from loragui.engine.config import TrainConfig  # torch-free
-
-            from .training import TrainingView  # pyqtgraph: imported by the start-up thread
-
-            self.training_view = TrainingView()
-            self.stack.addWidget(self.training_view)
-            self.training_view.previews.prepare(TrainConfig().previews)
-            # Lay it out and paint it once, off screen: the first real paint, when
-            # training starts, then finds its fonts and pictures ready.
-            self.training_view.resize(self.stack.size())
-            self.training_view.grab()
+        view = self.training_page.build()
         if self._awaiting_plots:
             self._awaiting_plots = False
             self._update_state()
-        return self.training_view
-
-    def _show_training_view(self) -> None:
-        """The training view replaces the welcome page; its previews are painted in the
-        next pass (the plots' first paint after a re-layout is the costly part)."""
-        view = self.training_view
-        if view is None or self.stack.currentWidget() is view:
-            return
-        view.previews.setUpdatesEnabled(False)
-        self.stack.setCurrentWidget(view)
-        QTimer.singleShot(SHOW_VIEW_DELAY_MS, lambda: view.previews.setUpdatesEnabled(True))
+        return view
 
     def start_training(self) -> None:
         blocker = self.train_blocker()
@@ -346,7 +328,7 @@ class MainWindow(QMainWindow):
                  "masks_hold": self.data.mask_kind.masks_hold}
         extra |= self.config_overrides
         config = self.settings.make_config(self.data.images_dir, self.data.masks_dir, **extra)
-        self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
+        self._remember_settings()
         # A file write: later, not among the first paints of the run.
         QTimer.singleShot(PREFS_SAVE_DELAY_MS, self.prefs.save)
         self._start_run(config)
@@ -379,7 +361,7 @@ class MainWindow(QMainWindow):
         # The curves and previews replace the welcome page in a pass of their own: its
         # layout and first paint (~30 ms) then do not add to the repaint of the settings
         # and buttons this press changed (two short pauses of the window instead of one long).
-        QTimer.singleShot(SHOW_VIEW_DELAY_MS, self._show_training_view)
+        QTimer.singleShot(SHOW_VIEW_DELAY_MS, self.training_page.show)
 
     def stop_training(self) -> None:
         if self.training() and not self.run.stopping:
@@ -409,23 +391,16 @@ class MainWindow(QMainWindow):
                 self.resume_offer.restore()  # the earlier run's offer, if there was one
             elif result.run_dir and not (finished and not result.stopped):
                 self.resume_offer.check(result.run_dir)  # stopped or failed: offer Resume
-        if finished:
-            verb = "Stopped" if result.stopped else "Finished"
-            self.log(f"{verb} after {result.steps} steps. Adapter: {result.output}")
-            if result.early_stopped:
-                self.log(f"Training ended early: {result.reason}.")
-            if self.results.is_warning:
-                self.log("The adapter is not better than the base model on the validation images.",
-                         "warning")
-        else:
-            # The run column says why; the log keeps one line and the details.
-            self.log(f"Training failed (the run column says why).\n{result.details}".rstrip(),
-                     "error")
+        self.messages.run_ended(result, finished=finished, not_better=self.results.is_warning)
         self._update_state()
         if self.runs_view.loaded and not self._close_when_stopped:
             self.runs_view.refresh()
         if self._close_when_stopped:
             self.close()
+
+    def _remember_settings(self) -> None:
+        self.prefs.train = {k: v for k, v in self.settings.values().items()
+                            if k in REMEMBERED_TRAIN_FIELDS}
 
     # ------------------------------------------------------------------ closing
     def _track(self, worker: Worker) -> None:
@@ -452,7 +427,7 @@ class MainWindow(QMainWindow):
         self.reviewing.shutdown()
         for worker in list(self._jobs):
             worker.wait()
-        self.prefs.train = {k: v for k, v in self.settings.values().items() if k in REMEMBERED_TRAIN_FIELDS}
+        self._remember_settings()
         self.prefs.save()
         save_geometry(self)
         self._closed = True
