@@ -30,10 +30,11 @@ Timings mean something only on a quiet machine (nothing else computing). Usage:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -149,13 +150,21 @@ def correction_loop(args: argparse.Namespace) -> dict:
 
 
 def other_section(module: str, args: argparse.Namespace) -> dict | None:
-    """A timing of the review view's widgets, from its own module (``run(args)``)."""
-    try:
-        section = importlib.import_module(f"benchmarks.{module}")
-    except ModuleNotFoundError:
-        print(f"{module}: benchmarks/{module}.py is not present; skipped")
+    """A timing of the review view's widgets: its own benchmark (``benchmarks/MODULE.py``,
+    with its defaults and the device asked for here), run as a program of its own since
+    it needs a Qt application (offscreen without a display); its figures print as it goes."""
+    script = Path(__file__).with_name(f"{module}.py")
+    if not script.is_file():
+        print(f"{module}: {script.name} is not present; skipped")
         return None
-    return section.run(args)
+    env = dict(os.environ)
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    extra = ["--device", args.device] if module == "review_display" and args.device != "auto" \
+        else []
+    print(f"\n## {module}", flush=True)
+    code = subprocess.run([sys.executable, str(script), *extra], env=env).returncode
+    return {"exit_status": code}
 
 
 def main() -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from loragui.engine.adapters import load_adapter, write_adapter
 from loragui.engine.errors import LoraGuiError
@@ -136,3 +138,19 @@ def test_a_stopped_warm_start_resumes_from_its_checkpoint(trained, tmp_path):
     events = _train(TrainConfig.from_dict(info["config"]))
     started = next(e for e in events if type(e).__name__ == "RunStarted")
     assert started.start_step == 5 and events[-1].steps == 10
+
+
+def test_a_warm_start_keeps_its_adapter_unless_an_epoch_beats_it(trained, tmp_path):
+    """With a learning rate too small to change anything, no epoch beats epoch 0 (the
+    initial adapter): the run's adapter is the initial one, its best epoch 0."""
+    tmp, config = trained
+    out = tmp_path / "again"
+    events = _train(tiny_config(tmp, out=str(out), init_adapter=str(Path(config.out) / "adapter"),
+                                epochs=2, early_stop=False, lr=1e-12))
+    finished = events[-1]
+    assert finished.best_epoch == 0
+    assert finished.best_dice == finished.base_dice
+    first, again = (load_file(Path(d) / "adapter" / "adapter_model.safetensors")
+                    for d in (config.out, out))
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)

@@ -571,8 +571,12 @@ class Trainer:
         is_best = False
         if epoch == 0:
             self.state.base_dice = dice
-        elif self.val_data is None or (dice is not None and (self.state.best_dice is None
-                                                             or dice > self.state.best_dice)):
+        # A warm start's epoch 0 is its initial adapter: the run keeps it unless an epoch
+        # beats it, so training again never ends with a worse adapter than it began with.
+        warm_start = epoch == 0 and self.init is not None and dice is not None
+        if warm_start or epoch > 0 and (
+                self.val_data is None or (dice is not None and (self.state.best_dice is None
+                                                                or dice > self.state.best_dice))):
             is_best = True
             previous = self.state.best_dice, self.state.best_epoch
             self.state.best_dice = dice
