@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from loragui.engine import imageio
-from loragui.engine.pairing import Pair, pair_folders
+from loragui.engine.pairing import pair_folders
+from loragui.engine.pairing_report import Pair
 from loragui.engine.preprocessing import Preprocessing
 from tests.messy import (
     H,

@@ -20,7 +20,8 @@ from loragui.engine.dataset import DecodedDataset, split_indices
 from loragui.engine.errors import DataError
 from loragui.engine.imageio import read_image
 from loragui.engine.model_input import to_model_input
-from loragui.engine.pairing import Pair, PairingReport, pair_folders
+from loragui.engine.pairing import pair_folders
+from loragui.engine.pairing_report import Pair, PairingReport
 from loragui.engine.preprocessing import Preprocessing
 from loragui.engine.sampler import CropSampler
 from tests.datakit import PREP, REAL_DATA, grey_picture, tiny_pairs, write_image

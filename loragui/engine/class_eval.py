@@ -19,7 +19,7 @@ from .class_metrics import ClassScores
 from .errors import DataError
 from .imageio import read_image
 from .maskkinds import CLASSES_FILE, MaskClass, MaskMeaning, read_classes_file, read_target
-from .pairing import Pair
+from .pairing_report import Pair
 from .preprocessing import Preprocessing
 from .tiling import predict_mask
 from .unet import UNet

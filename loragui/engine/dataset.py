@@ -19,7 +19,8 @@ from .errors import DataError
 from .imageio import UnreadableFileError, read_image
 from .maskkinds import MaskMeaning, read_target
 from .masks import read_mask
-from .pairing import Pair, Progress, plural
+from .pairing import Progress
+from .pairing_report import Pair, plural
 from .parallel import ordered_map
 from .preprocessing import Preprocessing
 
