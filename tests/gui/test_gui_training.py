@@ -36,6 +36,21 @@ def prepare(qtbot, window, dataset, tiny_base, **settings) -> None:
     qtbot.waitUntil(window.train_button.isEnabled, timeout=10000)
 
 
+def interrupted_run(out, dataset, tiny_base):
+    """A run of 3 epochs in ``out``, stopped after its first: resumable. Its config."""
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.train import run_training
+
+    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(out),
+                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 3}),
+                         steps_per_epoch=2)
+    stop = threading.Event()
+    for event in run_training(config, stop):
+        if isinstance(event, EpochEvent) and event.epoch == 1:
+            stop.set()
+    return config
+
+
 def wait_result(qtbot, window, timeout: int = 60000):
     qtbot.waitUntil(lambda: window.result is not None and not window.training(), timeout=timeout)
     return window.result
@@ -259,18 +274,10 @@ def test_a_dying_child_fails_clearly_and_offers_resume(qtbot, window, dataset, t
 
 
 def test_the_last_interrupted_run_is_offered_at_start(qtbot, tiny_base, dataset, user_dirs):
-    from loragui.engine.config import TrainConfig
-    from loragui.engine.train import run_training
     from loragui.gui.window import MainWindow
 
     run = user_dirs / "userdata" / "runs" / "2020-01-01_00-00-00"
-    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(run),
-                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 3}),
-                         steps_per_epoch=2)
-    stop = threading.Event()
-    for event in run_training(config, stop):  # interrupted after its first epoch
-        if isinstance(event, EpochEvent) and event.epoch == 1:
-            stop.set()
+    interrupted_run(run, dataset, tiny_base)
 
     win = MainWindow()
     qtbot.addWidget(win)
@@ -397,18 +404,10 @@ def test_a_failed_start_leaves_no_run_folder_and_keeps_the_resume_offer(
     """Settings the engine refuses (a layer pattern that matches nothing), in the real
     training child: the folder it was given is gone again, the earlier run's Resume
     stays, and the run column alone says why."""
-    from loragui.engine.config import TrainConfig
-    from loragui.engine.train import run_training
 
     runs = user_dirs / "userdata" / "runs"
     earlier = runs / "2020-01-01_00-00-00"
-    config = TrainConfig(images=str(dataset[0]), masks=str(dataset[1]), out=str(earlier),
-                         base=str(tiny_base), **(TINY_TRAINING | {"epochs": 3}),
-                         steps_per_epoch=2)
-    stop = threading.Event()
-    for event in run_training(config, stop):  # interrupted after its first epoch
-        if isinstance(event, EpochEvent) and event.epoch == 1:
-            stop.set()
+    interrupted_run(earlier, dataset, tiny_base)
     prepare(qtbot, window, dataset, tiny_base)
     window.resume_offer.check()
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
