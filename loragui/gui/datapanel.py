@@ -3,6 +3,7 @@ thumbnails. Scanning and thumbnail decoding run in worker threads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -35,6 +36,8 @@ class DataPanel(QWidget):
         self.masks_dir: Path | None = None
         self.report = None
         self._scan: ScanWorker | None = None
+        # Asked before other folders are taken (the window: unsaved corrections of a review).
+        self.may_change: Callable[[], bool] = lambda: True
         self._thumbs: ThumbnailWorker | None = None
         self._workers: set[Worker] = set()
 
@@ -98,7 +101,8 @@ class DataPanel(QWidget):
     # -- loading --------------------------------------------------------------------------
     def choose(self, target: str, folder: Path) -> None:
         """A folder was dropped on (or chosen for) ``target``: "images" or "masks"."""
-        self._start_scan(ScanWorker(target, Path(folder), self.images_dir, self.masks_dir))
+        if self.may_change():
+            self._start_scan(ScanWorker(target, Path(folder), self.images_dir, self.masks_dir))
 
     def takes_drop(self, urls) -> bool:
         return bool(local_paths(urls))
@@ -114,7 +118,8 @@ class DataPanel(QWidget):
 
     def load(self, images: Path, masks: Path) -> None:
         """Pair two known folders (the sample data, the command line, the tests)."""
-        self._start_scan(ScanWorker("both", None, Path(images), Path(masks)))
+        if self.may_change():
+            self._start_scan(ScanWorker("both", None, Path(images), Path(masks)))
 
     def _start_scan(self, worker: ScanWorker) -> None:
         if self._scan is not None:

@@ -206,6 +206,11 @@ class Reviewing(QObject):
         self.w.runs_dock.raise_()
 
     # -- closing ---------------------------------------------------------------------
+    def may_leave(self, doing: str) -> bool:
+        """Whether the main window may go on ``doing`` (open other folders, train): unsaved
+        edits of an open review are saved or discarded first, or the user cancels."""
+        return self.view is None or not self.frame.isVisible() or self.view.may_leave(doing)
+
     def may_close(self) -> bool:
         """Whether the main window may close (unsaved edits are saved or discarded)."""
         if self.view is None or not self.frame.isVisible():

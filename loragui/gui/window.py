@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
             show_training_view=self.training_page.show, track=self._track)
         self.base_check = BaseCheck(self.settings, track=self._track, changed=self._update_state)
         self.reviewing = Reviewing(self, start_run=self._start_run, track=self._track)
+        self.data.may_change = lambda: self.reviewing.may_leave("opening other folders")
         self.run_bar.review_button.clicked.connect(self.reviewing.review_current)
         self.outputs.predictedFolder.connect(lambda images: self.reviewing.review_predicted(Path(images)))
         build_menus(self)
@@ -323,6 +324,8 @@ class MainWindow(QMainWindow):
         blocker = self.train_blocker()
         if blocker:
             self.statusBar().showMessage(blocker, 5000)
+            return
+        if not self.reviewing.may_leave("training"):  # unsaved corrections: Cancel
             return
         extra = {"out": str(new_run_dir()), "invert_masks": self.data.invert_masks.isChecked(),
                  "masks_hold": self.data.mask_kind.masks_hold}

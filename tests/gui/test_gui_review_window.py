@@ -111,6 +111,15 @@ def test_unsaved_edits_ask_on_close_and_on_other_folders(qtbot, window, dataset,
     assert window.reviewing.folders == (images, masks)  # kept: the user cancelled
     assert answers["asked"] == [(1, "opening other folders")]
 
+    answers["answers"] = ["cancel"]  # other folders in the Data panel: kept as they are
+    window.data.choose("images", other)
+    assert answers["asked"][-1] == (1, "opening other folders")
+    assert not window.data.scanning and window.data.images_dir == images
+
+    answers["answers"] = ["cancel"]  # Train: no run starts
+    window.start_training()
+    assert answers["asked"][-1] == (1, "training") and window.run is None
+
     answers["answers"] = ["cancel", "cancel", "discard"]
     window.reviewing.frame.close()
     assert window.reviewing.frame.isVisible()
