@@ -75,6 +75,31 @@ def test_three_classes_overfit_to_a_high_mean_foreground_dice(trained):
     assert "head" in cfg["modules_to_save"]
 
 
+def test_the_previews_carry_each_pixels_class_and_the_class_colours(trained, tmp_path):
+    from loragui.engine.events import event_from_line, event_to_line, read_previews, write_previews
+    from loragui.gui.overlay import preview_overlay
+
+    _, config, events = trained
+    preview = [e for e in events if isinstance(e, EpochEvent)][-1].previews[0]
+    assert preview.classes.shape == preview.mask.shape and preview.classes.dtype == np.uint8
+    assert set(np.unique(preview.classes)) <= {0, 1, 2}
+    colours = load_with_meaning(config.base, f"{config.out}/adapter")[3].colours
+    assert preview.colours == tuple(colours) and len(colours) == 3
+    again = read_previews(write_previews(tmp_path / "p.npz", [preview]))[0]
+    assert np.array_equal(again.classes, preview.classes) and again.colours == preview.colours
+    line = event_from_line(event_to_line([e for e in events if isinstance(e, EpochEvent)][-1]))
+    assert np.array_equal(line.previews[0].classes, preview.classes)
+    # each predicted class is tinted its own colour (the inside of a region: no outline)
+    rgb = preview_overlay(preview).astype(int)
+    plain = preview_overlay(dataclasses.replace(preview, classes=np.zeros_like(preview.classes)))
+    for k in (1, 2):
+        inside = preview.classes == k
+        if inside.sum() > 50:
+            colour = np.array([int(colours[k][i:i + 2], 16) for i in (1, 3, 5)])
+            moved = np.abs(rgb[inside] - colour).mean() < np.abs(plain[inside] - colour).mean()
+            assert moved, k
+
+
 def test_the_adapter_loads_and_predicts_class_probabilities(trained):
     root, config, _ = trained
     model, prep, _, meaning = load_with_meaning(config.base, root / "run" / "adapter")

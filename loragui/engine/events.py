@@ -31,6 +31,10 @@ class Preview:
     image: np.ndarray  # (H, W, 3) uint8, the normalised input as shown to the model
     mask: np.ndarray  # (H, W) bool ground truth
     prediction: np.ndarray  # (H, W) float32 foreground probability in [0, 1]
+    # A run of several classes: the predicted class of each pixel, (H, W) uint8, and the
+    # classes' colours ("#rrggbb", index = class); the previews colour each class.
+    classes: np.ndarray | None = None
+    colours: tuple[str, ...] = ()
 
 
 @dataclass
@@ -192,13 +196,16 @@ def event_from_line(line: str) -> Event:
 
 
 def _preview_from_dict(p: dict[str, Any]) -> Preview:
+    classes = p.get("classes")
     return Preview(str(p["name"]), np.asarray(p["image"], dtype=np.uint8),
-                   np.asarray(p["mask"], dtype=bool), np.asarray(p["prediction"], dtype=np.float32))
+                   np.asarray(p["mask"], dtype=bool), np.asarray(p["prediction"], dtype=np.float32),
+                   None if classes is None else np.asarray(classes, dtype=np.uint8),
+                   tuple(str(c) for c in p.get("colours") or ()))
 
 
 # Previews as files: one .npz per epoch holding plain arrays only (``names`` a unicode
-# array, ``image_<i>``, ``mask_<i>``, ``prediction_<i>`` per preview: the validation
-# images may differ in size), so ``np.load(..., allow_pickle=False)`` reads it.
+# array, ``image_<i>``, ``mask_<i>``, ``prediction_<i>`` (and for classes ``classes_<i>``,
+# with one ``colours`` array) per preview: the validation images may differ in size), so ``np.load(..., allow_pickle=False)`` reads it.
 
 def write_previews(path: str | os.PathLike, previews: list[Preview]) -> Path:
     """Write ``previews`` to ``path`` (.npz) atomically: readers never see half a file."""
@@ -209,6 +216,9 @@ def write_previews(path: str | os.PathLike, previews: list[Preview]) -> Path:
         arrays[f"image_{i}"] = np.ascontiguousarray(p.image, dtype=np.uint8)
         arrays[f"mask_{i}"] = np.ascontiguousarray(p.mask, dtype=bool)
         arrays[f"prediction_{i}"] = np.ascontiguousarray(p.prediction, dtype=np.float32)
+        if p.classes is not None:
+            arrays[f"classes_{i}"] = np.ascontiguousarray(p.classes, dtype=np.uint8)
+            arrays["colours"] = np.array(p.colours, dtype=str)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: savez would append ".npz" to a name
@@ -221,7 +231,9 @@ def read_previews(path: str | os.PathLike) -> list[Preview]:
     """The previews :func:`write_previews` wrote (never unpickles anything)."""
     with np.load(path, allow_pickle=False) as data:
         names = [str(n) for n in data["names"]]
-        return [Preview(name, data[f"image_{i}"], data[f"mask_{i}"], data[f"prediction_{i}"])
+        colours = tuple(str(c) for c in data["colours"]) if "colours" in data else ()
+        return [Preview(name, data[f"image_{i}"], data[f"mask_{i}"], data[f"prediction_{i}"],
+                        data[f"classes_{i}"] if f"classes_{i}" in data else None, colours)
                 for i, name in enumerate(names)]
 
 

@@ -275,7 +275,8 @@ class Trainer:
             self.model, self.device, autocast=self.autocast, lora=self.lora is not None,
             previews=self.config.previews, fault=lambda m: self._notes.append(self._fault(m)),
             resume_hint=self._resume_hint,
-            classes=self.meaning.names if self.meaning.k > 1 else None)
+            classes=self.meaning.names if self.meaning.k > 1 else None,
+            colours=self.meaning.colours if self.meaning.k > 1 else None)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.steps = TrainStep(

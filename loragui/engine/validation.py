@@ -50,9 +50,11 @@ class Validator:
 
     def __init__(self, model: UNet, device: torch.device, *, autocast: bool, lora: bool,
                  previews: int, fault: Callable[[str], None],
-                 resume_hint: Callable[[], str], classes: list[str] | None = None) -> None:
+                 resume_hint: Callable[[], str], classes: list[str] | None = None,
+                 colours: list[str] | None = None) -> None:
         self.model = model
         self.classes = classes  # class names of a K-class model; None: foreground/background
+        self.colours = colours or []  # their colours, for the previews
         self.device = device
         self.autocast = autocast
         self.lora = lora
@@ -86,8 +88,10 @@ class Validator:
                         prob = torch.sigmoid(logits).numpy()
                         scores.add(prob > 0.5, mask > 0)
                     if i < self.previews:
+                        classes = logits.argmax(0).numpy().astype(np.uint8) if many else None
                         previews.append(Preview(data.names[i], image, mask > 0,
-                                                prob.astype(np.float32)))
+                                                prob.astype(np.float32), classes,
+                                                tuple(self.colours) if many else ()))
         finally:
             if self.lora:
                 set_forward_mode(self.model, default_forward_mode(self.device))

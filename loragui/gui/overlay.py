@@ -71,6 +71,32 @@ def overlay(image: np.ndarray, mask: np.ndarray | None = None,
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
+def class_overlay(image: np.ndarray, mask: np.ndarray, classes: np.ndarray,
+                  colours: tuple[str, ...]) -> np.ndarray:
+    """``image`` with each predicted class but the background (0) tinted its colour and
+    outlined, and the ground truth's foreground outlined green. (H, W, 3) uint8."""
+    rgb = as_rgb(image).astype(np.float32)
+    h, w = rgb.shape[:2]
+    thickness = 1 if max(h, w) < 160 else 2
+    classes = np.asarray(classes)[:h, :w]
+    for k, colour in enumerate(colours):
+        where = classes == k
+        if k == 0 or not where.any():
+            continue
+        tint = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float32)
+        rgb[where] = rgb[where] * 0.5 + tint * 0.5
+        rgb[outline(where, thickness)] = tint
+    rgb[outline(np.asarray(mask, dtype=bool)[:h, :w], thickness)] = GT_COLOUR
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def preview_overlay(p) -> np.ndarray:
+    """A validation preview's picture: per class for a run of several classes."""
+    if p.classes is not None and p.colours:
+        return class_overlay(p.image, p.mask, p.classes, p.colours)
+    return overlay(p.image, p.mask, p.prediction)
+
+
 def dice(mask: np.ndarray, prediction: np.ndarray, threshold: float = 0.5) -> float | None:
     """Dice of one image (None when both the mask and the prediction are empty)."""
     m = np.asarray(mask, dtype=bool)
@@ -93,8 +119,7 @@ def with_overlays(event: EpochEvent) -> EpochEvent:
     """``event`` as an :class:`EpochWithOverlays` (unchanged if drawing fails: the view
     then draws the previews itself)."""
     try:
-        overlays = [(overlay(p.image, p.mask, p.prediction), dice(p.mask, p.prediction))
-                    for p in event.previews]
+        overlays = [(preview_overlay(p), dice(p.mask, p.prediction)) for p in event.previews]
     except Exception:  # noqa: BLE001 - the view draws them itself then
         return event
     return EpochWithOverlays(**{f.name: getattr(event, f.name) for f in fields(EpochEvent)},

@@ -14,7 +14,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFont, QFontMetrics, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from .overlay import GT_COLOUR, PRED_COLOUR, dice, overlay
+from .overlay import GT_COLOUR, PRED_COLOUR, dice, preview_overlay
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -180,7 +180,7 @@ class PredictionPreviews(QWidget):
         drawn = overlays or [(None, None)] * len(previews)
         for (_, box, item), p, (rgb, score) in zip(self._items, previews, drawn, strict=False):
             if rgb is None:
-                rgb, score = overlay(p.image, p.mask, p.prediction), dice(p.mask, p.prediction)
+                rgb, score = preview_overlay(p), dice(p.mask, p.prediction)
             resized = item.image is None or item.image.shape != rgb.shape
             item.setImage(rgb, autoLevels=False, levels=(0, 255))
             if resized:
