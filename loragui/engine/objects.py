@@ -70,16 +70,27 @@ def labels_from_classes(probs: np.ndarray, min_size: int = 0) -> np.ndarray:
     probability, so that the line between two touching objects falls where the model
     sees their boundary. Foreground with no interior (a lone boundary fragment) is
     no object. Objects of fewer than ``min_size`` pixels are dropped."""
-    from skimage.measure import label
-    from skimage.segmentation import watershed
-
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 3 or probs.shape[0] != 3:
         raise ValueError(f"expected (3, H, W) probabilities, got shape {probs.shape}")
-    winner = probs.argmax(axis=0)
+    return _grow(probs.argmax(axis=0), probs[BOUNDARY], min_size)
+
+
+def labels_from_class_map(classes: np.ndarray, min_size: int = 0) -> np.ndarray:
+    """(H, W) int32 labels from an objects model's (H, W) predicted classes (what
+    ``predict`` writes, in bounded memory): as :func:`labels_from_classes`, the
+    interiors grown over the boundary pixels."""
+    classes = np.asarray(classes)
+    return _grow(classes, (classes == BOUNDARY).astype(np.uint8), min_size)
+
+
+def _grow(winner: np.ndarray, elevation: np.ndarray, min_size: int) -> np.ndarray:
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
     markers = label(winner == INTERIOR, connectivity=1)  # 4-connected: a corner is no bridge
     foreground = winner != BACKGROUND
-    labels = watershed(probs[BOUNDARY], markers, mask=foreground).astype(np.int32, copy=False)
+    labels = watershed(elevation, markers, mask=foreground).astype(np.int32, copy=False)
     return _drop_small(labels, min_size)
 
 

@@ -138,12 +138,9 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
             f"{path.stem}_{path.suffix.lstrip('.').lower()}"
         atomic_write(out / f"{name}.png", lambda tmp, m=mask: m.save(tmp, format="PNG"))
         if tables is not None:
-            classes = np.asarray(mask)
-            # An objects model's classes (background, interior, boundary) as one-hot
-            # channels: the watershed grows each interior over its boundary.
-            prediction = np.eye(3, dtype=np.float32)[classes].transpose(2, 0, 1) \
-                if objects_model else classes > 0
-            note = tables.add(path.name, name, prediction, image, min_size)
+            classes = np.asarray(mask)  # an objects model's: background, interior, boundary
+            note = tables.add(path.name, name, classes, image, min_size,
+                              class_map=objects_model)
             if note:
                 yield ProgressEvent(i + 1, len(files), note)
         del image
@@ -173,13 +170,22 @@ class ObjectTables:
                             f"({exc.strerror or exc}); choose another folder") from None
 
     def add(self, image_name: str, name: str, prediction: np.ndarray, image: np.ndarray,
-            min_size: int) -> str:
-        """Split one prediction (see :func:`.objects.labels_of_prediction`) into objects,
-        write their labels, keep their rows; a note for the user when the labels need a
-        32-bit TIFF."""
-        from .objects import PNG_MAX_ID, count, labels_of_prediction, measure, write_labels
+            min_size: int, *, class_map: bool = False) -> str:
+        """Split one prediction into objects (``class_map``: an objects model's predicted
+        classes, :func:`.objects.labels_from_class_map`; else its non-zero pixels are the
+        foreground), write their labels, keep their rows; a note for the user when the
+        labels need a 32-bit TIFF."""
+        from .objects import (
+            PNG_MAX_ID,
+            count,
+            labels_from_class_map,
+            labels_from_foreground,
+            measure,
+            write_labels,
+        )
 
-        labels = labels_of_prediction(prediction, min_size)
+        labels = labels_from_class_map(prediction, min_size) if class_map else \
+            labels_from_foreground(prediction > 0, min_size)
         path = write_labels(self.labels_dir, name, labels)
         self.objects += measure(labels, image, image_name)
         self.counts.append({"image": image_name, "objects": count(labels)})
