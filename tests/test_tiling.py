@@ -50,7 +50,7 @@ def _whole(model: UNet, image: np.ndarray) -> np.ndarray:
 def test_tiled_logits_equal_the_whole_image_seams_included(depth, size, tile):
     model, image = _model(depth), _image(*size)
     assert tile_count(*size, model, tile=tile) > 1
-    tiled = predict_logits(model, image, tile=tile)
+    tiled = predict_logits(model, image, tile=tile, bf16=False)
     whole = _whole(model, image)
     assert tiled.shape == whole.shape == size and tiled.dtype == np.float32
     assert np.abs(tiled - whole).max() < 1e-4
@@ -58,17 +58,29 @@ def test_tiled_logits_equal_the_whole_image_seams_included(depth, size, tile):
 
 def test_the_tiled_mask_is_the_thresholded_whole_image_prediction():
     model, image = _model(2, seed=3), _image(301, 257, seed=1)
-    mask = predict_mask(model, image, tile=112)
+    mask = predict_mask(model, image, tile=112, bf16=False)
     whole = _whole(model, image)
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
     sure = np.abs(whole) > 1e-4  # away from the threshold, rounding cannot flip a pixel
     assert np.array_equal(mask[sure] == 255, whole[sure] > 0)
 
 
+def test_in_bf16_the_tiles_blend_to_the_whole_image_within_bf16_rounding():
+    # where the CPU multiplies bf16 natively prediction runs in it by default
+    model, image = _model(2, seed=3), _image(301, 257, seed=1)
+    tiled = predict_logits(model, image, tile=112, bf16=True)
+    whole = _whole(model, image)
+    scale = np.abs(whole).max()
+    assert np.abs(tiled - whole).max() < 0.02 * scale  # bf16 keeps 8 bits of mantissa
+    mask = predict_mask(model, image, tile=112, bf16=True)
+    assert ((mask == 255) == (whole > 0)).mean() > 0.999
+
+
 def test_an_image_that_fits_is_predicted_in_one_piece():
     model, image = _model(2), _image(100, 90)
     calls = []
-    logits = predict_logits(model, image, tile=112, on_tile=lambda d, t: calls.append((d, t)))
+    logits = predict_logits(model, image, tile=112, bf16=False,
+                            on_tile=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 1)]
     assert np.abs(logits - _whole(model, image)).max() < 1e-6
 

@@ -84,9 +84,19 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def supports_bf16(device: torch.device) -> bool:
-    """bf16 autocast only where it pays: CUDA with native bf16 (on the CPU it runs slower
-    than float32)."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    """bf16 autocast only where it pays: CUDA with native bf16, and a CPU with AMX matrix
+    tiles (Intel Xeon since Sapphire Rapids), whose convolutions run 2.5-3x faster in
+    bf16 than in float32. Other CPUs emulate bf16 and run it several times slower than
+    float32, so they keep float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_amx()
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bf16 matrices in AMX tiles (torch's own probe)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def default_forward_mode(device: torch.device) -> str:

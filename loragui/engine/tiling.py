@@ -44,8 +44,10 @@ def receptive_radius(model: UNet) -> int:
     return math.ceil(radius / m) * m
 
 
-def _forward(model: UNet, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=supports_bf16(device)):
+def _forward(model: UNet, x: torch.Tensor, device: torch.device, bf16: bool) -> torch.Tensor:
+    if device.type != "mps":  # channels-last convolutions: 1.6x faster on the CPU
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         return model.forward_any_size(x).float()
 
 
@@ -102,18 +104,19 @@ def _plan(height: int, width: int, model: UNet, tile: int):
 
 def predict_mask(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
                  threshold: float = 0.5, tile: int = TILE,
-                 on_tile: TileCallback | None = None) -> np.ndarray:
+                 on_tile: TileCallback | None = None, bf16: bool | None = None) -> np.ndarray:
     """The (H, W) uint8 mask (255 where the probability exceeds ``threshold``, else 0) of
     one (H, W, C) uint8 image, in tiles when it is larger than ``tile`` pixels a side."""
-    return _run(tiled(model, image, device, output="mask", threshold=threshold, tile=tile),
-                on_tile)
+    return _run(tiled(model, image, device, output="mask", threshold=threshold, tile=tile,
+                      bf16=bf16), on_tile)
 
 
 def predict_logits(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
-                   tile: int = TILE, on_tile: TileCallback | None = None) -> np.ndarray:
+                   tile: int = TILE, on_tile: TileCallback | None = None,
+                   bf16: bool | None = None) -> np.ndarray:
     """The (H, W) float32 logits of one image (held at full size: for images that fit in
     memory several times over; :func:`predict_mask` for any size)."""
-    return _run(tiled(model, image, device, output="logits", tile=tile), on_tile)
+    return _run(tiled(model, image, device, output="logits", tile=tile, bf16=bf16), on_tile)
 
 
 def _run(steps, on_tile: TileCallback | None) -> np.ndarray:
@@ -128,19 +131,25 @@ def _run(steps, on_tile: TileCallback | None) -> np.ndarray:
 
 @torch.no_grad()
 def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
-          output: str = "mask", threshold: float = 0.5, tile: int = TILE):
+          output: str = "mask", threshold: float = 0.5, tile: int = TILE,
+          bf16: bool | None = None):
     """Predict one (H, W, C) uint8 image; yields ``(tiles done, tiles)`` after each tile and
     returns the uint8 0/255 mask (``output="mask"``) or the float32 logits (``"logits"``).
 
     A generator, so that the caller can report each tile and stop between two. The
-    logits are blended (their sigmoid is the probability)."""
+    logits are blended (their sigmoid is the probability). ``bf16``: the forward pass in
+    bf16 autocast; by default where the device runs it faster (:func:`.supports_bf16`).
+    In float32 the tiles blend to the whole image's logits within float rounding; in
+    bf16 within bf16's (a tile's size changes how its sums are rounded)."""
     device = torch.device(device)
+    if bf16 is None:
+        bf16 = supports_bf16(device)
     h, w = image.shape[:2]
     k = model.config.out_channels  # K > 1: the logits are (K, H, W), the mask class indices
     cut = math.log(threshold / (1 - threshold))  # probability > threshold <=> logit > cut
     plan = _plan(h, w, model, tile)
     if plan is None:
-        logits = _forward(model, to_model_input(image, device), device)[0]
+        logits = _forward(model, to_model_input(image, device), device, bf16)[0]
         yield 1, 1
         if output == "logits":
             return logits[0].cpu().numpy() if k == 1 else logits.cpu().numpy()
@@ -165,7 +174,7 @@ def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
         band = image[_reflect(np.arange(top, top + th), h)]  # (th, W, C): this row's pixels
         for left, wx in zip(cols, weights_x, strict=True):
             x = to_model_input(band[:, _reflect(np.arange(left, left + tw), w)], device)
-            logits = _forward(model, x, device)[0].cpu().numpy()
+            logits = _forward(model, x, device, bf16)[0].cpu().numpy()
             weight = wy[:, None] * wx[None, :]
             acc[:, :, left:left + tw] += weight * logits
             wsum[:, left:left + tw] += weight
