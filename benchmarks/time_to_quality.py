@@ -13,10 +13,12 @@ Both train on the same split (``split_indices`` with loragui's default validatio
 share and seed), with loragui's default batch, crop size and planned length (the
 same steps per epoch and epochs), and both are validated after every epoch by
 loragui's own :class:`~loragui.engine.validation.Validator` (mean per-image Dice of
-the held-out images). Each is timed from its start, decoding the images included;
-its validations count in its time. Prints, per trainer: seconds to Dice 0.70, to
-0.80 and to within 0.01 of its own best, the best Dice, the total wall time; and
-how much sooner loragui reached the best PEFT script's best Dice.
+the held-out images); both compute in the precision loragui picks for the device
+(bf16 autocast on CPUs with AMX and on CUDA, float32 elsewhere). Each is timed from
+its start, decoding the images included; its validations count in its time.
+Prints, per trainer: seconds to Dice 0.70, to 0.80 and to within 0.01 of its own
+best, the best Dice, the total wall time; and how much sooner loragui reached the
+best PEFT script's best Dice.
 
 Timings mean something only on a quiet machine (nothing else computing). Usage:
 
@@ -125,7 +127,8 @@ def run_peft(images: Path, masks: Path, base: Path, lr: float, plan: dict, cfg: 
     train, val = data.subset(train_idx), data.subset(val_idx or train_idx)
     torch.manual_seed(cfg.seed)
     model = peft_model(copy.deepcopy(base_model), rank=4, alpha=8).to(device)
-    validator = Validator(model, device, autocast=False, lora=False, previews=0,
+    bf16 = supports_bf16(device)  # the precision loragui picks for the device, for both
+    validator = Validator(model, device, autocast=bf16, lora=False, previews=0,
                           fault=print, resume_hint=str)
     trace = []
 
@@ -137,7 +140,8 @@ def run_peft(images: Path, masks: Path, base: Path, lr: float, plan: dict, cfg: 
         raise SystemExit(f"{steps} steps are too few for the PEFT script: plan at least 40")
     train_plain(model, train.images, train.masks, steps=steps, batch=cfg.batch_size,
                 size=cfg.auto_crop_size(device.type), lr=lr, device=device,
-                bf16=supports_bf16(device), channels_last=device.type != "mps", seed=cfg.seed, validate_every=plan["steps_per_epoch"],
+                bf16=bf16, channels_last=device.type != "mps", seed=cfg.seed,
+                validate_every=plan["steps_per_epoch"],
                 validate=validate)
     row = summary(trace, time.perf_counter() - t0)
     row["steps"], row["reason"] = steps, f"the planned {steps} steps"
