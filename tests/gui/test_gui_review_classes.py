@@ -1,0 +1,94 @@
+"""The review view with a model of several classes: the prediction and a class mask
+drawn each class in its colour, a legend naming the classes; foreground/background
+models keep the two single colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loragui.engine.maskkinds import meaning_of
+from loragui.gui.review import painting
+from tests.classes_data import make_class_dataset
+
+
+def test_render_colours_each_class_and_outlines_where_classes_meet():
+    classes = np.zeros((6, 8), np.uint8)
+    classes[1:5, 1:4] = 1
+    classes[1:5, 4:7] = 2  # touching class 1
+    look = painting.Look((255, 212, 0), classes=((0, 0, 0), (255, 0, 0), (0, 0, 255)))
+    out = np.zeros(classes.shape, np.uint32)
+    painting.render(classes > 0, look, out, classes=classes)
+    red, blue = painting._colours(look, (255, 0, 0)), painting._colours(look, (0, 0, 255))
+    assert out[2, 2] == red[1] and out[2, 5] == blue[1]  # insides, filled in their colour
+    assert out[2, 3] == red[2] and out[2, 4] == blue[2]  # where they meet: both outlines
+    assert out[0, 0] == 0 and out[0, 2] == red[3]  # the background; the rim outside
+    # A box alone draws what the whole image draws there.
+    part = np.zeros_like(out)
+    painting.render(classes > 0, look, part, (slice(1, 4), slice(2, 6)), classes=classes)
+    assert np.array_equal(part[1:4, 2:6], out[1:4, 2:6])
+    # Foreground of no known class (painted by hand, say) keeps the overlay's colour.
+    classes[3, 2] = 7
+    painting.render(classes > 0, look, out, classes=classes)
+    assert out[3, 2] == painting._colours(look)[2]
+    # Without class colours: the single colour, as for foreground/background.
+    plain = np.zeros_like(out)
+    painting.render(classes > 0, painting.Look((255, 212, 0)), plain)
+    assert plain[2, 2] == painting._colours(look)[1]
+
+
+@pytest.fixture
+def class_base(tmp_path):
+    import torch
+
+    from loragui.engine.basemodel import save_model
+    from loragui.engine.preprocessing import Preprocessing
+    from loragui.engine.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(width=4, depth=2, out_channels=3))
+    return save_model(model, tmp_path / "classes.safetensors",
+                      preprocessing=Preprocessing().to_dict())
+
+
+def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, class_base):
+    from loragui.gui.review.view import ReviewView
+
+    images, masks = make_class_dataset(tmp_path / "set", n=3, size=32)
+    view = ReviewView()
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    view.show()
+    try:
+        with qtbot.waitSignal(view.opened, timeout=20000):
+            view.open(images, masks, base=str(class_base), adapter=None, device="cpu")
+        qtbot.waitUntil(lambda: all(i.dice is not None for i in view.table.items),
+                        timeout=30000)
+        qtbot.waitUntil(lambda: view.canvas.overlay("prediction").classes is not None,
+                        timeout=10000)
+        meaning = meaning_of(3)
+        assert view.meaning == meaning
+        assert view.legend.isVisible()
+        legend = view.legend.text()
+        assert "class 1" in legend and "class 2" in legend and "&nbsp;background" not in legend
+        assert f"color:{meaning.colours[1]}" in legend
+        # The mask: its ids as classes, each drawn in its class's colour.
+        mask_item = view.canvas.overlay("mask")
+        stem = view.canvas.current_stem()
+        from PIL import Image
+
+        ids = np.asarray(Image.open(masks / f"{stem}.png"))
+        assert np.array_equal(mask_item.classes, ids)
+        inner = np.argwhere((ids == 2) & (np.roll(ids, 1, 0) == 2) & (np.roll(ids, -1, 0) == 2)
+                            & (np.roll(ids, 1, 1) == 2) & (np.roll(ids, -1, 1) == 2))[0]
+        expected = painting._colours(mask_item.look, painting.rgb(meaning.colours[2]))[1]
+        assert mask_item._pixels[tuple(inner)] == expected
+        # The prediction: the model's class map, foreground every class but 0.
+        prediction = view.predictions.prediction(stem)
+        assert prediction.classes.shape == ids.shape
+        assert np.array_equal(prediction.mask(), prediction.classes > 0)
+        # Accepting it makes its classes the mask's.
+        view.canvas.accept_prediction()
+        assert np.array_equal(mask_item.classes, prediction.classes)
+    finally:
+        view.shutdown()
