@@ -405,7 +405,9 @@ class ReviewView(QWidget):
             f"<span style='color:{c.colour}; background:#333'>&nbsp;■&nbsp;</span>&nbsp;"
             f"{html.escape(c.name)}&nbsp;" for c in self.meaning.classes[1:]))
         self.legend.setToolTip("The classes of the model: the mask filled, the prediction "
-                               "outlined, each class in its colour")
+                               "outlined, each class in its colour. The brush paints "
+                               "foreground, without a class: a saved correction holds "
+                               "foreground/background (0/255), not the class ids.")
         self.legend.show()
         stem = self.canvas.current_stem()
         picture = self.predictions.picture(stem) if stem else None
