@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
 
 from loragui.engine.maskkinds import meaning_of
 from loragui.gui.review import painting
 from tests.classes_data import make_class_dataset
+from tests.gui.test_gui_canvas import drag
 
 
 def test_render_colours_each_class_and_outlines_where_classes_meet():
@@ -64,7 +68,8 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
             view.open(images, masks, base=str(class_base), adapter=None, device="cpu")
         qtbot.waitUntil(lambda: all(i.dice is not None for i in view.table.items),
                         timeout=30000)
-        qtbot.waitUntil(lambda: view.canvas.overlay("prediction").classes is not None,
+        qtbot.waitUntil(lambda: view.canvas.current_stem() is not None
+                        and view.canvas.overlay("prediction").classes is not None,
                         timeout=10000)
         meaning = meaning_of(3)
         assert view.meaning == meaning
@@ -72,13 +77,14 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
         legend = view.legend.text()
         assert "class 1" in legend and "class 2" in legend and "&nbsp;background" not in legend
         assert f"color:{meaning.colours[1]}" in legend
-        # The mask: its ids as classes, each drawn in its class's colour.
-        mask_item = view.canvas.overlay("mask")
-        stem = view.canvas.current_stem()
-        from PIL import Image
-
+        # The mask: edited as its classes (a class map), each drawn in its colour.
+        canvas = view.canvas
+        assert view.session.meaning == meaning and view.paint_class_action.isVisible()
+        assert [view.paint_class.itemText(i) for i in range(2)] == ["1 class 1", "2 class 2"]
+        mask_item = canvas.overlay("mask")
+        stem = canvas.current_stem()
         ids = np.asarray(Image.open(masks / f"{stem}.png"))
-        assert np.array_equal(mask_item.classes, ids)
+        assert canvas.mask().dtype == np.uint8 and np.array_equal(canvas.mask(), ids)
         inner = np.argwhere((ids == 2) & (np.roll(ids, 1, 0) == 2) & (np.roll(ids, -1, 0) == 2)
                             & (np.roll(ids, 1, 1) == 2) & (np.roll(ids, -1, 1) == 2))[0]
         expected = painting._colours(mask_item.look, painting.rgb(meaning.colours[2]))[1]
@@ -87,8 +93,27 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
         prediction = view.predictions.prediction(stem)
         assert prediction.classes.shape == ids.shape
         assert np.array_equal(prediction.mask(), prediction.classes > 0)
-        # Accepting it makes its classes the mask's.
-        view.canvas.accept_prediction()
-        assert np.array_equal(mask_item.classes, prediction.classes)
+        # The brush paints the chosen class (key 2), the eraser background.
+        QTest.keyClick(view, Qt.Key.Key_2)
+        assert canvas.paint_class() == 2
+        view.set_tool("brush")
+        canvas.set_brush_size(3)
+        drag(canvas, [(3.5, 28.5), (6.5, 28.5)])
+        assert (canvas.mask()[27:30, 3:7] == 2).all()
+        view.set_tool("eraser")
+        drag(canvas, [(3.5, 28.5), (3.6, 28.5)])
+        assert canvas.mask()[28, 3] == 0
+        # Saved: the classes' ids, a palette PNG in their colours, read back as the mask.
+        written = view.save()
+        assert len(written) == 1
+        saved = Image.open(written[0])
+        assert saved.mode == "P" and saved.getpalette()[6:9] == list(painting.rgb(meaning.colours[2]))
+        assert np.array_equal(np.asarray(saved), canvas.mask())
+        from loragui.engine.masks import read_mask_values
+
+        assert np.array_equal(read_mask_values(written[0]), canvas.mask())
+        # Accepting the prediction makes its classes the mask.
+        canvas.accept_prediction()
+        assert np.array_equal(canvas.mask(), prediction.classes)
     finally:
         view.shutdown()

@@ -86,6 +86,7 @@ class MaskCanvas(QGraphicsView):
         self._mask: np.ndarray | None = None  # the working copy strokes paint into
         self._prediction: np.ndarray | None = None
         self._mask_classes: np.ndarray | None = None  # the class map of the given mask
+        self._paint_value: bool | int = True  # what brush and fill paint (a class in a class map)
         self._tool = "brush"
         self._brush = 9
         self._stroke: tuple[float, float] | None = None  # the last point of a stroke
@@ -137,6 +138,15 @@ class MaskCanvas(QGraphicsView):
         classes = tuple(painting.rgb(c) for c in colours or ())
         for item in (self._mask_item, self._prediction_item):
             item.set_look(dataclasses.replace(item.look, classes=classes))
+
+    def set_paint_class(self, index: int) -> None:
+        """Brush and fill paint class ``index`` (a session of class maps; the eraser
+        paints the background, 0)."""
+        self._end_stroke()
+        self._paint_value = int(index) if self.session.meaning is not None else True
+
+    def paint_class(self) -> int:
+        return int(self._paint_value)
 
     def set_mask_classes(self, classes: np.ndarray | None) -> None:
         """The class of each pixel of the image's mask (from a class mask), or None."""
@@ -204,6 +214,9 @@ class MaskCanvas(QGraphicsView):
             return
         self._end_stroke()
         classes = self._prediction_item.classes
+        if self.session.meaning is not None and classes is not None:  # class maps
+            self._apply(classes.copy(), "accept prediction")
+            return
         if classes is not None:  # its classes are shown as the mask's from now on
             self._mask_classes = classes.copy()
         self._apply(self._prediction.copy(), "accept prediction")
@@ -344,7 +357,7 @@ class MaskCanvas(QGraphicsView):
         else:
             row, col = self._pixel(point)
             if self._tool == "fill":
-                new = painting.fill_region(self._mask, row, col)
+                new = painting.fill_region(self._mask, row, col, self._paint_value)
             else:
                 new = painting.delete_object(self._mask, row, col)
             if new is not None:
@@ -389,7 +402,8 @@ class MaskCanvas(QGraphicsView):
     def _segment(self, p0: tuple[float, float], p1: tuple[float, float]) -> None:
         """Paint one brush segment into the working mask and repaint only its pixels."""
         assert self._mask is not None
-        box = painting.stroke(self._mask, p0, p1, self._brush, self._tool == "brush")
+        value = self._paint_value if self._tool == "brush" else 0
+        box = painting.stroke(self._mask, p0, p1, self._brush, value)
         if box is None:
             return
         self._mask_item.redraw(box)

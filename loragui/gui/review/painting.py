@@ -52,33 +52,40 @@ def capsule(shape: tuple[int, int], box: Box, p0: tuple[float, float],
 
 
 def stroke(mask: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], size: float,
-           value: bool) -> Box | None:
-    """Paint (``value`` True) or erase a brush segment into ``mask`` in place; the box changed."""
+           value: bool | int) -> Box | None:
+    """Paint (``value`` True, or a class index into a class map) or erase (False, 0) a
+    brush segment into ``mask`` in place; the box changed."""
     box = capsule_box(mask.shape, p0, p1, size)
     if box is not None:
         mask[box][capsule(mask.shape, box, p0, p1, size)] = value
     return box
 
 
-def fill_region(mask: np.ndarray, row: int, col: int) -> np.ndarray | None:
-    """The mask with the background region around (row, col) filled (4-connected,
-    so a region leaks through no diagonal gap of an outline); None when that
-    pixel is foreground already or outside."""
+def fill_region(mask: np.ndarray, row: int, col: int, value: bool | int = True) -> np.ndarray | None:
+    """The mask with the background region around (row, col) filled with ``value``
+    (True, or a class index into a class map; 4-connected, so a region leaks through
+    no diagonal gap of an outline); None when that pixel is foreground already or
+    outside."""
     from skimage.segmentation import flood
 
     if not (0 <= row < mask.shape[0] and 0 <= col < mask.shape[1]) or mask[row, col]:
         return None
-    return mask | flood(mask, (row, col), connectivity=1)
+    out = mask.copy()
+    out[flood(mask, (row, col), connectivity=1)] = value
+    return out
 
 
 def delete_object(mask: np.ndarray, row: int, col: int) -> np.ndarray | None:
     """The mask without the object under (row, col) (its 8-connected component,
-    the objects scikit-image's label counts); None on the background."""
+    the objects scikit-image's label counts; in a class map, of the pixel's class);
+    None on the background."""
     from skimage.segmentation import flood
 
     if not (0 <= row < mask.shape[0] and 0 <= col < mask.shape[1]) or not mask[row, col]:
         return None
-    return mask & ~flood(mask, (row, col), connectivity=2)
+    out = mask.copy()
+    out[flood(mask, (row, col), connectivity=2)] = 0
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ def _class_table(look: Look) -> np.ndarray:
 
 def render(mask: np.ndarray, look: Look, out: np.ndarray, box: Box | None = None,
            classes: np.ndarray | None = None) -> Box:
-    """Write the overlay pixels of ``box`` of ``mask`` ((H, W) bool) into ``out``
+    """Write the overlay pixels of ``box`` of ``mask`` ((H, W) bool, or a class map:
+    then its own ``classes``) into ``out``
     ((H, W) uint32, premultiplied ARGB) and return the box drawn (all when None).
 
     Inside pixels next to the background are the outline; background pixels next
@@ -140,8 +148,13 @@ def render(mask: np.ndarray, look: Look, out: np.ndarray, box: Box | None = None
     y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
     # One pixel more on each side: the 4-neighbours of the box's pixels.
     py0, py1, px0, px1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+    if mask.dtype != bool:  # a class map: its foreground, each class in its colour
+        classes = mask if classes is None else classes
+        near = mask[py0:py1, px0:px1] > 0
+    else:
+        near = mask[py0:py1, px0:px1]
     # At the image's border the neighbour outside repeats the edge: no outline there.
-    sub = np.pad(mask[py0:py1, px0:px1], ((1 - (y0 - py0), 1 - (py1 - y1)),
+    sub = np.pad(near, ((1 - (y0 - py0), 1 - (py1 - y1)),
                                           (1 - (x0 - px0), 1 - (px1 - x1))), mode="edge")
     centre = sub[1:-1, 1:-1]
     up, down, left, right = sub[:-2, 1:-1], sub[2:, 1:-1], sub[1:-1, :-2], sub[1:-1, 2:]

@@ -179,6 +179,17 @@ class ReviewView(QWidget):
         for widget in (self.show_mask, self.show_prediction, self.outline, QLabel("Opacity"),
                        self.opacity):
             overlays.addWidget(widget)
+        # A model of several classes: the class the brush and fill paint (keys 1-9).
+        self.paint_class = QComboBox()
+        self.paint_class.setToolTip("The class the brush and fill paint (keys 1 to 9); the "
+                                    "eraser paints background")
+        self.paint_class.currentIndexChanged.connect(
+            lambda i: i >= 0 and self.canvas.set_paint_class(i + 1))
+        self.paint_class_action = self.toolbar.addWidget(self.paint_class)
+        self.paint_class_action.setVisible(False)
+        for n in range(1, 10):
+            self._action(f"Class {n}", str(n), lambda _=False, n=n: self._pick_class(n),
+                         f"paint class {n}", shown=False)
         # A model of several classes: each class's colour and name (set_meaning).
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
@@ -226,6 +237,8 @@ class ReviewView(QWidget):
     def _new_session(self) -> None:
         """A fresh editing session, and a canvas drawing it in the place of the last one."""
         self.session = EditSession()
+        if self.meaning is not None:  # the brush paints classes, saved as their ids
+            self.session.edits_classes(self.meaning)
         self.session.on_change.append(self._mask_changed)
         canvas = MaskCanvas(self.session)
         if self.canvas is not None:
@@ -239,6 +252,7 @@ class ReviewView(QWidget):
                                outline=self.outline.isChecked())
         canvas.set_tool(next(t for t, a in self.tool_actions.items() if a.isChecked()))
         canvas.set_class_colours(self.meaning.colours if self.meaning is not None else None)
+        canvas.set_paint_class(max(self.paint_class.currentIndex(), 0) + 1)
         self._update_buttons()
 
     def _action(self, label: str, key: str, slot, what: str, *, extra: str | None = None,
@@ -364,9 +378,15 @@ class ReviewView(QWidget):
             self.status.setText(f"Loading {self.table.item(stem).image.name}…")
             return
         prediction = self.predictions.prediction(stem)
-        if prediction is not None and prediction.meaning is not None:
+        if prediction is not None:
             self.set_meaning(prediction.meaning)
-        self.canvas.show_image(stem, picture.image, picture.mask, self._mask_classes(picture))
+        if self.session.meaning is not None:  # class maps: the mask is its classes
+            classes = self._mask_classes(picture)
+            mask = classes if classes is not None or picture.mask is None else \
+                picture.mask.astype(np.uint8)  # (one class: class 1)
+            self.canvas.show_image(stem, picture.image, mask)
+        else:
+            self.canvas.show_image(stem, picture.image, picture.mask, self._mask_classes(picture))
         if self.canvas.zoom() == 1.0:
             self.canvas.fit_to_window()
         self._show_prediction(prediction)
@@ -391,6 +411,10 @@ class ReviewView(QWidget):
         except DataError:
             return None
 
+    def _pick_class(self, n: int) -> None:
+        if self.meaning is not None and n < self.meaning.k:
+            self.paint_class.setCurrentIndex(n - 1)
+
     def set_meaning(self, meaning) -> None:
         """The model's classes (a MaskMeaning of several, or None): the overlays colour
         each class and the legend names them."""
@@ -398,6 +422,18 @@ class ReviewView(QWidget):
             return
         self.meaning = meaning if meaning is not None and meaning.k > 1 else None
         self.canvas.set_class_colours(self.meaning.colours if self.meaning else None)
+        self.paint_class.blockSignals(True)
+        self.paint_class.clear()
+        for c in self.meaning.classes[1:] if self.meaning else ():
+            self.paint_class.addItem(f"{c.value} {c.name}")
+        self.paint_class.blockSignals(False)
+        self.paint_class_action.setVisible(self.meaning is not None)
+        if (self.session.meaning is None) != (self.meaning is None) \
+                and not self.session.edited():
+            # Masks of the model's kind from now on (class maps, or foreground/background).
+            self._new_session()
+            if self.current is not None:
+                self._display(self.current)
         if self.meaning is None:
             self.legend.hide()
             return
@@ -405,9 +441,9 @@ class ReviewView(QWidget):
             f"<span style='color:{c.colour}; background:#333'>&nbsp;■&nbsp;</span>&nbsp;"
             f"{html.escape(c.name)}&nbsp;" for c in self.meaning.classes[1:]))
         self.legend.setToolTip("The classes of the model: the mask filled, the prediction "
-                               "outlined, each class in its colour. The brush paints "
-                               "foreground, without a class: a saved correction holds "
-                               "foreground/background (0/255), not the class ids.")
+                               "outlined, each class in its colour. The brush and fill "
+                               "paint the class chosen beside the tools; a saved correction "
+                               "holds the classes' ids.")
         self.legend.show()
         stem = self.canvas.current_stem()
         picture = self.predictions.picture(stem) if stem else None
@@ -425,8 +461,7 @@ class ReviewView(QWidget):
         self._rescore(item)
         if stem == self.current and self.canvas.current_stem() == stem:
             prediction = self.predictions.prediction(stem)
-            if prediction.meaning is not None:
-                self.set_meaning(prediction.meaning)
+            self.set_meaning(prediction.meaning)
             self._show_prediction(prediction)
             self.status.setText("")
         self._update_counts()
