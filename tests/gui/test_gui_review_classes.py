@@ -59,6 +59,9 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
     from loragui.gui.review.view import ReviewView
 
     images, masks = make_class_dataset(tmp_path / "set", n=3, size=32)
+    only_squares = np.asarray(Image.open(masks / "c2.png")).copy()
+    only_squares[only_squares == 1] = 0  # two values, 0 and 2: still class 2
+    Image.fromarray(only_squares).save(masks / "c2.png")
     view = ReviewView()
     qtbot.addWidget(view)
     view.resize(900, 600)
@@ -112,8 +115,12 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
         from loragui.engine.masks import read_mask_values
 
         assert np.array_equal(read_mask_values(written[0]), canvas.mask())
+        view.show_stem("c2")
+        qtbot.waitUntil(lambda: view.canvas.current_stem() == "c2", timeout=10000)
+        assert np.array_equal(view.canvas.mask(), only_squares)
         # Accepting the prediction makes its classes the mask.
-        canvas.accept_prediction()
-        assert np.array_equal(canvas.mask(), prediction.classes)
+        prediction = view.predictions.prediction("c2")
+        view.canvas.accept_prediction()
+        assert np.array_equal(view.canvas.mask(), prediction.classes)
     finally:
         view.shutdown()

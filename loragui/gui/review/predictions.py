@@ -88,8 +88,8 @@ class Picture:
 
     image: np.ndarray  # (H, W, C) uint8
     mask: np.ndarray | None  # (H, W) bool
-    # A mask of more than two values (class ids): its ids, (H, W) int32; the view maps
-    # them to the model's classes to colour each.
+    # The mask's ids, (H, W) int32 (for a mask of more than one value): the view maps
+    # them to the classes of a model of several to colour and edit each.
     ids: np.ndarray | None = None
 
 
@@ -118,7 +118,8 @@ def read_picture(item: ReviewItem) -> Picture:
     if not item.mask:
         return Picture(image, None)
     mask, n_values = read_mask(item.mask)
-    return Picture(image, mask, read_mask_values(item.mask) if n_values > 2 else None)
+    # (Two values may be background and one class of several: 0 and 2, say.)
+    return Picture(image, mask, read_mask_values(item.mask) if n_values >= 2 else None)
 
 
 class ModelJob:
