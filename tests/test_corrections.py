@@ -201,3 +201,25 @@ def test_a_write_killed_midway_does_not_lock_the_folder(data):
     (folder / ".b.png.k3j2.tmp").write_bytes(b"half")  # a write the process never finished
     save_correction(folder, "b", mask_of(2), masks_dir=masks)
     np.testing.assert_array_equal(read_mask(folder / "b.png")[0], mask_of(2))
+
+
+def test_a_class_correction_is_saved_as_the_class_ids_in_a_palette_png(tmp_path):
+    from PIL import Image
+
+    from loragui.engine.maskkinds import MaskClass, MaskMeaning
+    from loragui.engine.masks import read_mask, read_mask_values
+
+    meaning = MaskMeaning("classes", (MaskClass(0, "background", "#202020"),
+                                      MaskClass(3, "nucleus", "#e69f00"),
+                                      MaskClass(7, "membrane", "#56b4e9")))
+    classes = np.zeros((6, 5), np.uint8)
+    classes[1:3, 1:3] = 1
+    classes[4, :] = 2
+    path = save_correction(tmp_path / "fixed", "a", classes, masks_dir=None, meaning=meaning)
+    saved = Image.open(path)
+    assert saved.mode == "P" and saved.getpalette()[21:24] == [0x56, 0xB4, 0xE9]
+    ids = read_mask_values(path)
+    assert ids[1, 1] == 3 and ids[4, 0] == 7 and ids[0, 0] == 0  # the ids, not the indices
+    assert (read_mask(path)[0] == (classes > 0)).all()  # background stays background
+    with pytest.raises(LoraGuiError, match="class indices"):
+        save_correction(tmp_path / "fixed", "b", classes > 0, masks_dir=None, meaning=meaning)

@@ -102,20 +102,44 @@ def find_correction(folder: Path | None, stem: str) -> Path | None:
     return min(found, key=lambda p: (p.suffix.lower() != ".png", p.name)) if found else None
 
 
-def _check_mask(stem: str, mask: np.ndarray) -> np.ndarray:
+def _check_mask(stem: str, mask: np.ndarray, meaning=None) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.size == 0:
         raise LoraGuiError(f"the corrected mask of {stem} is not a 2-D image (shape {mask.shape})")
     if stem != Path(stem).name or stem in ("", ".", "..") or not is_image_name(stem + ".png"):
         raise LoraGuiError(f"{stem!r} cannot name a mask file; rename the image")
+    if meaning is not None:
+        if mask.dtype == bool or mask.max(initial=0) >= len(meaning.classes):
+            raise LoraGuiError(f"the corrected mask of {stem} holds no class indices of "
+                               f"the {len(meaning.classes)} classes")
+        return mask.astype(np.uint8)
     return mask.astype(bool)
 
 
-def _write_png(path: Path, mask: np.ndarray) -> Path:
+def _write_png(path: Path, mask: np.ndarray, meaning=None) -> Path:
+    """A foreground/background mask as 0/255 grey; class indices (``meaning``: the
+    run's MaskMeaning) as each class's id in the masks, a palette PNG in the classes'
+    colours (value 0 black, so that any reader sees the background as background),
+    or 16-bit grey for ids beyond 255."""
     from PIL import Image
 
-    pixels = np.where(mask, np.uint8(255), np.uint8(0))
-    return atomic_write(path, lambda tmp: Image.fromarray(pixels, mode="L").save(tmp, format="PNG"))
+    if meaning is None:
+        pixels = np.where(mask, np.uint8(255), np.uint8(0))
+        return atomic_write(path, lambda tmp: Image.fromarray(pixels, mode="L").save(
+            tmp, format="PNG"))
+    values = np.array([c.value for c in meaning.classes], np.int64)
+    ids = values[mask]
+    if values.max() < 256:
+        palette = [0] * 768
+        for c in meaning.classes:
+            if c.value:
+                palette[3 * c.value:3 * c.value + 3] = [int(c.colour[i:i + 2], 16)
+                                                        for i in (1, 3, 5)]
+        image = Image.fromarray(ids.astype(np.uint8), mode="P")
+        image.putpalette(palette)
+    else:
+        image = Image.fromarray(ids.astype(np.uint16))
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _keep_original(path: Path) -> None:
@@ -128,9 +152,11 @@ def _keep_original(path: Path) -> None:
 
 
 def save_correction(folder: Path, stem: str, mask: np.ndarray, *,
-                    masks_dir: Path | None, images_dir: Path | None = None) -> Path:
-    """Write the corrected mask of the image ``stem`` ((H, W) bool) into ``folder``
-    atomically and return its path.
+                    masks_dir: Path | None, images_dir: Path | None = None,
+                    meaning=None) -> Path:
+    """Write the corrected mask of the image ``stem`` ((H, W) bool; or (H, W) class
+    indices of ``meaning``, a MaskMeaning of several classes, written as the classes'
+    ids, see :func:`_write_png`) into ``folder`` atomically and return its path.
 
     ``folder`` must be new, empty, or loragui's corrections folder; or the masks
     folder itself, where every original mask of ``stem`` is first kept in
@@ -139,10 +165,11 @@ def save_correction(folder: Path, stem: str, mask: np.ndarray, *,
     folder, the mask is ``<stem>_mask.png`` and no image is touched). Raises :class:`LoraGuiError`
     (an :class:`~loragui.engine.outputs.OutputRefused` for a folder that is not
     loragui's) before anything is written."""
-    mask = _check_mask(stem, mask)
+    mask = _check_mask(stem, mask, meaning)
     folder = Path(os.path.abspath(Path(folder).expanduser()))
     if _same_folder(folder, masks_dir):
-        return _save_into_masks(folder, stem, mask, with_images=_same_folder(folder, images_dir))
+        return _save_into_masks(folder, stem, mask, with_images=_same_folder(folder, images_dir),
+                                meaning=meaning)
     inputs = [Input("the masks folder", masks_dir)] if masks_dir is not None else []
     if images_dir is not None:
         inputs.append(Input("the images folder", images_dir))
@@ -153,17 +180,18 @@ def save_correction(folder: Path, stem: str, mask: np.ndarray, *,
         raise LoraGuiError(f"could not create {folder}: {exc.strerror or exc}; choose another "
                            "corrections folder") from None
     mark(folder, CORRECTIONS)
-    return _write_png(folder / correction_name(stem), mask)
+    return _write_png(folder / correction_name(stem), mask, meaning)
 
 
-def _save_into_masks(folder: Path, stem: str, mask: np.ndarray, *, with_images: bool) -> Path:
+def _save_into_masks(folder: Path, stem: str, mask: np.ndarray, *, with_images: bool,
+                     meaning=None) -> Path:
     originals = masks_of(folder, stem, with_images=with_images)
     pngs = [p for p in originals if p.suffix.lower() == ".png"]
     target = pngs[0] if pngs else folder / (f"{stem}_mask.png" if with_images
                                             else correction_name(stem))
     for path in originals:
         _keep_original(path)
-    path = _write_png(target, mask)
+    path = _write_png(target, mask, meaning)
     for other in originals:  # kept in ORIGINALS: the image keeps one mask, the corrected one
         if other != target:
             other.unlink()

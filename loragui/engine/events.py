@@ -57,6 +57,10 @@ class RunStarted:
     batch_size: int = 0
     effective_batch_size: int = 0
     peak_lr: float = 0.0
+    # A run of several classes: what its masks hold (MaskMeaning.to_dict(): the classes'
+    # names and colours, index = class), so that a window draws each in its colour;
+    # None for foreground/background.
+    masks: dict[str, Any] | None = None
 
 
 @dataclass

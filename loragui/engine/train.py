@@ -399,7 +399,7 @@ class Trainer:
                              if ".lora_" not in n_),
             mode="full" if c.full else "lora", config=c.to_dict(), world_size=self.world_size,
             batch_size=self.batch_size, effective_batch_size=self.batch_size * self.world_size,
-            peak_lr=self.peak_lr)
+            peak_lr=self.peak_lr, masks=self.meaning.to_dict() if self.meaning.k > 1 else None)
 
     def _device_text(self) -> str:
         return ", ".join(self.dist.devices) if self.dist is not None else str(self.device)

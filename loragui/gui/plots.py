@@ -25,6 +25,23 @@ COLOURS = {
 }
 
 
+MIN_LIGHTNESS_GAP = 70  # HSL lightness (0-255) a curve keeps from the plot's background
+
+
+def visible_on(colour: QColor, background: QColor) -> QColor:
+    """``colour``, or a variant of its hue that keeps :data:`MIN_LIGHTNESS_GAP` of
+    lightness from ``background`` (darker on a light background, lighter on a dark)."""
+    gap = colour.lightness() - background.lightness()
+    if abs(gap) >= MIN_LIGHTNESS_GAP:
+        return QColor(colour)
+    h, s, _, a = colour.getHsl()
+    if background.lightness() >= 128:
+        lightness = max(0, background.lightness() - MIN_LIGHTNESS_GAP - 10)
+    else:
+        lightness = min(255, background.lightness() + MIN_LIGHTNESS_GAP + 10)
+    return QColor.fromHsl(max(h, 0), s, lightness, a)
+
+
 class Buffer:
     """A growing (n, columns) float array; ``view()`` is the filled part."""
 
@@ -61,6 +78,7 @@ class TrainingCurves(QWidget):
         self._dice_width = 2.5  # the mean of several classes is drawn bolder than they are
         self._class_curves: dict[str, pg.PlotDataItem] = {}
         self._class_points: dict[str, list[tuple[int, float]]] = {}
+        self._class_colours: list[str] = []  # the run's, index = class (set_class_colours)
         self.base_dice: float | None = None
         self._dirty = False
 
@@ -151,6 +169,8 @@ class TrainingCurves(QWidget):
         self.base_entry.setPen(pg.mkPen(text, width=1, style=Qt.PenStyle.DotLine))
         self.loss_plot.setTitle("Loss", color=text)
         self.dice_plot.setTitle("Validation Dice", color=text)
+        for i, curve in enumerate(self._class_curves.values(), start=1):
+            curve.setPen(self._class_pen(i))
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:
@@ -177,6 +197,7 @@ class TrainingCurves(QWidget):
             self.dice_plot.removeItem(curve)
             self.dice_legend.removeItem(curve)
         self._class_curves, self._class_points = {}, {}
+        self._class_colours = []
         if self._dice_width != 2.5:
             self._dice_width = 2.5
             self.apply_palette()
@@ -219,12 +240,32 @@ class TrainingCurves(QWidget):
             self.best = (best_epoch, best_dice)
         self._dirty = True
 
-    def add_classes(self, epoch: int, classes: dict[str, dict[str, float]]) -> None:
-        """A run of several classes: a thin curve of each foreground class's validation
-        Dice (in its default colour); the mean, the run's Dice, is drawn bold. The
-        background is left out: its Dice is high whatever the classes do."""
+    def set_class_colours(self, colours: list[str] | None) -> None:
+        """The run's class colours ("#rrggbb", index = class, as its masks' classes.json
+        or the window's class list gives them): each class's curve is drawn in its own.
+        None or empty: the default palette (after :meth:`reset`, which forgets them)."""
+        self._class_colours = list(colours or [])
+        for i, curve in enumerate(self._class_curves.values(), start=1):
+            curve.setPen(self._class_pen(i))
+
+    def class_colour(self, index: int) -> QColor:
+        """The colour class ``index``'s curve is drawn in: the run's, made darker (on a
+        light plot) or lighter (on a dark one) where it would hardly show on the plot's
+        background (white, black or a grey class)."""
         from ..engine.maskkinds import PALETTE
 
+        given = self._class_colours[index] if index < len(self._class_colours) else \
+            PALETTE[(index - 1) % len(PALETTE)]
+        return visible_on(QColor(given), self.palette().color(QPalette.ColorRole.Base))
+
+    def _class_pen(self, index: int):
+        return pg.mkPen(self.class_colour(index), width=1.2)
+
+    def add_classes(self, epoch: int, classes: dict[str, dict[str, float]]) -> None:
+        """A run of several classes: a thin curve of each foreground class's validation
+        Dice (in the run's colour of that class, :meth:`set_class_colours`); the mean, the
+        run's Dice, is drawn bold. The background is left out: its Dice is high whatever
+        the classes do."""
         if not self._class_curves and len(classes) > 1:
             self._dice_width = 4.5
             self.apply_palette()
@@ -235,8 +276,7 @@ class TrainingCurves(QWidget):
             points.append((epoch, figures["dice"]))
             curve = self._class_curves.get(name)
             if curve is None:
-                colour = PALETTE[(i - 1) % len(PALETTE)]
-                curve = self.dice_plot.plot(name=name, pen=pg.mkPen(colour, width=1.2))
+                curve = self.dice_plot.plot(name=name, pen=self._class_pen(i))
                 self._class_curves[name] = curve
             curve.setData([p[0] for p in points], [p[1] for p in points])
 

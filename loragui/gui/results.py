@@ -63,6 +63,12 @@ class ResultsPanel(QFrame):
         self.peft_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.peft_label.hide()
         self.peft_loadable: bool | None = None
+        # A run of several classes: each class's figures beside its colour (show_classes).
+        self.classes_label = QLabel()
+        self.classes_label.setTextFormat(Qt.TextFormat.RichText)
+        self.classes_label.setWordWrap(True)
+        self.classes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.classes_label.hide()
 
         self.export_button = QPushButton("Export adapter…")
         self.export_button.setToolTip("Save the adapter as a PEFT folder, a single .safetensors "
@@ -100,6 +106,7 @@ class ResultsPanel(QFrame):
         top.addWidget(self.icon)
         texts = QVBoxLayout()
         texts.addWidget(self.text)
+        texts.addWidget(self.classes_label)
         texts.addWidget(self.peft_label)
         top.addLayout(texts, 1)
         self.buttons = QGridLayout()
@@ -151,6 +158,7 @@ class ResultsPanel(QFrame):
         self.output = None
         self.is_warning = False
         self.set_peft_status(None, "")
+        self.show_classes(None)
         size = self.style().pixelMetric(QStyle.PixelMetric.PM_LargeIconSize)
         icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation)
         self.icon.setPixmap(icon.pixmap(size, size))
@@ -165,6 +173,7 @@ class ResultsPanel(QFrame):
         from loragui.engine.events import RunFinished  # (numpy: not imported at start-up)
 
         self.set_peft_status(None, "")
+        self.show_classes(None)  # (the window adds a run of several classes' figures)
         if isinstance(result, RunFinished):
             self.output = result.output or None
             text, warn = verdict(result.base_dice, result.best_dice)
@@ -193,6 +202,38 @@ class ResultsPanel(QFrame):
         for b in (self.export_button, self.merged_button, self.predict_button):
             b.setEnabled(has_output)
         self.show()
+
+    def show_classes(self, classes: dict[str, dict[str, float]] | None,
+                     colours: list[str] | None = None, dice: float | None = None,
+                     iou: float | None = None) -> None:
+        """Each foreground class's validation Dice and IoU (``classes``: name -> figures,
+        the background first, as an EpochEvent carries them) beside a swatch of its
+        colour, and their mean (``dice``, ``iou``: the run's figures) in bold. None:
+        foreground/background, nothing shown."""
+        if not classes or len(classes) < 2:
+            self.classes_label.clear()
+            self.classes_label.hide()
+            return
+        colours = list(colours or [])
+
+        def num(v: float | None) -> str:
+            return "–" if v is None else f"{v:.3f}"
+
+        # Lines, not a table: a word-wrapped label never widens the panel (its buttons
+        # reflow with the panel's width).
+        lines = []
+        for i, (name, figures) in enumerate(classes.items()):
+            if i == 0:
+                continue  # the background: high whatever the classes do
+            colour = colours[i] if i < len(colours) else None
+            swatch = (f"<span style='color:{colour}; background:#333'>&nbsp;■&nbsp;</span> "
+                      if colour else "")
+            lines.append(f"{swatch}{html.escape(name)}: Dice {num(figures.get('dice'))}, "
+                         f"IoU {num(figures.get('iou'))}")
+        lines.append(f"<b>mean of the classes: Dice {num(dice)}, IoU {num(iou)}</b>")
+        self.classes_label.setText("Per class at the best epoch (background left out):<br>"
+                                   + "<br>".join(lines))
+        self.classes_label.show()
 
     def set_peft_status(self, loadable: bool | None, note: str) -> None:
         """Say whether ``peft.PeftModel.from_pretrained`` can load the adapter as written."""

@@ -117,6 +117,7 @@ class TrainingRun(QObject):
         self.timer.timeout.connect(self.drain)
         self.info: RunStarted | None = None
         self.last_epoch: EpochEvent | None = None
+        self.best_epoch: EpochEvent | None = None  # the validation of the adapter kept
         self.result: RunFinished | RunFailed | None = None
         self._active = False
         self._switch_interval = sys.getswitchinterval()
@@ -213,11 +214,14 @@ class TrainingRun(QObject):
                 if event.previews:
                     newest_previews = event
                 self.last_epoch = event
+                if event.is_best:
+                    self.best_epoch = event
                 self.logged.emit(self._epoch_line(event), "info")
                 self.epochDone.emit(event)
             elif isinstance(event, RunStarted):
                 self.info = event
                 curves.reset(event.total_steps, event.epochs)
+                curves.set_class_colours(self.class_colours())
                 self.logged.emit(self._started_line(event), "info")
                 self.started.emit(event)
                 self.progress.emit(event.start_step, event.total_steps,
@@ -256,6 +260,18 @@ class TrainingRun(QObject):
         step, self._pending_step = self._pending_step, None
         if step is not None and self.result is None:
             self.progress.emit(step.step, step.total_steps, self._step_text(step))
+
+    def class_colours(self) -> list[str] | None:
+        """The run's class colours (index = class) as its RunStarted gave them; None for
+        foreground/background or before the run has started."""
+        from loragui.engine.maskkinds import MaskMeaning
+
+        if self.info is None or not self.info.masks:
+            return None
+        try:
+            return MaskMeaning.from_dict(self.info.masks).colours
+        except ValueError:  # written by another version: the default palette then
+            return None
 
     # -- text ---------------------------------------------------------------------------------
     def _step_text(self, e: StepEvent) -> str:

@@ -387,6 +387,9 @@ class MainWindow(QMainWindow):
         self.outputs.set_run(result, self.run.config)
         self.run_bar.ended()
         self.results.show_result(result)
+        best = self.run.best_epoch
+        if best is not None and best.classes:
+            self.results.show_classes(best.classes, self.run.class_colours(), best.dice, best.iou)
         self.reviewing.run_ended(result, self.run.config)
         if not self._close_when_stopped:
             self.outputs.check_adapter()  # PEFT-loadable? (the results panel, the export dialog)

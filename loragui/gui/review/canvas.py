@@ -10,6 +10,8 @@ their history live in the :class:`~loragui.gui.review.editing.EditSession`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QPixmap
@@ -83,6 +85,8 @@ class MaskCanvas(QGraphicsView):
         self._stem: str | None = None
         self._mask: np.ndarray | None = None  # the working copy strokes paint into
         self._prediction: np.ndarray | None = None
+        self._mask_classes: np.ndarray | None = None  # the class map of the given mask
+        self._paint_value: bool | int = True  # what brush and fill paint (a class in a class map)
         self._tool = "brush"
         self._brush = 9
         self._stroke: tuple[float, float] | None = None  # the last point of a stroke
@@ -103,9 +107,11 @@ class MaskCanvas(QGraphicsView):
     def current_stem(self) -> str | None:
         return self._stem
 
-    def show_image(self, stem: str, image: np.ndarray, mask: np.ndarray | None) -> None:
+    def show_image(self, stem: str, image: np.ndarray, mask: np.ndarray | None,
+                   classes: np.ndarray | None = None) -> None:
         """Show ``image`` with the session's mask of ``stem`` (``mask``: the stored
-        one, or None). The view keeps its zoom when the size stays, else fits."""
+        one, or None; ``classes``: its class map, for a class mask). The view keeps
+        its zoom when the size stays, else fits."""
         qimage = display_image(image)
         same_size = self._mask is not None and self._mask.shape == (qimage.height(),
                                                                    qimage.width())
@@ -113,9 +119,10 @@ class MaskCanvas(QGraphicsView):
         shown = self.session.open(stem, mask, (qimage.height(), qimage.width()))
         self._stem = stem
         self._mask = shown.copy()
+        self._mask_classes = classes
         self._image_item.setPixmap(QPixmap.fromImage(qimage))
         self._scene.setSceneRect(QRectF(0, 0, qimage.width(), qimage.height()))
-        self._mask_item.set_mask(self._mask)
+        self._mask_item.set_mask(self._mask, self._mask_classes)
         self.set_prediction(None)
         if not same_size:
             self.fit_to_window()
@@ -124,14 +131,39 @@ class MaskCanvas(QGraphicsView):
         """The mask shown now (a stroke in progress included)."""
         return self._mask
 
-    def set_prediction(self, prediction: np.ndarray | None) -> None:
+    def set_class_colours(self, colours: list[str] | None) -> None:
+        """A model of several classes: the mask's and the prediction's class maps are
+        drawn in these colours (index = class); None: one colour each, as for
+        foreground/background."""
+        classes = tuple(painting.rgb(c) for c in colours or ())
+        for item in (self._mask_item, self._prediction_item):
+            item.set_look(dataclasses.replace(item.look, classes=classes))
+
+    def set_paint_class(self, index: int) -> None:
+        """Brush and fill paint class ``index`` (a session of class maps; the eraser
+        paints the background, 0)."""
+        self._end_stroke()
+        self._paint_value = int(index) if self.session.meaning is not None else True
+
+    def paint_class(self) -> int:
+        return int(self._paint_value)
+
+    def set_mask_classes(self, classes: np.ndarray | None) -> None:
+        """The class of each pixel of the image's mask (from a class mask), or None."""
+        self._mask_classes = classes
+        self._mask_item.set_mask(self._mask, classes)
+
+    def set_prediction(self, prediction: np.ndarray | None,
+                       classes: np.ndarray | None = None) -> None:
+        """Show ``prediction`` (bool foreground); ``classes``: its class map, each class
+        in its colour (:meth:`set_class_colours`)."""
         if prediction is not None:
             prediction = np.asarray(prediction, dtype=bool)
             if self._mask is None or prediction.shape != self._mask.shape:
                 raise ValueError(f"a prediction of shape {prediction.shape} for an image of "
                                  f"{None if self._mask is None else self._mask.shape}")
         self._prediction = prediction
-        self._prediction_item.set_mask(prediction)
+        self._prediction_item.set_mask(prediction, classes if prediction is not None else None)
 
     def set_overlay(self, which: str, *, visible: bool | None = None,
                     opacity: float | None = None, outline: bool | None = None) -> None:
@@ -143,7 +175,7 @@ class MaskCanvas(QGraphicsView):
         if opacity is not None:
             item.setOpacity(min(max(float(opacity), 0.0), 1.0))
         if outline is not None and outline != item.look.outline:
-            item.set_look(painting.Look(item.look.colour, outline))
+            item.set_look(dataclasses.replace(item.look, outline=outline))
 
     def overlay(self, which: str) -> OverlayItem:
         return {"mask": self._mask_item, "prediction": self._prediction_item}[which]
@@ -181,6 +213,12 @@ class MaskCanvas(QGraphicsView):
         if self._stem is None or self._prediction is None:
             return
         self._end_stroke()
+        classes = self._prediction_item.classes
+        if self.session.meaning is not None and classes is not None:  # class maps
+            self._apply(classes.copy(), "accept prediction")
+            return
+        if classes is not None:  # its classes are shown as the mask's from now on
+            self._mask_classes = classes.copy()
         self._apply(self._prediction.copy(), "accept prediction")
 
     def undo(self) -> None:
@@ -210,7 +248,7 @@ class MaskCanvas(QGraphicsView):
             self._applying = False
         if new_mask is not self._mask:
             self._mask = self.session.current(self._stem).copy()
-            self._mask_item.set_mask(self._mask)
+            self._mask_item.set_mask(self._mask, self._mask_classes)
         self.maskChanged.emit(self._stem)
 
     def _session_changed(self, stem: str) -> None:
@@ -220,7 +258,7 @@ class MaskCanvas(QGraphicsView):
         current = self.session.current(stem)
         if current is not None and not np.array_equal(current, self._mask):
             self._mask = current.copy()
-            self._mask_item.set_mask(self._mask)
+            self._mask_item.set_mask(self._mask, self._mask_classes)
 
     # -- zoom and pan
 
@@ -319,7 +357,7 @@ class MaskCanvas(QGraphicsView):
         else:
             row, col = self._pixel(point)
             if self._tool == "fill":
-                new = painting.fill_region(self._mask, row, col)
+                new = painting.fill_region(self._mask, row, col, self._paint_value)
             else:
                 new = painting.delete_object(self._mask, row, col)
             if new is not None:
@@ -364,7 +402,8 @@ class MaskCanvas(QGraphicsView):
     def _segment(self, p0: tuple[float, float], p1: tuple[float, float]) -> None:
         """Paint one brush segment into the working mask and repaint only its pixels."""
         assert self._mask is not None
-        box = painting.stroke(self._mask, p0, p1, self._brush, self._tool == "brush")
+        value = self._paint_value if self._tool == "brush" else 0
+        box = painting.stroke(self._mask, p0, p1, self._brush, value)
         if box is None:
             return
         self._mask_item.redraw(box)

@@ -74,8 +74,17 @@ class EditSession:
         self._redo: list[Change] = []
         self._history_bytes = 0
         self._ids = count(1)
+        self.meaning = None  # a MaskMeaning of several classes: class maps (edits_classes)
+        self._dtype: type = bool
 
     # -- masks
+
+    def edits_classes(self, meaning) -> None:
+        """Edit class maps of ``meaning``'s classes ((H, W) uint8 class indices, saved
+        as the classes' ids) instead of foreground/background; before any mask is opened."""
+        if self._given:
+            raise RuntimeError("the kind of mask is chosen before any mask is opened")
+        self.meaning, self._dtype = meaning, np.uint8
 
     def open(self, stem: str, mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
         """The current (H, W) bool mask of ``stem``: the edited one if it changed
@@ -84,7 +93,8 @@ class EditSession:
         if stem in self._current:
             return self._current[stem]
         if stem not in self._given:
-            given = np.zeros(shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+            given = np.zeros(shape, self._dtype) if mask is None else \
+                np.asarray(mask, dtype=self._dtype)
             if given.shape != tuple(shape):
                 raise ValueError(f"the mask of {stem} is {given.shape[::-1]} pixels, its image "
                                  f"{tuple(shape)[::-1]}")
@@ -106,7 +116,7 @@ class EditSession:
         old = self.current(stem)
         if old is None:
             raise KeyError(f"{stem} was not opened in this editing session")
-        new_mask = np.asarray(new_mask, dtype=bool)
+        new_mask = np.asarray(new_mask, dtype=self._dtype)
         if new_mask.shape != old.shape:
             raise ValueError(f"the new mask of {stem} is {new_mask.shape}, its mask {old.shape}")
         if within is None:
@@ -194,7 +204,7 @@ class EditSession:
         written = []
         for stem in sorted(self.unsaved()):
             written.append(save_correction(folder, stem, self._current[stem], masks_dir=masks_dir,
-                                           images_dir=images_dir))
+                                           images_dir=images_dir, meaning=self.meaning))
             self._saved[stem] = self._state[stem]
             self._notify(stem)
         return written

@@ -27,12 +27,16 @@ class OverlayItem(QGraphicsItem):
         self._pixels = np.zeros((0, 0), np.uint32)  # (H, W) premultiplied ARGB
         self._image = QImage()
         self._mask: np.ndarray | None = None
+        self._classes: np.ndarray | None = None  # (H, W) uint8 class of each pixel, or None
         self.paints = 0  # paint calls, for the redraw benchmark
 
-    def set_mask(self, mask: np.ndarray | None) -> None:
-        """Show ``mask`` (kept by reference: the canvas paints into it)."""
+    def set_mask(self, mask: np.ndarray | None, classes: np.ndarray | None = None) -> None:
+        """Show ``mask`` (kept by reference: the canvas paints into it); ``classes``:
+        the class of each pixel, drawn in the look's class colours."""
         self.prepareGeometryChange()
         self._mask = mask
+        self._classes = classes if mask is not None and classes is not None \
+            and classes.shape == mask.shape else None
         if mask is None:
             self._pixels = np.zeros((0, 0), np.uint32)
             self._image = QImage()
@@ -42,18 +46,22 @@ class OverlayItem(QGraphicsItem):
                 h, w = mask.shape
                 self._image = QImage(self._pixels.data, w, h, 4 * w,
                                      QImage.Format.Format_ARGB32_Premultiplied)
-            painting.render(mask, self.look, self._pixels)
+            painting.render(mask, self.look, self._pixels, classes=self._classes)
         self.update()
 
     def set_look(self, look: painting.Look) -> None:
         self.look = look
-        self.set_mask(self._mask)
+        self.set_mask(self._mask, self._classes)
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        return self._classes
 
     def redraw(self, box: painting.Box) -> None:
         if self._mask is None:
             return
         rows, cols = painting.render(self._mask, self.look, self._pixels,
-                                     painting.grown(box, self._mask.shape))
+                                     painting.grown(box, self._mask.shape), self._classes)
         self.update(QRectF(cols.start, rows.start, cols.stop - cols.start,
                            rows.stop - rows.start))
 

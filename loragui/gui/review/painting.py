@@ -52,41 +52,56 @@ def capsule(shape: tuple[int, int], box: Box, p0: tuple[float, float],
 
 
 def stroke(mask: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], size: float,
-           value: bool) -> Box | None:
-    """Paint (``value`` True) or erase a brush segment into ``mask`` in place; the box changed."""
+           value: bool | int) -> Box | None:
+    """Paint (``value`` True, or a class index into a class map) or erase (False, 0) a
+    brush segment into ``mask`` in place; the box changed."""
     box = capsule_box(mask.shape, p0, p1, size)
     if box is not None:
         mask[box][capsule(mask.shape, box, p0, p1, size)] = value
     return box
 
 
-def fill_region(mask: np.ndarray, row: int, col: int) -> np.ndarray | None:
-    """The mask with the background region around (row, col) filled (4-connected,
-    so a region leaks through no diagonal gap of an outline); None when that
-    pixel is foreground already or outside."""
+def fill_region(mask: np.ndarray, row: int, col: int, value: bool | int = True) -> np.ndarray | None:
+    """The mask with the background region around (row, col) filled with ``value``
+    (True, or a class index into a class map; 4-connected, so a region leaks through
+    no diagonal gap of an outline); None when that pixel is foreground already or
+    outside."""
     from skimage.segmentation import flood
 
     if not (0 <= row < mask.shape[0] and 0 <= col < mask.shape[1]) or mask[row, col]:
         return None
-    return mask | flood(mask, (row, col), connectivity=1)
+    out = mask.copy()
+    out[flood(mask, (row, col), connectivity=1)] = value
+    return out
 
 
 def delete_object(mask: np.ndarray, row: int, col: int) -> np.ndarray | None:
     """The mask without the object under (row, col) (its 8-connected component,
-    the objects scikit-image's label counts); None on the background."""
+    the objects scikit-image's label counts; in a class map, of the pixel's class);
+    None on the background."""
     from skimage.segmentation import flood
 
     if not (0 <= row < mask.shape[0] and 0 <= col < mask.shape[1]) or not mask[row, col]:
         return None
-    return mask & ~flood(mask, (row, col), connectivity=2)
+    out = mask.copy()
+    out[flood(mask, (row, col), connectivity=2)] = 0
+    return out
 
 
 @dataclass(frozen=True)
 class Look:
-    """How an overlay shows: its colour (r, g, b), fill or outline."""
+    """How an overlay shows: its colour (r, g, b), fill or outline; ``classes``: the
+    colours of a run's classes (index = class), each foreground pixel of a class map
+    drawn in its class's (a pixel of no known class in ``colour``)."""
 
     colour: tuple[int, int, int]
     outline: bool = False
+    classes: tuple[tuple[int, int, int], ...] = ()
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    """(r, g, b) of "#rrggbb"."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 # The mask in yellow, the prediction in cyan: both apart from the pinks and purples
@@ -105,34 +120,62 @@ def _argb(r: int, g: int, b: int, a: int) -> np.uint32:
     return np.uint32((a << 24) | (pm[0] << 16) | (pm[1] << 8) | pm[2])
 
 
-def _colours(look: Look) -> np.ndarray:
-    r, g, b = look.colour
+def _colours(look: Look, colour: tuple[int, int, int] | None = None) -> np.ndarray:
+    r, g, b = colour or look.colour
     inside = _argb(r, g, b, 0 if look.outline else FILL_ALPHA)
     return np.array([0, inside, _argb(r, g, b, 255), _argb(*RIM)], np.uint32)
 
 
-def render(mask: np.ndarray, look: Look, out: np.ndarray, box: Box | None = None) -> Box:
-    """Write the overlay pixels of ``box`` of ``mask`` ((H, W) bool) into ``out``
+def _class_table(look: Look) -> np.ndarray:
+    """(1 + classes, 4): row 0 for foreground of no known class (``look.colour``), row
+    1 + i for class i, each [clear, inside, outline, rim]."""
+    rows = [_colours(look)] + [_colours(look, c) for c in look.classes]
+    return np.stack(rows)
+
+
+def render(mask: np.ndarray, look: Look, out: np.ndarray, box: Box | None = None,
+           classes: np.ndarray | None = None) -> Box:
+    """Write the overlay pixels of ``box`` of ``mask`` ((H, W) bool, or a class map:
+    then its own ``classes``) into ``out``
     ((H, W) uint32, premultiplied ARGB) and return the box drawn (all when None).
 
     Inside pixels next to the background are the outline; background pixels next
-    to it the dark rim; the inside is translucent (fill) or clear (outline)."""
+    to it the dark rim; the inside is translucent (fill) or clear (outline).
+    ``classes`` ((H, W) uint8 class indices) with ``look.classes``: each foreground
+    pixel takes its class's colour, and where two classes meet each shows its outline."""
     h, w = mask.shape
     rows, cols = box if box is not None else (slice(0, h), slice(0, w))
     y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
     # One pixel more on each side: the 4-neighbours of the box's pixels.
     py0, py1, px0, px1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+    if mask.dtype != bool:  # a class map: its foreground, each class in its colour
+        classes = mask if classes is None else classes
+        near = mask[py0:py1, px0:px1] > 0
+    else:
+        near = mask[py0:py1, px0:px1]
     # At the image's border the neighbour outside repeats the edge: no outline there.
-    sub = np.pad(mask[py0:py1, px0:px1], ((1 - (y0 - py0), 1 - (py1 - y1)),
+    sub = np.pad(near, ((1 - (y0 - py0), 1 - (py1 - y1)),
                                           (1 - (x0 - px0), 1 - (px1 - x1))), mode="edge")
     centre = sub[1:-1, 1:-1]
     up, down, left, right = sub[:-2, 1:-1], sub[2:, 1:-1], sub[1:-1, :-2], sub[1:-1, 2:]
     inner = up & down & left & right
     edge = centre & ~inner
     rim = ~centre & (up | down | left | right)
+    if classes is not None and look.classes:
+        # Class boundaries inside the foreground are outlines too (in each side's colour).
+        cls = np.pad(classes[py0:py1, px0:px1], ((1 - (y0 - py0), 1 - (py1 - y1)),
+                                                 (1 - (x0 - px0), 1 - (px1 - x1))), mode="edge")
+        c = cls[1:-1, 1:-1]
+        edge |= centre & ((cls[:-2, 1:-1] != c) | (cls[2:, 1:-1] != c)
+                          | (cls[1:-1, :-2] != c) | (cls[1:-1, 2:] != c))
+    kind = centre.view(np.uint8) + edge.view(np.uint8) + 3 * rim.view(np.uint8)
+    if classes is not None and look.classes:
+        # Row 1 + class (known classes), row 0 for anything else (painted, unknown).
+        row = np.where(c < len(look.classes), c.astype(np.intp) + 1, 0) * centre
+        out[y0:y1, x0:x1] = _class_table(look)[row, kind]
+        return slice(y0, y1), slice(x0, x1)
     # Each pixel's kind (0 clear, 1 inside, 2 outline, 3 rim) picks its colour from a
     # table: one pass over the box instead of a masked assignment per kind.
-    kind = centre.view(np.uint8) + edge.view(np.uint8) + 3 * rim.view(np.uint8)
     out[y0:y1, x0:x1] = _colours(look)[kind]
     return slice(y0, y1), slice(x0, x1)
 

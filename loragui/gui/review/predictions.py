@@ -88,24 +88,38 @@ class Picture:
 
     image: np.ndarray  # (H, W, C) uint8
     mask: np.ndarray | None  # (H, W) bool
+    # The mask's ids, (H, W) int32 (for a mask of more than one value): the view maps
+    # them to the classes of a model of several to colour and edit each.
+    ids: np.ndarray | None = None
 
 
 @dataclass
 class Prediction:
     probability: np.ndarray  # (H, W) uint8, 255 = certain foreground
     dice: float | None  # against the mask file (the view rescores edited masks)
+    # A model of several classes: the predicted class of each pixel, (H, W) uint8, and
+    # the model's MaskMeaning (names, colours: index = class); foreground is every
+    # class but the background (0).
+    classes: np.ndarray | None = None
+    meaning: Any = None
 
     def mask(self) -> np.ndarray:
+        if self.classes is not None:
+            return self.classes > 0
         return self.probability >= 128
 
 
 def read_picture(item: ReviewItem) -> Picture:
     from loragui.engine.imageio import read_image
-    from loragui.engine.masks import read_mask
+    from loragui.engine.masks import read_mask, read_mask_values
     from loragui.engine.preprocessing import Preprocessing
 
     image = read_image(item.image, Preprocessing(), exif=item.exif)
-    return Picture(image, read_mask(item.mask)[0] if item.mask else None)
+    if not item.mask:
+        return Picture(image, None)
+    mask, n_values = read_mask(item.mask)
+    # (Two values may be background and one class of several: 0 and 2, say.)
+    return Picture(image, mask, read_mask_values(item.mask) if n_values >= 2 else None)
 
 
 class ModelJob:
@@ -121,16 +135,22 @@ class ModelJob:
         from loragui.engine.devices import resolve_device
         from loragui.engine.imageio import read_image
         from loragui.engine.masks import read_mask
-        from loragui.engine.predict import load_for_inference, predict_probability
+        from loragui.engine.predict import load_with_meaning, predict_classes, predict_probability
 
         if self._loaded is None:
-            model, prep, self.warnings = load_for_inference(self.base, self.adapter)
+            model, prep, self.warnings, meaning = load_with_meaning(self.base, self.adapter)
             device = resolve_device(self.device)
-            self._loaded = (model.to(device).eval(), prep, device)
-        model, prep, device = self._loaded
+            self._loaded = (model.to(device).eval(), prep, device, meaning)
+        model, prep, device, meaning = self._loaded
         image = read_image(item.image, prep, exif=item.exif)
-        probability = predict_probability(model, image, device).numpy()
-        prediction = Prediction(np.rint(probability * 255).astype(np.uint8), None)
+        if meaning.k > 1:  # the foreground is every class but the background (0)
+            scores = predict_classes(model, image, device)
+            probability = 1.0 - scores[0]
+            prediction = Prediction(np.rint(probability * 255).astype(np.uint8), None,
+                                    scores.argmax(0).astype(np.uint8), meaning)
+        else:
+            probability = predict_probability(model, image, device).numpy()
+            prediction = Prediction(np.rint(probability * 255).astype(np.uint8), None)
         if item.mask is not None:
             prediction.dice = dice(prediction.mask(), read_mask(item.mask)[0])
         return prediction
@@ -141,7 +161,7 @@ def dice(pred: np.ndarray, mask: np.ndarray) -> float:
     from loragui.engine.metrics import SegmentationScores
 
     scores = SegmentationScores()
-    scores.add(pred, mask)
+    scores.add(np.asarray(pred) > 0, np.asarray(mask) > 0)
     return scores.dice_per_image[0]
 
 

@@ -11,9 +11,11 @@ Nothing slow runs here: listing, decoding and predicting happen in worker thread
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
@@ -85,6 +87,7 @@ class ReviewView(QWidget):
         self._listing: CallWorker | None = None
         self.session: EditSession | None = None
         self.canvas: MaskCanvas | None = None
+        self.meaning = None  # the model's MaskMeaning when it has several classes
         self.predictions = Predictions()
         self.predictions.pictureReady.connect(self._picture_ready)
         self.predictions.predicted.connect(self._predicted)
@@ -176,6 +179,22 @@ class ReviewView(QWidget):
         for widget in (self.show_mask, self.show_prediction, self.outline, QLabel("Opacity"),
                        self.opacity):
             overlays.addWidget(widget)
+        # A model of several classes: the class the brush and fill paint (keys 1-9).
+        self.paint_class = QComboBox()
+        self.paint_class.setToolTip("The class the brush and fill paint (keys 1 to 9); the "
+                                    "eraser paints background")
+        self.paint_class.currentIndexChanged.connect(
+            lambda i: i >= 0 and self.canvas.set_paint_class(i + 1))
+        self.paint_class_action = self.toolbar.addWidget(self.paint_class)
+        self.paint_class_action.setVisible(False)
+        for n in range(1, 10):
+            self._action(f"Class {n}", str(n), lambda _=False, n=n: self._pick_class(n),
+                         f"paint class {n}", shown=False)
+        # A model of several classes: each class's colour and name (set_meaning).
+        self.legend = QLabel()
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.hide()
+        overlays.addWidget(self.legend)
         overlays.addStretch(1)
         self.status = QLabel()
         overlays.addWidget(self.status)
@@ -218,6 +237,8 @@ class ReviewView(QWidget):
     def _new_session(self) -> None:
         """A fresh editing session, and a canvas drawing it in the place of the last one."""
         self.session = EditSession()
+        if self.meaning is not None:  # the brush paints classes, saved as their ids
+            self.session.edits_classes(self.meaning)
         self.session.on_change.append(self._mask_changed)
         canvas = MaskCanvas(self.session)
         if self.canvas is not None:
@@ -230,6 +251,8 @@ class ReviewView(QWidget):
             canvas.set_overlay(which, visible=box.isChecked(), opacity=self.opacity.value() / 100,
                                outline=self.outline.isChecked())
         canvas.set_tool(next(t for t, a in self.tool_actions.items() if a.isChecked()))
+        canvas.set_class_colours(self.meaning.colours if self.meaning is not None else None)
+        canvas.set_paint_class(max(self.paint_class.currentIndex(), 0) + 1)
         self._update_buttons()
 
     def _action(self, label: str, key: str, slot, what: str, *, extra: str | None = None,
@@ -354,12 +377,78 @@ class ReviewView(QWidget):
         if picture is None:
             self.status.setText(f"Loading {self.table.item(stem).image.name}…")
             return
-        self.canvas.show_image(stem, picture.image, picture.mask)
+        prediction = self.predictions.prediction(stem)
+        if prediction is not None:
+            self.set_meaning(prediction.meaning)
+        if self.session.meaning is not None:  # class maps: the mask is its classes
+            classes = self._mask_classes(picture)
+            mask = classes if classes is not None or picture.mask is None else \
+                picture.mask.astype(np.uint8)  # (one class: class 1)
+            self.canvas.show_image(stem, picture.image, mask)
+        else:
+            self.canvas.show_image(stem, picture.image, picture.mask, self._mask_classes(picture))
         if self.canvas.zoom() == 1.0:
             self.canvas.fit_to_window()
-        prediction = self.predictions.prediction(stem)
-        self.canvas.set_prediction(None if prediction is None else prediction.mask())
+        self._show_prediction(prediction)
         self.status.setText("" if prediction is not None else "Predicting…")
+
+    def _show_prediction(self, prediction) -> None:
+        if prediction is None:
+            self.canvas.set_prediction(None)
+        else:
+            self.canvas.set_prediction(prediction.mask(), prediction.classes)
+
+    def _mask_classes(self, picture) -> np.ndarray | None:
+        """The class of each pixel of the picture's mask, where the model has several
+        classes and the mask holds their ids; None otherwise (or for a mask holding an
+        id no class has: it shows in one colour, as a foreground/background one)."""
+        if picture.ids is None or self.meaning is None:
+            return None
+        from loragui.engine.errors import DataError
+
+        try:
+            return self.meaning.target(picture.ids, "the mask")
+        except DataError:
+            return None
+
+    def _pick_class(self, n: int) -> None:
+        if self.meaning is not None and n < self.meaning.k:
+            self.paint_class.setCurrentIndex(n - 1)
+
+    def set_meaning(self, meaning) -> None:
+        """The model's classes (a MaskMeaning of several, or None): the overlays colour
+        each class and the legend names them."""
+        if meaning == self.meaning:
+            return
+        self.meaning = meaning if meaning is not None and meaning.k > 1 else None
+        self.canvas.set_class_colours(self.meaning.colours if self.meaning else None)
+        self.paint_class.blockSignals(True)
+        self.paint_class.clear()
+        for c in self.meaning.classes[1:] if self.meaning else ():
+            self.paint_class.addItem(f"{c.value} {c.name}")
+        self.paint_class.blockSignals(False)
+        self.paint_class_action.setVisible(self.meaning is not None)
+        if (self.session.meaning is None) != (self.meaning is None) \
+                and not self.session.edited():
+            # Masks of the model's kind from now on (class maps, or foreground/background).
+            self._new_session()
+            if self.current is not None:
+                self._display(self.current)
+        if self.meaning is None:
+            self.legend.hide()
+            return
+        self.legend.setText(" ".join(
+            f"<span style='color:{c.colour}; background:#333'>&nbsp;■&nbsp;</span>&nbsp;"
+            f"{html.escape(c.name)}&nbsp;" for c in self.meaning.classes[1:]))
+        self.legend.setToolTip("The classes of the model: the mask filled, the prediction "
+                               "outlined, each class in its colour. The brush and fill "
+                               "paint the class chosen beside the tools; a saved correction "
+                               "holds the classes' ids.")
+        self.legend.show()
+        stem = self.canvas.current_stem()
+        picture = self.predictions.picture(stem) if stem else None
+        if picture is not None:
+            self.canvas.set_mask_classes(self._mask_classes(picture))
 
     def _picture_ready(self, stem: str) -> None:
         if stem == self.current and self.canvas.current_stem() != stem:
@@ -371,7 +460,9 @@ class ReviewView(QWidget):
             return
         self._rescore(item)
         if stem == self.current and self.canvas.current_stem() == stem:
-            self.canvas.set_prediction(self.predictions.prediction(stem).mask())
+            prediction = self.predictions.prediction(stem)
+            self.set_meaning(prediction.meaning)
+            self._show_prediction(prediction)
             self.status.setText("")
         self._update_counts()
         if self._follow_worst and all(i.dice is not None for i in self.table.items if i.mask):

@@ -1,0 +1,93 @@
+"""A run of several classes in the window: the per-class curves in the run's own class
+colours (made visible on the plot's background), and the results panel's per-class
+figures with a swatch of each colour; a foreground/background run shows neither."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QPalette
+
+from loragui.engine.events import EpochEvent, RunFinished, RunStarted
+from loragui.engine.maskkinds import PALETTE, MaskClass, MaskMeaning
+from loragui.gui.plots import MIN_LIGHTNESS_GAP, TrainingCurves, visible_on
+from tests.gui.test_gui_training import prepare, wait_result
+
+MEANING = MaskMeaning("classes", (MaskClass(0, "background", "#000000"),
+                                  MaskClass(1, "disc", "#ff00ff"),
+                                  MaskClass(2, "square", "#ffffff")))
+
+
+def class_run(meaning: MaskMeaning | None):
+    """A fake run_training: two epochs whose validations carry per-class figures (the
+    first epoch is the best one), or none for ``meaning`` None."""
+    def figures(a: float, b: float):
+        if meaning is None:
+            return None
+        return {"background": {"dice": 0.95, "iou": 0.9}, "disc": {"dice": a, "iou": a - 0.1},
+                "square": {"dice": b, "iou": b - 0.1}}
+
+    def run_training(config, stop):
+        yield RunStarted(config.out, "cpu", 4, 2, 2, 1, 2, 0, 10, 100, "lora",
+                         masks=meaning.to_dict() if meaning else None)
+        yield EpochEvent(0, 2, 0, None, 0.9, 0.2, 0.1, 0.2, 0.1, 0, 0.2, False,
+                         classes=figures(0.1, 0.3))
+        yield EpochEvent(1, 2, 1, 0.6, 0.5, 0.7, 0.6, 0.7, 0.6, 1, 0.7, True,
+                         classes=figures(0.6, 0.8))
+        yield EpochEvent(2, 2, 2, 0.5, 0.5, 0.65, 0.55, 0.65, 0.55, 1, 0.7, False,
+                         classes=figures(0.5, 0.8))
+        yield RunFinished(config.out, "", 1, 0.7, 0.2, 2, 1.0)
+
+    return run_training
+
+
+def test_class_curves_and_figures_take_the_runs_colours(qtbot, window, dataset, tiny_base,
+                                                        dialogs):
+    prepare(qtbot, window, dataset, tiny_base)
+    window.run_training = class_run(MEANING)
+    window.start_training()
+    assert isinstance(wait_result(qtbot, window), RunFinished)
+    curves = window.training_view.curves
+    background = curves.palette().color(QPalette.ColorRole.Base)
+    disc = curves._class_curves["disc"].opts["pen"].color()
+    assert disc == visible_on(QColor("#ff00ff"), background)
+    assert disc.hue() == QColor("#ff00ff").hue()  # the run's colour, not the palette's
+    square = curves._class_curves["square"].opts["pen"].color()
+    assert abs(square.lightness() - background.lightness()) >= MIN_LIGHTNESS_GAP
+    # The results panel: each class at the best epoch (1), its swatch, the mean in bold.
+    text = window.results.classes_label.text()
+    assert window.results.classes_label.isVisible()
+    assert "disc: Dice 0.600, IoU 0.500" in text and "square: Dice 0.800, IoU 0.700" in text
+    assert "background:" not in text.replace("background:#333", "")  # not a class listed
+    assert "0.400" not in text  # epoch 1's figures, not the last epoch's
+    assert "color:#ff00ff" in text and "color:#ffffff" in text
+    assert "<b>mean of the classes: Dice 0.700, IoU 0.600</b>" in text
+
+
+def test_a_foreground_background_run_shows_no_class_figures(qtbot, window, dataset, tiny_base,
+                                                            dialogs):
+    prepare(qtbot, window, dataset, tiny_base)
+    window.run_training = class_run(None)
+    window.start_training()
+    assert isinstance(wait_result(qtbot, window), RunFinished)
+    assert window.training_view.curves._class_curves == {}
+    assert not window.results.classes_label.isVisible()
+
+
+def test_classes_without_run_colours_take_the_default_palette(qtbot):
+    curves = TrainingCurves()
+    qtbot.addWidget(curves)
+    curves.reset(10, 2)
+    curves.set_class_colours(["#000000", "#123456", "#654321"])
+    curves.reset(10, 2)  # a new run forgets the last one's colours
+    curves.add_classes(1, {"background": {"dice": 0.9}, "a": {"dice": 0.5}})
+    background = curves.palette().color(QPalette.ColorRole.Base)
+    assert curves._class_curves["a"].opts["pen"].color() == visible_on(QColor(PALETTE[0]),
+                                                                       background)
+
+
+def test_visible_on_keeps_a_distinct_colour_and_moves_a_close_one():
+    white, black = QColor("#ffffff"), QColor("#101010")
+    assert visible_on(QColor("#0072b2"), white) == QColor("#0072b2")
+    assert visible_on(white, white).lightness() <= 255 - MIN_LIGHTNESS_GAP
+    assert visible_on(QColor("#000000"), black).lightness() >= 16 + MIN_LIGHTNESS_GAP
+    moved = visible_on(QColor("#f0e442"), white)  # a yellow on white: a darker yellow
+    assert moved.hue() == QColor("#f0e442").hue() and moved.lightness() < 185
