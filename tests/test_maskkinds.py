@@ -157,6 +157,9 @@ def test_classes_file_names_and_colours(tmp_path):
     meaning = resolve("classes", [], report.proposal, report.masks_seen, masks)
     assert meaning.names == ["background", "nucleus", "membrane"]
     assert meaning.colours[1] == "#ff0000"
+    # the classes file is read, so the scan does not list it as ignored
+    (masks / "notes.txt").write_text("x")
+    assert pair_folders(images, masks).ignored_files == [f"{masks.name}/notes.txt"]
 
 
 def test_a_mask_value_the_classes_file_lacks_is_refused(tmp_path):

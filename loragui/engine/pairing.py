@@ -25,7 +25,7 @@ from .folders import (
     no_images_error,
 )
 from .imageio import ImageHeader, UnreadableFileError, probe_image
-from .maskkinds import MaskSeen, propose
+from .maskkinds import CLASSES_FILE, MaskSeen, propose
 from .masks import MOSTLY_FOREGROUND, inspect_mask
 from .pairing_report import Pair, PairingReport
 from .parallel import ordered_map
@@ -147,11 +147,11 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
                 "image plus _mask (cell1.png and cell1_mask.png).")
     else:
         mask_files, ignored_masks = list_folder(masks_dir, "corrections" if only_fixed else "masks")
-        ignored += ignored_masks
+        ignored += _not_classes_file(ignored_masks, masks_dir)
     fixed_files: list[ImageFile] = []
     if separate:
         fixed_files, ignored_fixed = list_folder(fixed, "corrections")
-        ignored += ignored_fixed
+        ignored += _not_classes_file(ignored_fixed, fixed)
     if not image_files:
         raise no_images_error(images_dir, "images", ignored)
     if not mask_files and not fixed_files and fixed is None:
@@ -283,3 +283,7 @@ def _merge(report: PairingReport, image: ImageFile, mask: ImageFile, result: _Ch
         report.masks_seen.append(MaskSeen(mask.name, result.mask_values, result.mask_ids))
 
 
+def _not_classes_file(ignored: list[str], folder: Path) -> list[str]:
+    """The ignored names of a masks folder but its classes.json, which names the classes
+    and is read, not ignored."""
+    return [name for name in ignored if name != f"{folder.name}/{CLASSES_FILE}"]
