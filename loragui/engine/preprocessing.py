@@ -151,11 +151,17 @@ def _sampled_values(rows: Rows, height: int, width: int, grey: bool,
     xs = rng.integers(0, width, _SAMPLE)
     if len(starts) == 1:
         return band(0)[ys, xs]
-    order = np.argsort(ys)  # each band's points are then one slice of the sorted ones
-    ys, xs = ys[order], xs[order]
-    bounds = np.searchsorted(ys, [*starts, height])
-    parts = [band(r)[ys[i0:i1] - r, xs[i0:i1]]
-             for r, i0, i1 in zip(starts, bounds[:-1], bounds[1:], strict=True) if i1 > i0]
+    # The points as sorted flat indices: each band's are one slice, in one array
+    # (a 4 M-point sort takes a tenth of a second, less than gathering them).
+    points = ys * width + xs
+    del ys, xs
+    points.sort()
+    bounds = np.searchsorted(points, [r * width for r in starts] + [height * width])
+    parts = []
+    for r, i0, i1 in zip(starts, bounds[:-1], bounds[1:], strict=True):
+        if i1 > i0:
+            local = points[i0:i1] - r * width
+            parts.append(band(r)[local // width, local % width])
     return np.concatenate(parts)
 
 
