@@ -52,11 +52,16 @@ def _files(tmp_path, h=131, w=97):
         "palette": tmp_path / "palette.png",
     }
     Image.fromarray((p / 300).astype(np.float32)).save(out["float"])
-    Image.fromarray(rgb).quantize(64).save(out["palette"])
+    Image.fromarray(rgb).quantize(64).save(out["palette"], transparency=3)
+    Image.fromarray(np.dstack([grey, grey[::-1]]), "LA").save(out.setdefault(
+        "grey_alpha", tmp_path / "la.png"))
+    Image.fromarray(p > 100).save(out.setdefault("bilevel", tmp_path / "bilevel.png"))
+    Image.fromarray(rgb).convert("CMYK").save(out.setdefault("cmyk", tmp_path / "cmyk.jpg"))
     return out
 
 
-KINDS = ["rgb", "grey", "grey_as_rgb", "rgba", "grey16", "float", "palette"]
+KINDS = ["rgb", "grey", "grey_as_rgb", "rgba", "grey16", "float", "palette", "grey_alpha",
+         "bilevel", "cmyk"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
