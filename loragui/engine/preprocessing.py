@@ -67,11 +67,10 @@ class Preprocessing:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-
 def _full_scale(dtype: np.dtype) -> float:
     """The value that means "white" for a dtype when no statistics are used."""
     if dtype == np.bool_:
-        return 1.0
+        return 255.0  # booleans are scaled as 0/255 bytes
     if np.issubdtype(dtype, np.integer):
         return float(np.iinfo(dtype).max)
     return 1.0
@@ -119,13 +118,14 @@ def _working(rows: np.ndarray, plan_grey: bool, plan_luma: bool) -> np.ndarray:
     return luma(rows)[..., None] if plan_luma else rows
 
 
-def _band_starts(height: int, width: int) -> range:
-    return range(0, height, max(1, _BLOCK // max(1, width)))
+def _band_rows(width: int) -> int:
+    """Rows in a band of ~_BLOCK pixels."""
+    return max(1, _BLOCK // max(1, width))
 
 
 def _is_grey_rgb(rows: Rows, height: int, width: int) -> bool:
-    step = max(1, _BLOCK // max(1, width))
-    for r in _band_starts(height, width):
+    step = _band_rows(width)
+    for r in range(0, height, step):
         band = _colour(rows(r, min(r + step, height)))
         if not ((band[..., 0] == band[..., 1]).all() and (band[..., 1] == band[..., 2]).all()):
             return False
@@ -137,8 +137,8 @@ def _sampled_values(rows: Rows, height: int, width: int, grey: bool,
     """(N, channels) values the percentiles are estimated on: every pixel of a small image;
     of a large one a fixed-seed random sample, which is plenty for a 20,000^2 image and,
     unlike a regular grid, cannot alias with stripes or tiles in the image."""
-    step = max(1, _BLOCK // max(1, width))
-    starts = _band_starts(height, width)
+    step = _band_rows(width)
+    starts = range(0, height, step)
 
     def band(r: int) -> np.ndarray:
         return _working(rows(r, min(r + step, height)), grey, use_luma)
@@ -205,7 +205,7 @@ def plan_normalisation(shape: tuple[int, ...], dtype: np.dtype, rows: Rows,
     colours = 3 if len(shape) == 3 and shape[2] in (3, 4) else 1  # alpha is dropped
     grey = colours == 3 and _is_grey_rgb(rows, height, width)
     use_luma = prep.channels == 1 and colours == 3 and not grey
-    full = _full_scale(np.dtype(np.uint8) if np.dtype(dtype) == np.bool_ else np.dtype(dtype))
+    full = _full_scale(np.dtype(dtype))
     n = 1 if grey or use_luma or colours == 1 else 3
     if prep.method == "none":
         ranges = ((0.0, full),) * n
@@ -244,7 +244,7 @@ def _rescale(ch: np.ndarray, lo: float, hi: float) -> np.ndarray:
         lut = np.clip((values - lo) * scale + 0.5, 0, 255).astype(np.uint8)
         return np.take(lut, ch)
     out = np.empty(ch.shape, np.uint8)
-    rows = max(1, _BLOCK // max(1, ch.shape[1]))
+    rows = _band_rows(ch.shape[1])
     for r in range(0, ch.shape[0], rows):
         block = ch[r:r + rows].astype(np.float32)
         block -= lo
@@ -274,7 +274,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma (like Pillow's "L"), as float32, in row blocks to bound memory."""
     weights = np.array([0.299, 0.587, 0.114], np.float32)
     out = np.empty(rgb.shape[:2], np.float32)
-    rows = max(1, _BLOCK // rgb.shape[1])
+    rows = _band_rows(rgb.shape[1])
     for r in range(0, rgb.shape[0], rows):
         out[r:r + rows] = rgb[r:r + rows].astype(np.float32) @ weights
     return out
