@@ -67,8 +67,9 @@ KINDS = ["rgb", "grey", "grey_as_rgb", "rgba", "grey16", "float", "palette", "gr
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("prep", [RGB, GREY, Preprocessing(method="none")],
                          ids=["rgb-model", "grey-model", "no-percentiles"])
-def test_bands_give_the_pixels_read_image_gives(tmp_path, kind, prep):
+def test_bands_give_the_pixels_read_image_gives(tmp_path, monkeypatch, kind, prep):
     path = _files(tmp_path)[kind]
+    monkeypatch.setattr(bands, "_CHUNK", 97 * 6)  # rows are decoded 6 at a time
     whole = read_image(path, prep)
     image = load_image(path, prep, large=0)
     assert isinstance(image, ImageBands) and image.shape == whole.shape

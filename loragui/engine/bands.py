@@ -34,6 +34,8 @@ from .preprocessing import Normalisation, Preprocessing, apply_normalisation, pl
 # consumer (the objects' intensities, the window's previews).
 LARGE_PIXELS = 64_000_000
 
+_CHUNK = 1 << 22  # rows are decoded and normalised ~4 M pixels at a time
+
 
 class RowSource(Protocol):
     """An image given a band of rows at a time (what :func:`.tiling.tiled` accepts
@@ -67,7 +69,13 @@ class ImageBands:
             raise UnreadableFileError(self.path, failure_reason(exc)) from exc
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        return apply_normalisation(self.plan, self._decoded(start, stop))
+        # in chunks, so that the decoded rows (Pillow's crop, its numpy copy) stay small
+        step = max(1, _CHUNK // self.shape[1])
+        out = np.empty((stop - start,) + self.shape[1:], np.uint8)
+        for r in range(start, stop, step):
+            end = min(r + step, stop)
+            out[r - start:end - start] = apply_normalisation(self.plan, self._decoded(r, end))
+        return out
 
     def whole(self) -> np.ndarray:
         """The normalised image at full size, for the few uses that need all of it."""

@@ -196,17 +196,21 @@ def tiled(model: UNet, image: np.ndarray | RowSource, device: torch.device | str
             wsum[:, left:left + tw] += weight
             done += 1
             yield done, total
+        del band
         # the rows above the next tile row's start are final
         end = rows[r + 1] if r + 1 < len(rows) else top + th
         n = min(end, h) - top
         if n > 0:
-            blended = acc[:, :n, :w] / wsum[:n, :w]
+            # in place (the rows carried to the next tile row lie below n): a 20,000 px
+            # wide row of tiles makes no temporaries of its size
+            blended = np.divide(acc[:, :n, :w], wsum[:n, :w], out=acc[:, :n, :w])
             if output == "logits":
                 out[..., top:top + n, :] = blended[0] if k == 1 else blended
             elif k > 1:
                 out[top:top + n] = blended.argmax(0).astype(np.uint8)
             else:
-                out[top:top + n] = (blended[0] > cut).view(np.uint8) * np.uint8(255)
+                np.greater(blended[0], cut, out=out[top:top + n].view(np.bool_))
+                out[top:top + n] *= np.uint8(255)
         keep = end - top
         carry = (acc[:, keep:].copy(), wsum[keep:].copy()) if keep < th else None
     return out
