@@ -2,7 +2,8 @@
 
 Images are normalised exactly as at training (the preprocessing stored in the
 model file). Any size works: images larger than a tile are predicted in
-overlapping tiles blended without seams, in bounded memory (:mod:`.tiling`).
+overlapping tiles blended without seams, in bounded memory (:mod:`.tiling`), and
+very large ones are read a band of rows at a time (:mod:`.bands`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_write
+from .bands import ImageBands, load_image
 from .devices import resolve_device
 from .errors import DataError
 from .events import ProgressEvent
 from .folders import list_images
-from .imageio import read_image
+from .imageio import UnreadableFileError, read_image
 from .maskkinds import MaskMeaning, meaning_of, palette_bytes
 from .outputs import PREDICTIONS, Input, check_output, mark
 from .preprocessing import Preprocessing
@@ -112,35 +114,45 @@ def predict_folder(images_dir: str | Path, out_dir: str | Path, *, base: str | P
             yield from _stopped(i, len(files), tables)
             return
         try:
-            image = read_image(path, prep)
+            image = load_image(path, prep)
         except DataError as exc:
             failed.append(path.name)
             yield ProgressEvent(i + 1, len(files), f"skipped: {exc}")
             continue
-        steps = tiled(model, image, dev, threshold=threshold)
-        while True:  # a large image: an event per tile, and a stop between two tiles
-            try:
-                tile, tiles = next(steps)
-            except StopIteration as finished:
-                mask = Image.fromarray(finished.value)
-                if meaning.k > 1:
-                    mask.putpalette(palette_bytes(meaning))
-                break
-            if tiles > 1:
-                yield ProgressEvent(i, len(files), f"{path.name}: tile {tile} of {tiles}",
-                                    tile=tile, tiles=tiles)
-                if stop is not None and stop.is_set():
-                    yield from _stopped(i, len(files), tables)
-                    return
+        try:
+            steps = tiled(model, image, dev, threshold=threshold)
+            while True:  # a large image: an event per tile, and a stop between two tiles
+                try:
+                    tile, tiles = next(steps)
+                except StopIteration as finished:
+                    prediction = finished.value
+                    break
+                if tiles > 1:
+                    yield ProgressEvent(i, len(files), f"{path.name}: tile {tile} of {tiles}",
+                                        tile=tile, tiles=tiles)
+                    if stop is not None and stop.is_set():
+                        yield from _stopped(i, len(files), tables)
+                        return
+        except UnreadableFileError as exc:  # a band of a large image failed to decode
+            failed.append(path.name)
+            yield ProgressEvent(i + 1, len(files), f"skipped: {exc}")
+            continue
         del steps
+        mask = Image.fromarray(prediction)  # a view of the mask: putpalette and save copy none
+        if meaning.k > 1:
+            mask.putpalette(palette_bytes(meaning))
         # two images with one stem (a.tif, a.jpg) must not overwrite each other's mask
         name = path.stem if stems.count(path.stem.casefold()) == 1 else \
             f"{path.stem}_{path.suffix.lstrip('.').lower()}"
         atomic_write(out / f"{name}.png", lambda tmp, m=mask: m.save(tmp, format="PNG"))
         if tables is not None:
-            classes = np.asarray(mask)  # an objects model's: background, interior, boundary
-            note = tables.add(path.name, name, classes, image, min_size,
+            # The objects' mean intensities (scikit-image's regionprops) need the whole
+            # image, so a large one is read in full for them, in this case only.
+            whole = image.whole() if isinstance(image, ImageBands) else image
+            # an objects model's prediction: background, interior, boundary
+            note = tables.add(path.name, name, prediction, whole, min_size,
                               class_map=objects_model)
+            del whole
             if note:
                 yield ProgressEvent(i + 1, len(files), note)
         del image

@@ -13,7 +13,9 @@ tile sees exactly the pixels the whole-image forward pass sees.
 
 Memory stays bounded by one row of tiles: the weighted sums of the tiles in a row are
 kept for that row's height only, and the rows finished are thresholded into the
-preallocated uint8 mask at once. The probabilities never exist at full size.
+preallocated uint8 mask at once. The probabilities never exist at full size, and an
+image given as a :class:`.bands.RowSource` is read one row of tiles at a time, so the
+mask is the only full-size array.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .bands import RowSource
 from .devices import supports_bf16
 from .model_input import to_model_input
 from .unet import UNet
@@ -79,6 +82,16 @@ def _reflect(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(index < size, index, 2 * (size - 1) - index)
 
 
+def _rows(image: np.ndarray | RowSource, index: np.ndarray) -> np.ndarray:
+    """The image's rows ``index`` (ascending, then mirrored back at the bottom edge)."""
+    if isinstance(image, np.ndarray):
+        return image[index]
+    low, high = int(index.min()), int(index.max()) + 1
+    band = image.rows(low, high)
+    mirrored = len(index) != high - low or index[-1] != high - 1
+    return band[index - low] if mirrored else band
+
+
 def tile_count(height: int, width: int, model: UNet, tile: int = TILE) -> int:
     """How many tiles an image of this size is predicted in (1: in one piece)."""
     plan = _plan(height, width, model, tile)
@@ -130,11 +143,12 @@ def _run(steps, on_tile: TileCallback | None) -> np.ndarray:
 
 
 @torch.no_grad()
-def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
+def tiled(model: UNet, image: np.ndarray | RowSource, device: torch.device | str = "cpu", *,
           output: str = "mask", threshold: float = 0.5, tile: int = TILE,
           bf16: bool | None = None):
-    """Predict one (H, W, C) uint8 image; yields ``(tiles done, tiles)`` after each tile and
-    returns the uint8 0/255 mask (``output="mask"``) or the float32 logits (``"logits"``).
+    """Predict one (H, W, C) uint8 image (an array or a :class:`.bands.RowSource`); yields
+    ``(tiles done, tiles)`` after each tile and returns the uint8 0/255 mask
+    (``output="mask"``) or the float32 logits (``"logits"``).
 
     A generator, so that the caller can report each tile and stop between two. The
     logits are blended (their sigmoid is the probability). ``bf16``: the forward pass in
@@ -149,7 +163,8 @@ def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
     cut = math.log(threshold / (1 - threshold))  # probability > threshold <=> logit > cut
     plan = _plan(h, w, model, tile)
     if plan is None:
-        logits = _forward(model, to_model_input(image, device), device, bf16)[0]
+        whole = image if isinstance(image, np.ndarray) else image.rows(0, h)
+        logits = _forward(model, to_model_input(whole, device), device, bf16)[0]
         yield 1, 1
         if output == "logits":
             return logits[0].cpu().numpy() if k == 1 else logits.cpu().numpy()
@@ -171,7 +186,8 @@ def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
             acc[:, :carry[0].shape[1]] = carry[0]
             wsum[:len(carry[1])] = carry[1]
         wy = edge_weight(th, margin, RAMP, top > 0, top + th < hp)
-        band = image[_reflect(np.arange(top, top + th), h)]  # (th, W, C): this row's pixels
+        # (th, W, C): this tile row's pixels, the only ones read from a RowSource now
+        band = _rows(image, _reflect(np.arange(top, top + th), h))
         for left, wx in zip(cols, weights_x, strict=True):
             x = to_model_input(band[:, _reflect(np.arange(left, left + tw), w)], device)
             logits = _forward(model, x, device, bf16)[0].cpu().numpy()
@@ -180,17 +196,21 @@ def tiled(model: UNet, image: np.ndarray, device: torch.device | str = "cpu", *,
             wsum[:, left:left + tw] += weight
             done += 1
             yield done, total
+        del band
         # the rows above the next tile row's start are final
         end = rows[r + 1] if r + 1 < len(rows) else top + th
         n = min(end, h) - top
         if n > 0:
-            blended = acc[:, :n, :w] / wsum[:n, :w]
+            # in place (the rows carried to the next tile row lie below n): a 20,000 px
+            # wide row of tiles makes no temporaries of its size
+            blended = np.divide(acc[:, :n, :w], wsum[:n, :w], out=acc[:, :n, :w])
             if output == "logits":
                 out[..., top:top + n, :] = blended[0] if k == 1 else blended
             elif k > 1:
                 out[top:top + n] = blended.argmax(0).astype(np.uint8)
             else:
-                out[top:top + n] = (blended[0] > cut).view(np.uint8) * np.uint8(255)
+                np.greater(blended[0], cut, out=out[top:top + n].view(np.bool_))
+                out[top:top + n] *= np.uint8(255)
         keep = end - top
         carry = (acc[:, keep:].copy(), wsum[keep:].copy()) if keep < th else None
     return out
