@@ -177,23 +177,28 @@ def tiled(model: UNet, image: np.ndarray | RowSource, device: torch.device | str
     else:
         out = np.zeros((h, w), np.uint8)
     weights_x = [edge_weight(tw, margin, RAMP, left > 0, left + tw < wp) for left in cols]
+    # A tile's weight is wy(row) x wx(column) and the tiles form a grid, so the sum of
+    # the weights at a pixel is (sum of the wy) x (sum of the wx): two vectors, not an
+    # array of a tile row's size.
+    col_sum = np.zeros(wp, np.float32)
+    for left, wx in zip(cols, weights_x, strict=True):
+        col_sum[left:left + tw] += wx
     total, done = len(rows) * len(cols), 0
     carry: tuple[np.ndarray, np.ndarray] | None = None  # sums for rows the next tile row shares
     for r, top in enumerate(rows):
         acc = np.zeros((k, th, wp), np.float32)  # sum of weight x logit
-        wsum = np.zeros((th, wp), np.float32)  # sum of weight
+        row_sum = np.zeros(th, np.float32)  # sum of the tile rows' wy
         if carry is not None:
             acc[:, :carry[0].shape[1]] = carry[0]
-            wsum[:len(carry[1])] = carry[1]
+            row_sum[:len(carry[1])] = carry[1]
         wy = edge_weight(th, margin, RAMP, top > 0, top + th < hp)
+        row_sum += wy
         # (th, W, C): this tile row's pixels, the only ones read from a RowSource now
         band = _rows(image, _reflect(np.arange(top, top + th), h))
         for left, wx in zip(cols, weights_x, strict=True):
             x = to_model_input(band[:, _reflect(np.arange(left, left + tw), w)], device)
             logits = _forward(model, x, device, bf16)[0].cpu().numpy()
-            weight = wy[:, None] * wx[None, :]
-            acc[:, :, left:left + tw] += weight * logits
-            wsum[:, left:left + tw] += weight
+            acc[:, :, left:left + tw] += (wy[:, None] * wx[None, :]) * logits
             done += 1
             yield done, total
         del band
@@ -203,7 +208,9 @@ def tiled(model: UNet, image: np.ndarray | RowSource, device: torch.device | str
         if n > 0:
             # in place (the rows carried to the next tile row lie below n): a 20,000 px
             # wide row of tiles makes no temporaries of its size
-            blended = np.divide(acc[:, :n, :w], wsum[:n, :w], out=acc[:, :n, :w])
+            blended = acc[:, :n, :w]
+            blended /= row_sum[:n, None]
+            blended /= col_sum[None, :w]
             if output == "logits":
                 out[..., top:top + n, :] = blended[0] if k == 1 else blended
             elif k > 1:
@@ -212,5 +219,5 @@ def tiled(model: UNet, image: np.ndarray | RowSource, device: torch.device | str
                 np.greater(blended[0], cut, out=out[top:top + n].view(np.bool_))
                 out[top:top + n] *= np.uint8(255)
         keep = end - top
-        carry = (acc[:, keep:].copy(), wsum[keep:].copy()) if keep < th else None
+        carry = (acc[:, keep:].copy(), row_sum[keep:].copy()) if keep < th else None
     return out
