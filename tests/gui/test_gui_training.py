@@ -157,7 +157,8 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
     assert out == images.parent / "images-masks"
     assert len(list(out.glob("*.png"))) == 6
     assert "Predicting 6 of 6" in shown[-1] and not any(" of 1" in t for t in shown), shown
-    assert window.results.predicted_label.isVisible()
+    # the end is shown when the worker's last signal reaches the window, after its thread
+    qtbot.waitUntil(window.results.predicted_label.isVisible, timeout=20000)
     assert "6 masks written to" in window.results.predicted_label.text()
     assert window.results.open_predicted.isVisible()
     assert not dialogs.messages
