@@ -81,10 +81,6 @@ class ImageBands:
         """The normalised image at full size, for the few uses that need all of it."""
         return self.rows(0, self.shape[0])
 
-    def close(self) -> None:
-        """Free Pillow's decoded copy now rather than when the object goes."""
-        self._im.close()
-
 
 def load_image(path: str | Path, prep: Preprocessing, *,
                large: int | None = None) -> np.ndarray | ImageBands:

@@ -27,6 +27,7 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import LoraGuiError
 from .folders import is_image_name, name_key
+from .maskkinds import palette_bytes
 from .outputs import CORRECTIONS, Input, check_output, mark, read_marker
 from .pairing import MASK_ENDINGS
 
@@ -130,13 +131,8 @@ def _write_png(path: Path, mask: np.ndarray, meaning=None) -> Path:
     values = np.array([c.value for c in meaning.classes], np.int64)
     ids = values[mask]
     if values.max() < 256:
-        palette = [0] * 768
-        for c in meaning.classes:
-            if c.value:
-                palette[3 * c.value:3 * c.value + 3] = [int(c.colour[i:i + 2], 16)
-                                                        for i in (1, 3, 5)]
         image = Image.fromarray(ids.astype(np.uint8), mode="P")
-        image.putpalette(palette)
+        image.putpalette(palette_bytes(meaning, ids=True))
     else:
         image = Image.fromarray(ids.astype(np.uint16))
     return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -307,9 +307,13 @@ def meaning_of(k: int, *sections: Any) -> MaskMeaning:
     return MaskMeaning("classes", tuple(MaskClass(i, *_default(i, i)) for i in range(k)))
 
 
-def palette_bytes(meaning: MaskMeaning) -> list[int]:
-    """A PIL palette (768 values): index i in class i's colour, black beyond."""
-    out = []
-    for c in meaning.classes:
-        out += [int(c.colour[i:i + 2], 16) for i in (1, 3, 5)]
-    return out + [0] * (768 - len(out))
+def palette_bytes(meaning: MaskMeaning, *, ids: bool = False) -> list[int]:
+    """A PIL palette (768 values): index i in class i's colour, black beyond; ``ids``:
+    index = each class's id in the masks (ids below 256), with id 0 black, so that any
+    reader sees the background as background."""
+    out = [0] * 768
+    for i, c in enumerate(meaning.classes):
+        at = c.value if ids else i
+        if not (ids and at == 0):
+            out[3 * at:3 * at + 3] = [int(c.colour[k:k + 2], 16) for k in (1, 3, 5)]
+    return out
