@@ -85,6 +85,7 @@ def test_the_previews_carry_each_pixels_class_and_the_class_colours(trained, tmp
     assert set(np.unique(preview.classes)) <= {0, 1, 2}
     colours = load_with_meaning(config.base, f"{config.out}/adapter")[3].colours
     assert preview.colours == tuple(colours) and len(colours) == 3
+    assert preview.predicted_objects is None  # classes, not objects: nothing is counted
     again = read_previews(write_previews(tmp_path / "p.npz", [preview]))[0]
     assert np.array_equal(again.classes, preview.classes) and again.colours == preview.colours
     line = event_from_line(event_to_line([e for e in events if isinstance(e, EpochEvent)][-1]))

@@ -1,4 +1,5 @@
-"""Objects from predictions: components, touching discs split, measurements, label files."""
+"""Objects from predictions: components, touching discs split, measurements, label files,
+and the counts a run of objects puts on its validation previews."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from loragui.engine.maskkinds import MaskClass, MaskMeaning
 from loragui.engine.masks import read_mask_values
 from loragui.engine.objects import (
     OBJECT_COLUMNS,
@@ -18,6 +20,7 @@ from loragui.engine.objects import (
     write_labels,
     write_tables,
 )
+from tests.object_data import class_picture, class_reader, disc_labels, write_disc_set
 
 
 def disc(shape, cy, cx, r):
@@ -150,3 +153,49 @@ def test_a_prediction_s_objects_by_its_shape():
     truth = touching_discs()
     assert count(labels_of_prediction(truth > 0)) == 2
     assert count(labels_of_prediction(probabilities_of(truth))) == 3
+
+
+OBJECTS = MaskMeaning("objects", (MaskClass(0, "background", "#000000"),
+                                  MaskClass(1, "object", "#ffff00"),
+                                  MaskClass(2, "boundary", "#ff00ff")))
+
+
+def test_an_objects_run_s_previews_count_the_predicted_and_the_true_objects():
+    """Four true discs (two touching); the model sees the touching pair as one object
+    and misses a third disc: 2 objects predicted, 4 in the mask."""
+    import torch
+
+    from loragui.engine.dataset import DecodedDataset
+    from loragui.engine.validation import Validator
+
+    truth = disc_labels()
+    seen = np.where(truth == 2, 1, np.where(truth == 3, 0, truth))
+    shown, mask = OBJECTS.target(seen, "d0"), OBJECTS.target(truth, "d0")
+    validator = Validator(class_reader(), torch.device("cpu"), autocast=False, lora=False,
+                          previews=1, fault=print, resume_hint=str, classes=OBJECTS.names,
+                          colours=OBJECTS.colours, count_objects=True)
+    data = DecodedDataset(["d0", "d1"], [class_picture(shown), class_picture(mask)], [mask, mask])
+    previews = validator.run(data).previews
+    assert [p.name for p in previews] == ["d0"]  # only the previewed images are counted
+    assert np.array_equal(previews[0].classes, shown)  # the model predicts what it is shown
+    assert (previews[0].predicted_objects, previews[0].true_objects) == (2, 4)
+
+
+def test_an_objects_training_puts_the_mask_s_objects_on_every_preview(tmp_path):
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.events import EpochEvent, RunFailed
+    from loragui.engine.train import run_training
+    from tests.tiny import make_tiny_base
+
+    images, masks = write_disc_set(tmp_path / "data", n=4)
+    config = TrainConfig(images=str(images), masks=str(masks), out=str(tmp_path / "run"),
+                         base=str(make_tiny_base(tmp_path / "base.safetensors")),
+                         masks_hold="objects", epochs=1, steps_per_epoch=1, batch_size=2,
+                         crop_size=32, val_fraction=0.5, device="cpu", previews=2,
+                         early_stop=False)
+    events = list(run_training(config))
+    assert not [e for e in events if isinstance(e, RunFailed)]
+    previews = [p for e in events if isinstance(e, EpochEvent) for p in e.previews]
+    assert len(previews) == 4  # the base model's validation and epoch 1's, two images each
+    assert all(p.true_objects == 4 for p in previews)  # each disc image holds four discs
+    assert all(isinstance(p.predicted_objects, int) for p in previews)

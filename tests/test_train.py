@@ -71,6 +71,7 @@ def test_a_run_shows_validation_previews(one_run):
     preview = last_epoch.previews[0]
     assert preview.image.dtype.name == "uint8"
     assert preview.prediction.shape == preview.mask.shape
+    assert preview.predicted_objects is None and preview.true_objects is None  # not objects
 
 
 def test_a_run_ends_finished_not_stopped(one_run):

@@ -35,6 +35,10 @@ class Preview:
     # classes' colours ("#rrggbb", index = class); the previews colour each class.
     classes: np.ndarray | None = None
     colours: tuple[str, ...] = ()
+    # A run of objects: how many the prediction holds and how many its mask holds (both
+    # split as predict splits an objects model's classes); None for other runs.
+    predicted_objects: int | None = None
+    true_objects: int | None = None
 
 
 @dataclass
@@ -199,17 +203,25 @@ def event_from_line(line: str) -> Event:
     return event_from_dict(json.loads(line))
 
 
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _preview_from_dict(p: dict[str, Any]) -> Preview:
     classes = p.get("classes")
     return Preview(str(p["name"]), np.asarray(p["image"], dtype=np.uint8),
                    np.asarray(p["mask"], dtype=bool), np.asarray(p["prediction"], dtype=np.float32),
                    None if classes is None else np.asarray(classes, dtype=np.uint8),
-                   tuple(str(c) for c in p.get("colours") or ()))
+                   tuple(str(c) for c in p.get("colours") or ()),
+                   _count(p.get("predicted_objects")), _count(p.get("true_objects")))
 
 
 # Previews as files: one .npz per epoch holding plain arrays only (``names`` a unicode
-# array, ``image_<i>``, ``mask_<i>``, ``prediction_<i>`` (and for classes ``classes_<i>``,
-# with one ``colours`` array) per preview: the validation images may differ in size), so ``np.load(..., allow_pickle=False)`` reads it.
+# array, ``image_<i>``, ``mask_<i>``, ``prediction_<i>`` per preview: the validation
+# images may differ in size; for classes also ``classes_<i>``, with one ``colours``
+# array; for objects ``objects_<i>``, the predicted and the true count), so
+# ``np.load(..., allow_pickle=False)`` reads it. A file without a preview's
+# ``objects_<i>`` (an earlier loragui's) reads as no counts.
 
 def write_previews(path: str | os.PathLike, previews: list[Preview]) -> Path:
     """Write ``previews`` to ``path`` (.npz) atomically: readers never see half a file."""
@@ -223,6 +235,9 @@ def write_previews(path: str | os.PathLike, previews: list[Preview]) -> Path:
         if p.classes is not None:
             arrays[f"classes_{i}"] = np.ascontiguousarray(p.classes, dtype=np.uint8)
             arrays["colours"] = np.array(p.colours, dtype=str)
+        if p.predicted_objects is not None and p.true_objects is not None:
+            arrays[f"objects_{i}"] = np.array([p.predicted_objects, p.true_objects],
+                                              dtype=np.int64)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: savez would append ".npz" to a name
@@ -236,9 +251,14 @@ def read_previews(path: str | os.PathLike) -> list[Preview]:
     with np.load(path, allow_pickle=False) as data:
         names = [str(n) for n in data["names"]]
         colours = tuple(str(c) for c in data["colours"]) if "colours" in data else ()
-        return [Preview(name, data[f"image_{i}"], data[f"mask_{i}"], data[f"prediction_{i}"],
-                        data[f"classes_{i}"] if f"classes_{i}" in data else None, colours)
-                for i, name in enumerate(names)]
+        previews = []
+        for i, name in enumerate(names):
+            counts = data[f"objects_{i}"] if f"objects_{i}" in data else (None, None)
+            previews.append(Preview(name, data[f"image_{i}"], data[f"mask_{i}"],
+                                    data[f"prediction_{i}"],
+                                    data[f"classes_{i}"] if f"classes_{i}" in data else None,
+                                    colours, _count(counts[0]), _count(counts[1])))
+        return previews
 
 
 def previews_path(run_dir: str | os.PathLike, epoch: int) -> Path:

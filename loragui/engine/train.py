@@ -276,7 +276,8 @@ class Trainer:
             previews=self.config.previews, fault=lambda m: self._notes.append(self._fault(m)),
             resume_hint=self._resume_hint,
             classes=self.meaning.names if self.meaning.k > 1 else None,
-            colours=self.meaning.colours if self.meaning.k > 1 else None)
+            colours=self.meaning.colours if self.meaning.k > 1 else None,
+            count_objects=self.meaning.hold == "objects")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.steps = TrainStep(

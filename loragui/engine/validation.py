@@ -25,6 +25,7 @@ from .faults import device_words, free_memory, is_out_of_memory, memory_advice
 from .lora import set_forward_mode
 from .metrics import SegmentationScores, segmentation_loss
 from .model_input import to_model_input
+from .objects import count, labels_from_class_map
 from .predict import predict_probability
 from .unet import UNet
 
@@ -46,15 +47,18 @@ class Validation:
 class Validator:
     """Validates ``model`` on ``device``. ``fault(message)`` is told when the batches
     shrink after running out of memory; ``resume_hint()`` ends a message that stops the
-    run (what is intact, and how to resume)."""
+    run (what is intact, and how to resume). ``count_objects``: the model predicts
+    objects (background, interior, boundary), and each preview counts the objects of its
+    prediction and of its mask."""
 
     def __init__(self, model: UNet, device: torch.device, *, autocast: bool, lora: bool,
                  previews: int, fault: Callable[[str], None],
                  resume_hint: Callable[[], str], classes: list[str] | None = None,
-                 colours: list[str] | None = None) -> None:
+                 colours: list[str] | None = None, count_objects: bool = False) -> None:
         self.model = model
         self.classes = classes  # class names of a K-class model; None: foreground/background
         self.colours = colours or []  # their colours, for the previews
+        self.count_objects = count_objects
         self.device = device
         self.autocast = autocast
         self.lora = lora
@@ -91,12 +95,22 @@ class Validator:
                         classes = logits.argmax(0).numpy().astype(np.uint8) if many else None
                         previews.append(Preview(data.names[i], image, mask > 0,
                                                 prob.astype(np.float32), classes,
-                                                tuple(self.colours) if many else ()))
+                                                tuple(self.colours) if many else (),
+                                                *self._counts(classes, mask)))
         finally:
             if self.lora:
                 set_forward_mode(self.model, default_forward_mode(self.device))
         val_loss = loss_sum / len(data.names) if data is not None else None
         return Validation(scores.summary(), val_loss, previews, time.perf_counter() - t0)
+
+    def _counts(self, classes: np.ndarray | None, mask: np.ndarray
+                ) -> tuple[int | None, int | None]:
+        """The objects of a preview's predicted classes and of its mask's (the mask holds
+        the same three classes, so both are split alike); (None, None) when the run
+        counts no objects. Only previews pay for the watershed."""
+        if not self.count_objects or classes is None:
+            return None, None
+        return count(labels_from_class_map(classes)), count(labels_from_class_map(mask))
 
     def _logits(self, data: DecodedDataset) -> Iterator[tuple[int, torch.Tensor]]:
         """(index, logits on the CPU: (H, W), or (K, H, W) for K classes) per validation

@@ -35,10 +35,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _previews() -> list[Preview]:
+    """Two sizes (validation images need not match); the first counts its objects, as a
+    run of objects does, the second none (as other runs, and earlier files)."""
     rng = np.random.default_rng(0)
     return [Preview(f"näme {i}", rng.integers(0, 255, (8 + i, 6, 3), dtype=np.uint8),
-                    rng.random((8 + i, 6)) > 0.5, rng.random((8 + i, 6)).astype(np.float32))
-            for i in range(2)]  # two sizes: validation images need not match
+                    rng.random((8 + i, 6)) > 0.5, rng.random((8 + i, 6)).astype(np.float32),
+                    predicted_objects=23 if i == 0 else None,
+                    true_objects=25 if i == 0 else None)
+            for i in range(2)]
 
 
 def test_events_survive_a_json_line():
@@ -67,6 +71,8 @@ def test_events_survive_a_json_line():
     back = event_from_dict(json.loads(json.dumps(event_to_dict(inline))))
     assert back.previews[1].image.dtype == np.uint8 and back.previews[1].mask.dtype == bool
     assert np.array_equal(back.previews[1].prediction, inline.previews[1].prediction)
+    assert [(p.predicted_objects, p.true_objects) for p in back.previews] == \
+        [(23, 25), (None, None)]
 
 
 def test_previews_file_holds_plain_arrays(tmp_path):
@@ -80,6 +86,8 @@ def test_previews_file_holds_plain_arrays(tmp_path):
     for a, b in zip(back, previews, strict=True):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
         assert np.array_equal(a.prediction, b.prediction)
+        assert (a.predicted_objects, a.true_objects) == (b.predicted_objects, b.true_objects)
+    assert back[0].predicted_objects == 23 and type(back[0].predicted_objects) is int
 
 
 def test_config_file_with_options_that_win(tmp_path, dataset, tiny_base, capsys):
