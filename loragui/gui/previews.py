@@ -14,6 +14,8 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFont, QFontMetrics, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from loragui.engine.pairing_report import plural
+
 from .overlay import GT_COLOUR, PRED_COLOUR, dice, preview_overlay
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -24,10 +26,36 @@ MIN_CELL_WIDTH = 110  # pixels: below this the cells go two to a row
 COLUMN_MARGIN = 48
 CAPTION_POINTS = 9
 CELL_PADDING = 28  # pixels of a column its caption leaves free (the label's margins, the spacing)
+NAME_KEPT = 4  # a name shortened to fewer characters than this no longer tells images apart
 
 
 def _hex(colour: np.ndarray) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in colour)
+
+
+def figures(p, score: float | None) -> str:
+    """What a preview's caption says after its name: its Dice and, in a run of objects,
+    how many the prediction and the mask hold (" · Dice 0.81 · 23 objects (mask 25)")."""
+    parts = []
+    if score is not None:
+        parts.append(f"Dice {score:.2f}")
+    if p.predicted_objects is not None and p.true_objects is not None:
+        parts.append(f"{plural(p.predicted_objects, 'object')} (mask {p.true_objects})")
+    return "".join(f" · {part}" for part in parts)
+
+
+def fit_caption(metrics: QFontMetrics, name: str, said: str, width: int) -> str:
+    """``name`` + ``said`` (its :func:`figures`) in ``width`` pixels: the name is
+    shortened in the middle first, so that the figures stay whole; where that would leave
+    fewer than NAME_KEPT of its characters, the whole caption is shortened in the middle."""
+    full = name + said
+    if metrics.horizontalAdvance(full) <= width:
+        return full
+    room = width - metrics.horizontalAdvance(said)
+    short = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room) if room > 0 else ""
+    if len(short.replace("…", "")) >= min(NAME_KEPT, len(name)):
+        return short + said
+    return metrics.elidedText(full, Qt.TextElideMode.ElideMiddle, width)
 
 
 class Caption(pg.LabelItem):
@@ -52,7 +80,7 @@ class PredictionPreviews(QWidget):
         self.names: list[str] = []
         self.images: list[np.ndarray] = []  # the overlays last shown (for tests)
         self._items: list[tuple[pg.LabelItem, pg.ViewBox, pg.ImageItem]] = []
-        self._captions: list[str] = []  # in full; each cell shows as much as fits
+        self._captions: list[tuple[str, str]] = []  # (name, figures); each cell shows what fits
         self._shown_columns = 0
 
         self.title = QLabel("Predictions on validation images appear after the first validation.")
@@ -116,8 +144,9 @@ class PredictionPreviews(QWidget):
         return columns
 
     def _fit_captions(self) -> None:
-        """Each caption elided to its column: a caption wider than its image would
-        widen the grid past the panel and push the last column out of sight."""
+        """Each caption elided to its column (a caption wider than its image would
+        widen the grid past the panel and push the last column out of sight); a caption
+        cut short shows in full as the cell's tooltip."""
         if not self._items:
             return
         columns = self._shown_columns or 1
@@ -126,14 +155,16 @@ class PredictionPreviews(QWidget):
         font.setPointSize(CAPTION_POINTS)
         metrics = QFontMetrics(font)
         text = self.palette().color(QPalette.ColorRole.WindowText)
-        for (label, _, _), caption in zip(self._items, self._captions, strict=False):
-            shown = metrics.elidedText(caption, Qt.TextElideMode.ElideMiddle, width)
+        for (label, _, _), (name, said) in zip(self._items, self._captions, strict=False):
+            shown = fit_caption(metrics, name, said, width)
             label.setText(html.escape(shown), color=text)
+            label.setToolTip("" if shown == name + said else name + said)
 
     def clear(self) -> None:
         """Empty the cells (kept for the next run: making them costs ~30 ms)."""
         for label, _, image in self._items:
             label.setText("")
+            label.setToolTip("")
             image.clear()
         self.names, self.images, self.epoch, self._captions = [], [], None, []
         self.title.setText("Predictions on validation images appear after the first validation.")
@@ -185,7 +216,7 @@ class PredictionPreviews(QWidget):
             item.setImage(rgb, autoLevels=False, levels=(0, 255))
             if resized:
                 box.autoRange(padding=0)
-            self._captions.append(p.name + (f" · Dice {score:.2f}" if score is not None else ""))
+            self._captions.append((p.name, figures(p, score)))
             self.names.append(p.name)
             self.images.append(rgb)
         when = "base model, before training" if epoch == 0 else (

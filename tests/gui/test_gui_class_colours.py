@@ -1,14 +1,17 @@
 """A run of several classes in the window: the per-class curves in the run's own class
 colours (made visible on the plot's background), and the results panel's per-class
-figures with a swatch of each colour; a foreground/background run shows neither."""
+figures with a swatch of each colour; a foreground/background run shows neither. A run
+of objects counts them in its previews' captions."""
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtGui import QColor, QPalette
 
-from loragui.engine.events import EpochEvent, RunFinished, RunStarted
+from loragui.engine.events import EpochEvent, Preview, RunFinished, RunStarted
 from loragui.engine.maskkinds import PALETTE, MaskClass, MaskMeaning
 from loragui.gui.plots import MIN_LIGHTNESS_GAP, TrainingCurves, visible_on
+from loragui.gui.previews import PredictionPreviews
 from tests.gui.test_gui_training import prepare, wait_result
 
 MEANING = MaskMeaning("classes", (MaskClass(0, "background", "#000000"),
@@ -91,3 +94,71 @@ def test_visible_on_keeps_a_distinct_colour_and_moves_a_close_one():
     assert visible_on(QColor("#000000"), black).lightness() >= 16 + MIN_LIGHTNESS_GAP
     moved = visible_on(QColor("#f0e442"), white)  # a yellow on white: a darker yellow
     assert moved.hue() == QColor("#f0e442").hue() and moved.lightness() < 185
+
+
+OBJECTS = MaskMeaning("objects", (MaskClass(0, "background", "#000000"),
+                                  MaskClass(1, "object", "#ffff00"),
+                                  MaskClass(2, "boundary", "#ff00ff")))
+
+
+def object_preview(name: str, counts: tuple[int | None, int | None] = (23, 25)) -> Preview:
+    """A preview whose prediction is its mask (Dice 1.00), with these object counts."""
+    classes = np.zeros((32, 32), np.uint8)
+    classes[4:12, 4:12], classes[4, 4:12] = 1, 2
+    return Preview(name, np.zeros((32, 32, 3), np.uint8), classes > 0,
+                   (classes > 0).astype(np.float32), classes, tuple(OBJECTS.colours), *counts)
+
+
+def captions(previews: PredictionPreviews, n: int) -> list[tuple[str, str]]:
+    """The first ``n`` captions as drawn (elided to their columns) and their tooltips."""
+    columns = previews.view.ci.layout.columnCount()
+    labels = [previews.view.ci.getItem(2 * (i // columns), i % columns) for i in range(n)]
+    return [(label.text, label.toolTip()) for label in labels]
+
+
+def test_an_objects_run_s_previews_count_the_predicted_and_the_true_objects(
+        qtbot, window, dataset, tiny_base, dialogs):
+    def run_training(config, stop):
+        yield RunStarted(config.out, "cpu", 4, 2, 1, 1, 1, 0, 10, 100, "lora",
+                         masks=OBJECTS.to_dict())
+        yield EpochEvent(0, 1, 0, None, 0.9, 1.0, 1.0, 1.0, 1.0, 0, 1.0, False,
+                         [object_preview("img_07"), object_preview("img_08", (1, 1))])
+        yield RunFinished(config.out, "", 0, 1.0, 1.0, 1, 1.0)
+
+    prepare(qtbot, window, dataset, tiny_base)
+    window.run_training = run_training
+    window.start_training()
+    assert isinstance(wait_result(qtbot, window), RunFinished)
+    previews = window.training_view.previews
+    qtbot.waitUntil(lambda: previews.epoch == 0, timeout=10000)
+    full = ["img_07 · Dice 1.00 · 23 objects (mask 25)", "img_08 · Dice 1.00 · 1 object (mask 1)"]
+    for (shown, tip), caption in zip(captions(previews, 2), full, strict=True):
+        # the column may be too narrow for all of it: then the tooltip says it all
+        assert shown == caption and tip == "" or "…" in shown and tip == caption
+
+
+LONG = "a-rather-long-file-name-of-the-validation-set-07"
+COUNTS = " · Dice 1.00 · 23 objects (mask 25)"
+
+
+def test_a_caption_is_shortened_in_its_name_first_then_in_its_middle(qtbot):
+    previews = PredictionPreviews()
+    qtbot.addWidget(previews)
+    previews.resize(1400, 400)
+    previews.show()
+    previews.show_previews([object_preview(LONG), object_preview("p", (None, None))], 3)
+    qtbot.waitUntil(lambda: captions(previews, 2) == [(LONG + COUNTS, ""), ("p · Dice 1.00", "")],
+                    timeout=5000)
+    previews.show_previews([object_preview(LONG)], 3)
+    previews.resize(360, 400)  # room for the figures and part of the name
+    qtbot.waitUntil(lambda: "…" in captions(previews, 1)[0][0], timeout=5000)
+    shown, tip = captions(previews, 1)[0]
+    assert shown.startswith("a-rather") and shown.endswith("set-07" + COUNTS)
+    assert tip == LONG + COUNTS
+    # two columns at the narrowest: not even the figures fit, the middle of it all is left out
+    previews.resize(previews.minimumSizeHint().width(), 400)
+    previews.show_previews([object_preview(LONG), object_preview(LONG)], 3)
+    qtbot.waitUntil(lambda: not captions(previews, 1)[0][0].endswith(COUNTS), timeout=5000)
+    shown, tip = captions(previews, 1)[0]
+    assert shown.startswith("a-r") and shown.endswith("(mask 25)") and "…" in shown
+    assert tip == LONG + COUNTS
