@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from loragui.engine.class_metrics import class_column
 from loragui.engine.config import TrainConfig
+from loragui.engine.maskkinds import MaskClass, MaskMeaning
 from loragui.engine.runrecord import (
     ADAPTER,
     CHECKPOINT,
@@ -22,10 +24,12 @@ def make_run(root: Path, name: str, *, status: str = "finished", images: str = "
              created: str = "2026-11-30T10:00:00", adapter: bool = True,
              checkpoint: bool = False, steps: int = 20, total_steps: int = 20,
              dice: tuple[float, ...] = (0.5, 0.7, 0.8), process: dict | None = None,
-             **settings) -> Path:
+             classes: dict[str, str] | None = None, **settings) -> Path:
     """A run folder ``root/name``: run.json with ``status`` and ``settings`` (TrainConfig
     fields), metrics.csv with one epoch per value of ``dice``, the adapter folder unless
-    ``adapter`` is False, a checkpoint file when ``checkpoint``."""
+    ``adapter`` is False, a checkpoint file when ``checkpoint``. ``classes`` (name ->
+    colour, background first): a run of several classes, class ``i``'s Dice that of its
+    epoch less ``i / 20`` (epoch 0, the base model's, Dice 0.1)."""
     run = root / name
     run.mkdir(parents=True)
     images = images or str(root / "histology" / "images")
@@ -35,6 +39,12 @@ def make_run(root: Path, name: str, *, status: str = "finished", images: str = "
                 "val_loss": 1.2 / (i + 2), "dice": d, "iou": d * 0.8, "dice_pooled": d,
                 "iou_pooled": d * 0.8, "lr": 0.005, "seconds": 1.0}
                for i, d in enumerate(dice)]
+    base_row = {"epoch": 0, "step": 0, "train_loss": None, "val_loss": 0.9, "dice": 0.1,
+                "iou": 0.08, "dice_pooled": 0.1, "iou_pooled": 0.08, "lr": 0.005,
+                "seconds": 1.0}
+    for row in (base_row, *history):
+        for i, class_name in enumerate(classes or {}):
+            row[class_column(class_name)] = round(row["dice"] - i / 20, 3)
     write_metrics(run, history)
     best = max(history, key=lambda r: r["dice"])
     record = {
@@ -42,8 +52,10 @@ def make_run(root: Path, name: str, *, status: str = "finished", images: str = "
         "mode": "lora", "status": status, "error": "disk full" if status == "failed" else None,
         "stopped": status == "stopped", "steps": steps, "total_steps": total_steps,
         "seconds": 75.0, "base_dice": 0.1, "best_epoch": best["epoch"], "best": best,
-        "final": history[-1], "dataset": {"pairs": 40, "train": 32, "val": 8,
-                                           "images": "images", "masks": "masks"},
+        "final": history[-1], "base_validation": base_row,
+        "dataset": {"pairs": 40, "train": 32, "val": 8, "images": "images", "masks": "masks"},
+        "masks": None if classes is None else MaskMeaning("classes", tuple(
+            MaskClass(i, n, c) for i, (n, c) in enumerate(classes.items()))).to_dict(),
     }
     if status == "running":
         record["process"] = process or this_process()

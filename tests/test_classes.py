@@ -75,6 +75,22 @@ def test_three_classes_overfit_to_a_high_mean_foreground_dice(trained):
     assert "head" in cfg["modules_to_save"]
 
 
+def test_the_run_record_names_the_classes_and_their_curves_read_back_as_reported(trained):
+    from loragui.engine.runcompare import read_curves
+    from loragui.engine.runrecord import read_run_record
+
+    root, config, events = trained
+    record = read_run_record(root / "run")
+    assert [c["name"] for c in record["masks"]["classes"]] == NAMES
+    assert record["base_validation"]["epoch"] == 0
+    curves = read_curves(root / "run", base=True)
+    reported = [e for e in events if isinstance(e, EpochEvent)]
+    assert curves.epochs == [e.epoch for e in reported]  # epoch 0, the base model's, first
+    for name in NAMES:
+        assert curves.classes[name] == pytest.approx([e.classes[name]["dice"] for e in reported])
+    assert curves.colours == [c["colour"] for c in record["masks"]["classes"]]
+
+
 def test_the_previews_carry_each_pixels_class_and_the_class_colours(trained, tmp_path):
     from loragui.engine.events import event_from_line, event_to_line, read_previews, write_previews
     from loragui.gui.overlay import preview_overlay

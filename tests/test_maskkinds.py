@@ -102,6 +102,74 @@ def test_object_labels_propose_objects(tmp_path):
     assert "--masks-hold objects" in report.summary()
 
 
+def test_masks_of_classes_trained_as_foreground_background_are_said_to_be_flattened(tmp_path):
+    report = pair_folders(*write_set(tmp_path, class_masks()))
+    for hold in ("auto", "binary"):
+        line = next(t for t in report.summary(hold=hold).splitlines()
+                    if t.startswith("Masks with more than two values (6)"))
+        assert "Trained as foreground/background (every non-zero value is foreground)" in line
+        assert "look like classes" in line and "save black (0) and white (255)" not in line
+
+
+def test_object_labels_trained_as_foreground_background_are_said_to_be_merged(tmp_path):
+    report = pair_folders(*write_set(tmp_path, object_masks()))
+    line = next(t for t in report.summary().splitlines() if t.startswith("Masks with more"))
+    assert "every object is foreground" in line and "look like object labels" in line
+
+
+@pytest.mark.parametrize("hold, masks", [("classes", class_masks), ("objects", object_masks)])
+def test_masks_trained_as_ids_are_not_a_problem_for_having_many_values(tmp_path, hold, masks):
+    report = pair_folders(*write_set(tmp_path, masks()))
+    assert report.not_binary and report.mask_kind  # what the scan saw, kept
+    text = report.summary(hold=hold)
+    assert "more than two values" not in text and "What the masks hold" not in text
+    assert "foreground/background" not in text
+    titles = [title for title, _ in report.problem_groups(hold)]
+    assert not [t for t in titles if "more than two values" in t or "What the masks" in t]
+    assert any("more than two values" in t for t, _ in report.problem_groups("auto"))
+
+
+def test_nearly_full_class_masks_are_not_told_to_be_inverted(tmp_path):
+    masks = [np.full((32, 32), 1 + i % 2, np.uint8) for i in range(4)]
+    for m in masks:
+        m[:2, :10] = 0  # a sliver of background: over 95 % foreground
+    report = pair_folders(*write_set(tmp_path, masks))
+    line = next(t for t in report.summary().splitlines() if "almost all foreground" in t)
+    assert "--invert-masks" in line  # foreground/background: they may be inverted
+    line = next(t for t in report.summary(hold="classes").splitlines()
+                if "almost all foreground" in t)
+    assert "--invert-masks" not in line and "0 marks the background" in line
+
+
+def test_training_as_classes_logs_no_doubt_about_the_values(tmp_path):
+    import threading
+
+    from loragui.engine.config import TrainConfig
+    from loragui.engine.preprocessing import Preprocessing
+    from loragui.engine.training_data import prepare_data
+
+    images, masks = write_set(tmp_path, class_masks())
+
+    def said(hold: str) -> str:
+        config = TrainConfig(images=str(images), masks=str(masks), out=str(tmp_path / "run"),
+                             masks_hold=hold)
+        steps = prepare_data(config, Preprocessing(), threading.Event())
+        lines = []
+        try:
+            while True:
+                lines.append(next(steps).message)
+        except StopIteration as done:
+            data = done.value
+        return " ".join(lines), data.problems
+
+    text, problems = said("classes")
+    assert "more than two values" not in text and "foreground" not in text
+    assert not [title for title in problems if "more than two values" in title]
+    text, problems = said("auto")
+    assert "Masks with more than two values (6)" in text and "look like classes" in text
+    assert "Masks with more than two values (6)" in problems
+
+
 def test_many_ids_are_objects_even_when_shared():
     from loragui.engine.maskkinds import MaskSeen
 

@@ -93,6 +93,34 @@ def test_curves_come_from_metrics_csv(history):
     assert read_curves(history["damaged"]).epochs == []
 
 
+def test_the_curves_of_a_class_run_carry_each_class_from_the_base_models_epoch_on(tmp_path):
+    run = make_run(tmp_path, "classes", dice=(0.5, 0.7),
+                   classes={"background": "#000000", "nucleus": "#ff00ff", "membrane": "#00ff00"})
+    curves = read_curves(run, base=True)
+    assert curves.epochs == [0.0, 1.0, 2.0] and curves.dice == [0.1, 0.5, 0.7]
+    assert curves.classes == {"background": [0.1, 0.5, 0.7], "nucleus": [0.05, 0.45, 0.65],
+                              "membrane": [0.0, 0.4, 0.6]}
+    assert curves.colours == ["#000000", "#ff00ff", "#00ff00"]
+    assert read_curves(run).epochs == [1.0, 2.0]  # metrics.csv's epochs alone
+    assert read_curves(run).classes["membrane"] == [0.4, 0.6]
+
+
+def test_a_run_recorded_without_its_classes_gives_plain_curves(tmp_path):
+    run = make_run(tmp_path, "older", dice=(0.5, 0.7), classes={"background": "#000000",
+                                                                 "nucleus": "#ff00ff"})
+    record = json.loads((run / RUN_JSON).read_text())
+    del record["masks"], record["base_validation"]  # as an older loragui wrote it
+    (run / RUN_JSON).write_text(json.dumps(record))
+    curves = read_curves(run, base=True)
+    assert curves.classes == {} and curves.colours == []
+    assert curves.epochs == [0.0, 1.0, 2.0] and curves.dice == [0.1, 0.5, 0.7]
+    record["masks"] = {"hold": "classes", "classes": "not a list"}  # another version's
+    (run / RUN_JSON).write_text(json.dumps(record))
+    assert read_curves(run, base=True).classes == {}
+    (run / RUN_JSON).write_text("{ half")  # unreadable: metrics.csv's epochs still
+    assert read_curves(run, base=True).epochs == [1.0, 2.0]
+
+
 def test_train_again_keeps_the_settings_and_the_data_folders_that_exist(history, tmp_path):
     row = read_run(history["failed"])
     config = train_again_config(row)

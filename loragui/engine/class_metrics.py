@@ -77,10 +77,15 @@ def _scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dice, iou
 
 
+def class_column(name: str, figure: str = "dice") -> str:
+    """The metrics.csv column of class ``name``'s ``figure``: dice_NAME, iou_NAME."""
+    return f"{figure}_{name}"
+
+
 def class_columns(summary: dict[str, Any]) -> dict[str, float]:
-    """A validation's per-class figures as metrics.csv columns (dice_NAME, iou_NAME)."""
+    """A validation's per-class figures as metrics.csv columns (:func:`class_column`)."""
     out = {}
     for name, figures in summary.get("classes", {}).items():
-        out[f"dice_{name}"] = figures["dice"]
-        out[f"iou_{name}"] = figures["iou"]
+        out[class_column(name)] = figures["dice"]
+        out[class_column(name, "iou")] = figures["iou"]
     return out

@@ -66,6 +66,23 @@ _GROUPS = [
      "Only PNG, JPEG, TIFF, BMP and GIF files directly inside the folders are read."),
     ("notes", "Notes", ""),
 ]
+# Masks trained as classes or objects hold ids: more than two values is what they are
+# then (not a problem), the scan's question of what they hold is answered, and a mask
+# cannot be inverted (its 0 is the background).
+_ANSWERED_BY_IDS = ("mask_kind", "not_binary")
+_ADVICE_FOR_IDS = {
+    "full_masks": "Used, but they hold no background (0): check that 0 marks the background "
+                  "in them.",
+    "mostly_foreground": "Used as they are, but check that 0 marks the background in them "
+                         "(masks of classes or objects are not inverted).",
+}
+# Masks of more than two values trained as foreground/background, by what they look like.
+_FLATTENED = {
+    "classes": "Trained as foreground/background (every non-zero value is foreground); their "
+               "values look like classes: What the masks hold says how to train them as classes.",
+    "objects": "Trained as foreground/background (every object is foreground); they look like "
+               "object labels: What the masks hold says how to train them as objects.",
+}
 
 
 @dataclass
@@ -115,18 +132,31 @@ class PairingReport:
         return [f"{name} ({detail[name]})" if name in detail else name
                 for name in getattr(self, attr)]
 
-    def problem_groups(self) -> list[tuple[str, list[str]]]:
-        """(title with count, entries) for every non-empty group, for a GUI list."""
+    def _groups(self, hold: str) -> list[tuple[str, str, list[str], str]]:
+        """(attribute, title, entries, what to do) of every non-empty group, for masks
+        trained as ``hold`` (auto and binary: foreground/background; classes; objects)."""
+        ids = hold in ("classes", "objects")
         groups = []
-        for attr, title, _ in _GROUPS:
+        for attr, title, advice in _GROUPS:
             entries = self._entries(attr)
-            if entries:
-                groups.append((f"{title} ({len(entries)})", entries))
+            if not entries or ids and attr in _ANSWERED_BY_IDS:
+                continue
+            if ids:
+                advice = _ADVICE_FOR_IDS.get(attr, advice)
+            elif attr == "not_binary":
+                advice = _FLATTENED.get(self.proposal.kind, advice)
+            groups.append((attr, title, entries, advice))
         return groups
 
-    def summary(self, max_names: int = 5) -> str:
+    def problem_groups(self, hold: str = "auto") -> list[tuple[str, list[str]]]:
+        """(title with count, entries) for every non-empty group, for a GUI list; ``hold``:
+        what the masks are trained as (masks of ids have fewer problems)."""
+        return [(f"{title} ({len(entries)})", entries)
+                for _, title, entries, _ in self._groups(hold)]
+
+    def summary(self, max_names: int = 5, hold: str = "auto") -> str:
         """First line: the pair count. Then one line per problem kind: count,
-        the first few names, and what to do."""
+        the first few names, and what to do, for masks trained as ``hold``."""
         if self.images_dir == self.masks_dir:
             where = f"{self.images_dir} (images and masks together)"
         else:
@@ -139,10 +169,7 @@ class PairingReport:
             c = self.counts()
             lines[0] += (f" {plural(c['labelled'], 'image')} labelled ({c['corrected']} "
                          f"corrected), {c['unlabelled']} unlabelled.")
-        for attr, title, advice in _GROUPS:
-            entries = self._entries(attr)
-            if not entries:
-                continue
+        for attr, title, entries, advice in self._groups(hold):
             if attr == "mask_kind":
                 lines.append(f"{title}: {entries[0]}")
                 continue

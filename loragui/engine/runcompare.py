@@ -8,7 +8,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .runrecord import read_metrics
+from .class_metrics import class_column
+from .maskkinds import MaskMeaning
+from .runrecord import read_metrics, read_run_record
 from .runs import DEFAULTS, RunRow, as_float, as_int
 
 
@@ -52,16 +54,41 @@ class Curves:
     dice: list[float | None] = field(default_factory=list)
     train_loss: list[float | None] = field(default_factory=list)
     val_loss: list[float | None] = field(default_factory=list)
+    # A run of several classes: each class's validation Dice by epoch (name -> values as
+    # ``epochs``, background first) and the classes' colours ("#rrggbb", index = class);
+    # empty for foreground/background, and for a run whose run.json does not name its
+    # classes (an older loragui wrote it).
+    classes: dict[str, list[float | None]] = field(default_factory=dict)
+    colours: list[str] = field(default_factory=list)
+
+    def best(self) -> tuple[int | None, float | None]:
+        """The trained epoch with the highest Dice, and that Dice."""
+        scored = [(d, e) for e, d in zip(self.epochs, self.dice, strict=True)
+                  if e > 0 and d is not None]
+        if not scored:
+            return None, None
+        dice, epoch = max(scored)
+        return int(epoch), dice
 
 
-def read_curves(folder: str | os.PathLike) -> Curves:
-    """The validation Dice and the losses by epoch; an unreadable or missing metrics.csv
-    gives empty curves, and an unreadable cell None."""
+def read_curves(folder: str | os.PathLike, *, base: bool = False) -> Curves:
+    """The validation Dice and the losses by epoch, with each class's Dice for a run of
+    several classes; ``base``: the base model's epoch 0 first, where run.json records it
+    (metrics.csv starts at epoch 1). An unreadable or missing metrics.csv gives no
+    trained epochs, and an unreadable cell None."""
     curves = Curves()
+    record = _record(folder)
+    meaning = _meaning(record)
+    if meaning is not None:
+        curves.classes = {name: [] for name in meaning.names}
+        curves.colours = meaning.colours
     try:
-        rows = read_metrics(folder)
+        rows: list[dict[str, Any]] = list(read_metrics(folder))
     except (OSError, ValueError, UnicodeDecodeError):
-        return curves
+        rows = []
+    if base and not any(as_float(r.get("epoch")) == 0 for r in rows):
+        first = _base_row(record)
+        rows = rows if first is None else [first, *rows]
     for r in rows:
         epoch = as_float(r.get("epoch"))
         if epoch is None:
@@ -71,4 +98,40 @@ def read_curves(folder: str | os.PathLike) -> Curves:
         curves.dice.append(as_float(r.get("dice")))
         curves.train_loss.append(as_float(r.get("train_loss")))
         curves.val_loss.append(as_float(r.get("val_loss")))
+        for name, values in curves.classes.items():
+            values.append(as_float(r.get(class_column(name))))
     return curves
+
+
+def _record(folder: str | os.PathLike) -> dict[str, Any]:
+    """The run's run.json; {} where it cannot be read (its curves then come from
+    metrics.csv alone)."""
+    try:
+        record = read_run_record(folder)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _meaning(record: dict[str, Any]) -> MaskMeaning | None:
+    """The classes of a run of several classes, as its run.json names them; None for
+    foreground/background and for a record that does not name them."""
+    try:
+        meaning = MaskMeaning.from_dict(record.get("masks"))
+    except ValueError:  # written by another version: plain curves then
+        return None
+    return meaning if meaning.k > 1 else None
+
+
+def _base_row(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The base model's validation (epoch 0) as run.json records it: its row, or, in a
+    record that an older loragui wrote, its Dice (and the validation loss where the
+    run's last row is epoch 0's)."""
+    row = record.get("base_validation")
+    if isinstance(row, dict) and as_float(row.get("epoch")) == 0:
+        return row
+    if as_float(record.get("base_dice")) is None:
+        return None
+    final = record.get("final") if isinstance(record.get("final"), dict) else {}
+    val_loss = final.get("val_loss") if final.get("epoch") == 0 else None
+    return {"epoch": 0, "step": 0, "dice": record["base_dice"], "val_loss": val_loss}

@@ -152,10 +152,13 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
                trainable_params: int, batch_size: int, lr_scale: float, backoffs: int,
                faults: list[str] | None, world_size: int,
                distributed: dict[str, Any] | None,
-               init_adapter: dict[str, Any] | None = None) -> dict[str, Any]:
+               init_adapter: dict[str, Any] | None = None,
+               masks: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run.json`` says of a run (``status``: running, failed, stopped or finished);
     ``distributed``: the backend, devices, lr_scaling, lr and peak_lr of several processes,
-    None in one; ``init_adapter``: the adapter a warm start began from (--init-adapter)."""
+    None in one; ``init_adapter``: the adapter a warm start began from (--init-adapter);
+    ``masks``: what the masks of a run of several classes hold (``MaskMeaning.to_dict()``),
+    None for foreground/background."""
     best = next((r for r in history if r["epoch"] == best_epoch and r["epoch"] > 0), None)
     info: dict[str, Any] = {
         "loragui_version": __version__, "created": now_iso(), "config": config,
@@ -166,6 +169,9 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
         "epochs": epochs, "steps_per_epoch": steps_per_epoch,
         "seconds": seconds, "base_dice": base_dice,
         "best_epoch": best_epoch, "best": best, "final": history[-1] if history else None,
+        # The base model's row (epoch 0), which metrics.csv leaves out: a past run's
+        # curves start where they started live.
+        "base_validation": next((r for r in history if r["epoch"] == 0), None),
         # When the best Dice was first reached within QUALITY_WITHIN (seconds since start).
         "time_to_quality": time_to_quality(history, best_dice),
         "output": output, "dataset": dataset,
@@ -179,6 +185,9 @@ def run_record(*, config: dict[str, Any], full: bool, device: str, status: str,
         "world_size": world_size, "effective_batch_size": batch_size * world_size,
         # A warm start: the epoch-0 row (base_dice) is then this adapter's Dice.
         "init_adapter": init_adapter,
+        # The classes' names and colours (index = class): metrics.csv's dice_NAME and
+        # iou_NAME columns are theirs, and a past run's curves are drawn in their colours.
+        "masks": masks,
     }
     if status == "running":
         info["process"] = this_process()

@@ -400,7 +400,12 @@ class Trainer:
                              if ".lora_" not in n_),
             mode="full" if c.full else "lora", config=c.to_dict(), world_size=self.world_size,
             batch_size=self.batch_size, effective_batch_size=self.batch_size * self.world_size,
-            peak_lr=self.peak_lr, masks=self.meaning.to_dict() if self.meaning.k > 1 else None)
+            peak_lr=self.peak_lr, masks=self._masks_record())
+
+    def _masks_record(self) -> dict[str, Any] | None:
+        """What the masks hold, for RunStarted and run.json: the classes' names and
+        colours of a run of several classes; None for foreground/background."""
+        return self.meaning.to_dict() if self.meaning.k > 1 else None
 
     def _device_text(self) -> str:
         return ", ".join(self.dist.devices) if self.dist is not None else str(self.device)
@@ -669,6 +674,7 @@ class Trainer:
             batch_size=self.batch_size, lr_scale=st.lr_scale, backoffs=st.backoffs,
             faults=st.faults, world_size=self.world_size,
             init_adapter=self.init.record() if self.init is not None else None,
+            masks=self._masks_record(),
             distributed=None if self.dist is None else {
                 "backend": self.dist.backend, "devices": self.dist.devices,
                 "lr_scaling": LR_SCALING, "lr": self.config.lr, "peak_lr": self.peak_lr}))

@@ -38,10 +38,8 @@ def prepare_data(c: TrainConfig, prep: Preprocessing, stop: threading.Event | No
         raise DataError("no image/mask pairs to train on.\n" + report.summary(max_names=20))
     meaning = resolve(c.masks_hold, c.classes, report.proposal, report.masks_seen,
                       report.masks_dir, invert=c.invert_masks)
-    if meaning.hold != "binary":  # confirmed: the scan's doubts are answered
-        report.mask_kind, report.not_binary = [], []
     # Up to 20 names per problem on the command line; every one is kept in run.json.
-    lines = report.summary(max_names=20).splitlines()
+    lines = report.summary(max_names=20, hold=meaning.hold).splitlines()
     yield LogEvent(lines[0].strip(), "info")  # "41 pairs found in …"
     for line in lines[1:]:
         if line.strip():
@@ -74,4 +72,4 @@ def prepare_data(c: TrainConfig, prep: Preprocessing, stop: threading.Event | No
     return TrainingData(
         train=data.subset(train_idx), val=data.subset(val_idx) if val_idx else None,
         val_stems=val_stems, info=info, meaning=meaning,
-        problems={title: entries for title, entries in report.problem_groups()})
+        problems={title: entries for title, entries in report.problem_groups(meaning.hold)})

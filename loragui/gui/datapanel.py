@@ -52,7 +52,7 @@ class DataPanel(QWidget):
         self.sample_link.hide()
         self.report_view = PairingReportView()
         self.mask_kind = MaskKindChooser()
-        self.mask_kind.changed.connect(self.changed)
+        self.mask_kind.changed.connect(self._mask_kind_changed)
         self.invert_masks = QCheckBox("Invert masks (the objects are black)")
         self.invert_masks.setToolTip("Train with every mask the other way round: for masks "
                                      "whose objects are 0 and background non-zero")
@@ -173,7 +173,8 @@ class DataPanel(QWidget):
             return
         self.report = report
         self._show_report()
-        self.logged.emit(report.summary(), "info" if report.pairs else "warning")
+        self.logged.emit(report.summary(hold=self.mask_kind.meaning.hold),
+                         "info" if report.pairs else "warning")
         self.changed.emit()
 
     def _show_report(self) -> None:
@@ -191,6 +192,11 @@ class DataPanel(QWidget):
             self._thumbs = thumbs
             self._track(thumbs)
             thumbs.start()
+
+    def _mask_kind_changed(self) -> None:
+        """The report says what the chosen kind (as it would train) does with the masks."""
+        self.report_view.set_masks_hold(self.mask_kind.meaning.hold)
+        self.changed.emit()
 
     def _thumbnail(self, worker: ThumbnailWorker, index: int, image: QImage, name: str) -> None:
         if worker is self._thumbs:

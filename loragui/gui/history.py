@@ -11,29 +11,20 @@ from __future__ import annotations
 
 import queue
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loragui.engine.runcompare import Curves
 
 
 @dataclass
 class EarlierEpochs:
-    """What a run folder holds of the epochs before a resume."""
+    """What a run folder holds of the epochs before a resume: their curves (epoch 0,
+    the base model's, first) and the newest previews."""
 
-    epochs: list[int] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    val_loss: list[float | None] = field(default_factory=list)
-    dice: list[float | None] = field(default_factory=list)
-    train_loss: list[float | None] = field(default_factory=list)
+    curves: Curves
     previews: list = field(default_factory=list)  # of preview_epoch
     preview_epoch: int = 0
-
-    def best(self) -> tuple[int | None, float | None]:
-        """The trained epoch with the highest Dice, and that Dice."""
-        scored = [(d, e) for e, d in zip(self.epochs, self.dice, strict=True)
-                  if e > 0 and d is not None]
-        if not scored:
-            return None, None
-        dice, epoch = max(scored)
-        return epoch, dice
 
 
 def read_earlier(run_dir: str) -> EarlierEpochs:
@@ -41,38 +32,16 @@ def read_earlier(run_dir: str) -> EarlierEpochs:
     from loragui.engine.events import previews_path, read_previews
     from loragui.engine.runcompare import read_curves
 
-    curves = read_curves(run_dir)
-    earlier = EarlierEpochs(epochs=[int(e) for e in curves.epochs],
-                            steps=[s or 0 for s in curves.steps], val_loss=list(curves.val_loss),
-                            dice=list(curves.dice), train_loss=list(curves.train_loss))
-    if 0 not in earlier.epochs:  # metrics.csv starts at epoch 1: the base's row is in run.json
-        _add_base_row(earlier, run_dir)
-    for epoch in reversed(earlier.epochs):
-        path = previews_path(run_dir, epoch)
+    earlier = EarlierEpochs(read_curves(run_dir, base=True))
+    for epoch in reversed(earlier.curves.epochs):
+        path = previews_path(run_dir, int(epoch))
         if path.is_file():  # (epoch 0's: the base model's predictions)
             try:
-                earlier.previews, earlier.preview_epoch = read_previews(path), epoch
+                earlier.previews, earlier.preview_epoch = read_previews(path), int(epoch)
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable file: the one before
             break
     return earlier
-
-
-def _add_base_row(earlier: EarlierEpochs, run_dir: str) -> None:
-    from loragui.engine.runrecord import read_run_record
-    from loragui.engine.runs import as_float
-
-    try:
-        record = read_run_record(run_dir)
-    except (OSError, ValueError):
-        return
-    if not isinstance(record, dict) or as_float(record.get("base_dice")) is None:
-        return
-    final = record.get("final") if isinstance(record.get("final"), dict) else {}
-    val_loss = as_float(final.get("val_loss")) if final.get("epoch") == 0 else None
-    for name, value in (("epochs", 0), ("steps", 0), ("val_loss", val_loss),
-                        ("dice", as_float(record["base_dice"])), ("train_loss", None)):
-        getattr(earlier, name).insert(0, value)
 
 
 def put_earlier(event: Any, config: Any, events: queue.SimpleQueue) -> None:
@@ -90,15 +59,12 @@ def put_earlier(event: Any, config: Any, events: queue.SimpleQueue) -> None:
 
 def show_earlier(view, earlier: EarlierEpochs, epochs: int) -> None:
     """Draw the earlier epochs in ``view`` (a TrainingView just reset by RunStarted):
-    validation by epoch, the training loss at each epoch's end, the base model's
-    line (epoch 0) and the newest previews."""
-    best_epoch, best_dice = earlier.best()
-    curves = view.curves
-    ends = [(s, t) for s, t in zip(earlier.steps, earlier.train_loss, strict=True)
+    validation by epoch (each class's too), the training loss at each epoch's end, the
+    base model's line (epoch 0) and the newest previews."""
+    past = earlier.curves
+    ends = [(s, t) for s, t in zip(past.steps, past.train_loss, strict=True)
             if s and t is not None]  # the training loss at each epoch's end
-    curves.add_steps([s for s, _ in ends], [t for _, t in ends])
-    for i, epoch in enumerate(earlier.epochs):
-        curves.add_epoch(epoch, earlier.steps[i], earlier.val_loss[i], earlier.dice[i],
-                         earlier.train_loss[i], best_epoch, best_dice)
+    view.curves.add_steps([s for s, _ in ends], [t for _, t in ends])
+    view.curves.add_history(past, *past.best())
     if earlier.previews:
         view.previews.show_previews(earlier.previews, earlier.preview_epoch, epochs)

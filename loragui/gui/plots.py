@@ -8,11 +8,16 @@ few times a second, whatever the step rate.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    from loragui.engine.runcompare import Curves
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
@@ -270,7 +275,7 @@ class TrainingCurves(QWidget):
             self._dice_width = 4.5
             self.apply_palette()
         for i, (name, figures) in enumerate(classes.items()):
-            if i == 0:
+            if i == 0 or figures.get("dice") is None:  # (None: a past epoch's empty cell)
                 continue
             points = self._class_points.setdefault(name, [])
             points.append((epoch, figures["dice"]))
@@ -279,6 +284,20 @@ class TrainingCurves(QWidget):
                 curve = self.dice_plot.plot(name=name, pen=self._class_pen(i))
                 self._class_curves[name] = curve
             curve.setData([p[0] for p in points], [p[1] for p in points])
+
+    def add_history(self, curves: Curves, best_epoch: int | None = None,
+                    best_dice: float | None = None) -> None:
+        """A run's recorded epochs (:func:`~loragui.engine.runcompare.read_curves`): the
+        validation by epoch and, for a run of several classes, each class's Dice in its
+        colour, as they were drawn while it trained."""
+        if curves.colours:
+            self.set_class_colours(curves.colours)
+        for i, epoch in enumerate(curves.epochs):
+            self.add_epoch(int(epoch), curves.steps[i] or 0, curves.val_loss[i],
+                           curves.dice[i], curves.train_loss[i], best_epoch, best_dice)
+            if curves.classes:
+                self.add_classes(int(epoch), {name: {"dice": values[i]}
+                                              for name, values in curves.classes.items()})
 
     def set_base_dice(self, dice: float | None) -> None:
         self.base_dice = dice

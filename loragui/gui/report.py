@@ -73,6 +73,7 @@ class PairingReportView(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.report = None
+        self.hold = "auto"  # what the masks are trained as: the report's words follow it
 
         # A folder that was not taken: why, above the report of the folders still in use.
         self.notice = QLabel()
@@ -155,8 +156,21 @@ class PairingReportView(QWidget):
     def set_report(self, report) -> None:
         self.clear()
         self.report = report
+        self._show_problems()
+        if report.pairs:
+            self.thumbs.show()
+
+    def set_masks_hold(self, hold: str) -> None:
+        """What the masks are trained as (auto, binary, classes, objects): the summary and
+        the problems say what that does with them; the thumbnails stay."""
+        self.hold = hold
+        if self.report is not None:
+            self._show_problems()
+
+    def _show_problems(self) -> None:
+        report = self.report
         n = len(report.pairs)
-        full = report.summary()
+        full = report.summary(hold=self.hold)
         first, _, rest = full.partition("\n")
         if n == 0:
             text = f"<b>No usable pairs.</b> {html.escape(rest or first)}"
@@ -164,7 +178,9 @@ class PairingReportView(QWidget):
             text = f"<b>{n} pair{'s' if n != 1 else ''}</b> of image and mask found."
         self.summary.setText(text)
         self.summary.setToolTip(full)
-        groups = report.problem_groups()
+        self.problems.clear()
+        self.problems.hide()
+        groups = report.problem_groups(self.hold)
         warn = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         for title, names in groups:
             names = list(names)
@@ -182,8 +198,6 @@ class PairingReportView(QWidget):
             if len(groups) == 1:
                 self.problems.expandAll()
             self.problems.show()
-        if n:
-            self.thumbs.show()
 
     def set_thumbnail(self, index: int, image: QImage, name: str) -> None:
         while self.thumbs.count() <= index:

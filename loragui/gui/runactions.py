@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject
 
@@ -16,14 +16,18 @@ from loragui.engine.runs import RunRow
 from .runs import RunsView
 from .workers import CallWorker, Worker
 
+if TYPE_CHECKING:
+    from loragui.engine.runcompare import Curves
 
-def review_material(row: RunRow) -> tuple[Any, list, int]:
+
+def review_material(row: RunRow) -> tuple[Curves, list, int]:
     """(curves, previews, epoch) of a run for the training view, in a worker thread:
-    the previews of its best epoch, else of its last one that has some ([] if none)."""
+    the curves from the base model's epoch 0 on, the previews of its best epoch, else of
+    its last one that has some ([] if none)."""
     from loragui.engine.events import previews_path, read_previews
     from loragui.engine.runcompare import read_curves
 
-    curves = read_curves(row.path)
+    curves = read_curves(row.path, base=True)
     for epoch in dict.fromkeys([row.best_epoch or 0, *reversed(curves.epochs)]):
         path = previews_path(row.path, int(epoch))
         if epoch and path.is_file():
@@ -32,7 +36,6 @@ def review_material(row: RunRow) -> tuple[Any, list, int]:
             except (OSError, ValueError, KeyError):
                 continue
     return curves, [], 0
-
 
 
 class RunsHistory(QObject):
@@ -86,21 +89,19 @@ class RunsHistory(QObject):
         worker.start()
         return True
 
-    def _show_run(self, row: RunRow, curves, previews: list, epoch: int) -> None:
-        """The run's curves by epoch and its best epoch's predictions, in the training view."""
+    def _show_run(self, row: RunRow, curves: Curves, previews: list, epoch: int) -> None:
+        """The run's curves by epoch (each class's too, in its colour) and its best
+        epoch's predictions, in the training view."""
         if self._training():
             return
         view = self._training_view()
         view.reset()
-        view.curves.reset(total_steps=row.total_steps or 0, epochs=len(curves.epochs))
-        view.curves.set_base_dice(row.base_dice)
-        for i, e in enumerate(curves.epochs):
-            view.curves.add_epoch(int(e), curves.steps[i] or 0, curves.val_loss[i],
-                                  curves.dice[i], curves.train_loss[i],
-                                  best_epoch=row.best_epoch, best_dice=row.best_dice)
+        epochs = int(max(curves.epochs, default=0))
+        view.curves.reset(total_steps=row.total_steps or 0, epochs=epochs)
+        view.curves.add_history(curves, row.best_epoch, row.best_dice)
         view.curves.redraw()
         if previews:
-            view.previews.show_previews(previews, epoch, len(curves.epochs))
+            view.previews.show_previews(previews, epoch, epochs)
         self._show_training_view()
 
     def export(self, row: RunRow, merged: bool) -> None:

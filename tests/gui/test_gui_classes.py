@@ -25,6 +25,29 @@ def test_class_masks_are_offered_and_listed_once_chosen(qtbot, window, tmp_path)
     wait_idle(qtbot, window)
 
 
+def test_the_report_follows_what_the_masks_are_trained_as(qtbot, window, tmp_path):
+    images, masks = make_class_dataset(tmp_path / "classes", n=4, size=32)
+    window.load_folders(images, masks)
+    qtbot.waitUntil(lambda: window.data.report is not None, timeout=10000)
+    view, chooser = window.data.report_view, window.data.mask_kind
+
+    def groups() -> list[str]:
+        return [view.problems.topLevelItem(i).text(0)
+                for i in range(view.problems.topLevelItemCount())]
+
+    assert "Masks with more than two values (4)" in groups()  # trained foreground/background
+    assert "look like classes" in view.summary.toolTip()
+    qtbot.waitUntil(lambda: view.thumbs.count() > 0, timeout=10000)
+    thumbs = view.thumbs.count()
+    chooser.combo.setCurrentIndex(chooser.combo.findData("classes"))
+    assert not [g for g in groups() if "more than two values" in g or "What the masks" in g]
+    assert "foreground" not in view.summary.toolTip()  # the values are the classes
+    assert view.thumbs.count() == thumbs and view.thumbs.isVisible()
+    chooser.combo.setCurrentIndex(chooser.combo.findData("auto"))
+    assert "Masks with more than two values (4)" in groups()
+    wait_idle(qtbot, window)
+
+
 def test_a_choice_that_cannot_train_the_masks_blocks_train(qtbot, window, tmp_path):
     images, masks = make_class_dataset(tmp_path / "classes", n=4, size=32)
     (masks / "classes.json").write_text('{"classes": [{"id": 0, "name": "background"}]}')

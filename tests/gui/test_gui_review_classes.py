@@ -76,14 +76,15 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
                         timeout=10000)
         meaning = meaning_of(3)
         assert view.meaning == meaning
-        assert view.legend.isVisible()
-        legend = view.legend.text()
+        assert view.controls.legend.isVisible()
+        legend = view.controls.legend.text()
         assert "class 1" in legend and "class 2" in legend and "&nbsp;background" not in legend
         assert f"color:{meaning.colours[1]}" in legend
         # The mask: edited as its classes (a class map), each drawn in its colour.
         canvas = view.canvas
-        assert view.session.meaning == meaning and view.paint_class_action.isVisible()
-        assert [view.paint_class.itemText(i) for i in range(2)] == ["1 class 1", "2 class 2"]
+        assert view.session.meaning == meaning and view.controls.paint_class_action.isVisible()
+        assert [view.controls.paint_class.itemText(i) for i in range(2)] == \
+            ["1 class 1", "2 class 2"]
         mask_item = canvas.overlay("mask")
         stem = canvas.current_stem()
         ids = np.asarray(Image.open(masks / f"{stem}.png"))
@@ -99,11 +100,11 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
         # The brush paints the chosen class (key 2), the eraser background.
         QTest.keyClick(view, Qt.Key.Key_2)
         assert canvas.paint_class() == 2
-        view.set_tool("brush")
+        view.controls.set_tool("brush")
         canvas.set_brush_size(3)
         drag(canvas, [(3.5, 28.5), (6.5, 28.5)])
         assert (canvas.mask()[27:30, 3:7] == 2).all()
-        view.set_tool("eraser")
+        view.controls.set_tool("eraser")
         drag(canvas, [(3.5, 28.5), (3.6, 28.5)])
         assert canvas.mask()[28, 3] == 0
         # Saved: the classes' ids, a palette PNG in their colours, read back as the mask.

@@ -179,8 +179,46 @@ def test_opening_a_run_shows_its_curves_and_best_predictions(qtbot, win, history
     view.buttons["review"].click()
     qtbot.waitUntil(lambda: win.training_view is not None
                     and win.training_view.previews.names == ["cell_01.png"], timeout=20000)
-    assert list(win.training_view.curves.epochs.view()[:, 3]) == [0.5, 0.7, 0.8]
+    # from the base model's epoch 0 on, as the curves were drawn while the run trained
+    assert list(win.training_view.curves.epochs.view()[:, 3]) == [0.1, 0.5, 0.7, 0.8]
+    assert win.training_view.curves.base_dice == 0.1
+    assert class_curves(win.training_view.curves) == {}  # foreground/background
     qtbot.waitUntil(lambda: win.stack.currentWidget() is win.training_view, timeout=5000)
+
+
+def class_curves(curves) -> dict[str, tuple[list, list, str]]:
+    """name -> (epochs, Dice, colour) of each class's curve in the Dice plot."""
+    import pyqtgraph as pg
+
+    return {item.name(): (list(item.getData()[0]), list(item.getData()[1]),
+                          item.opts["pen"].color().name())
+            for item in curves.dice_plot.listDataItems()
+            if isinstance(item, pg.PlotDataItem) and item is not curves.dice_curve}
+
+
+def test_opening_a_class_run_shows_each_class_in_its_colour(qtbot, win, history):
+    from PySide6.QtGui import QColor, QPalette
+
+    from loragui.gui.plots import visible_on
+
+    run = make_run(history["finished"].parent, "2026-11-30_19-00-00", dice=(0.5, 0.7),
+                   created="2026-11-30T19:00:00",
+                   classes={"background": "#000000", "nucleus": "#ff00ff", "membrane": "#0072b2"})
+    view = open_runs(qtbot, win)
+    view.select_paths([str(run)])
+    view.buttons["review"].click()
+    qtbot.waitUntil(lambda: win.training_view is not None
+                    and bool(class_curves(win.training_view.curves)), timeout=20000)
+    curves = win.training_view.curves
+    background = curves.palette().color(QPalette.ColorRole.Base)
+    shown = class_curves(curves)
+    assert shown == {  # the background is left out, as while training
+        "nucleus": ([0, 1, 2], [0.05, 0.45, 0.65], visible_on(QColor("#ff00ff"), background).name()),
+        "membrane": ([0, 1, 2], [0.0, 0.4, 0.6], visible_on(QColor("#0072b2"), background).name())}
+    assert list(curves.epochs.view()[:, 3]) == [0.1, 0.5, 0.7]  # the mean, drawn bold
+    widths = [item.opts["pen"].widthF() for item in curves.dice_plot.listDataItems()
+              if item.name() in shown]
+    assert curves.dice_curve.opts["pen"].widthF() > 2 * max(widths)
 
 
 def test_train_again_says_when_the_base_model_is_gone(qtbot, win, user_dirs):
@@ -190,3 +228,19 @@ def test_train_again_says_when_the_base_model_is_gone(qtbot, win, user_dirs):
     view.select_paths([str(run)])
     view.buttons["again"].click()
     assert "gone.safetensors) no longer exists" in win.log_view.toPlainText()
+
+
+def test_a_resumed_class_runs_past_comes_back_with_each_class(qtbot, tmp_path):
+    from loragui.gui.history import read_earlier, show_earlier
+    from loragui.gui.training import TrainingView
+
+    run = make_run(tmp_path, "run", dice=(0.5, 0.7), status="stopped", checkpoint=True,
+                   classes={"background": "#000000", "nucleus": "#ff00ff"})
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.curves.reset(40, 4)
+    show_earlier(view, read_earlier(str(run)), 4)
+    view.curves.redraw()
+    assert {name: shown[:2] for name, shown in class_curves(view.curves).items()} == {
+        "nucleus": ([0, 1, 2], [0.05, 0.45, 0.65])}
+    assert view.curves.best == (2, 0.7)

@@ -365,9 +365,9 @@ def test_the_last_run_is_shown_after_a_restart(qtbot, tiny_base, dataset, user_d
                     timeout=30000)
     qtbot.waitUntil(lambda: win.training_view is not None
                     and win.stack.currentWidget() is win.training_view
-                    and win.training_view.curves.epochs.n == 2, timeout=30000)
+                    and win.training_view.curves.epochs.n == 3, timeout=30000)
     curves = win.training_view.curves
-    assert [int(e) for e in curves.epochs.view()[:, 0]] == [1, 2]  # (the base: its line)
+    assert [int(e) for e in curves.epochs.view()[:, 0]] == [0, 1, 2]  # as drawn live
     assert curves.base_line.isVisible()
     assert win.export_action.isEnabled()  # the run's adapter is what Export works on
     assert not win.resume_button.isVisible()  # it finished

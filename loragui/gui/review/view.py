@@ -11,16 +11,13 @@ Nothing slow runs here: listing, decoding and predicting happen in worker thread
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -29,27 +26,19 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSizePolicy,
-    QSlider,
     QSplitter,
     QTableView,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from ..workers import CallWorker, Worker
 from .canvas import MaskCanvas
+from .controls import CanvasControls, key_action
 from .editing import EditSession
 from .items import DICE, SPLITS, ItemFilter, ItemTable, ReviewItem, list_items
 from .predictions import Predictions, dice
 
-# (tool, label, keys, what it does)
-TOOLS = (("pan", "Pan", "H", "drag to move the image; the wheel zooms around the cursor"),
-         ("brush", "Brush", "B", "paint the mask"),
-         ("eraser", "Eraser", "E", "erase the mask"),
-         ("fill", "Fill", "F", "fill the connected region under the cursor"),
-         ("delete", "Delete object", "D", "remove the object under the cursor"))
-BRUSH_STEP = 1.25  # [ and ] scale the brush by this much
 CANVAS_SHARE = 0.7  # of the view's width the canvas takes when it opens
 
 
@@ -135,69 +124,10 @@ class ReviewView(QWidget):
         column.addWidget(self.list, 1)
         column.addWidget(self.counts)
 
-        self.toolbar = QToolBar()
-        self.tool_actions: dict[str, QAction] = {}
-        group = QActionGroup(self)
-        for tool, label, key, what in TOOLS:
-            action = self._action(label, key, lambda _=False, t=tool: self.set_tool(t), what)
-            action.setCheckable(True)
-            group.addAction(action)
-            self.tool_actions[tool] = action
-        self.tool_actions["pan"].setChecked(True)
-        self.toolbar.addSeparator()
-        self._action("Smaller", "[", lambda: self._scale_brush(1 / BRUSH_STEP), "a smaller brush")
-        self._action("Larger", "]", lambda: self._scale_brush(BRUSH_STEP), "a larger brush")
-        self.accept_action = self._action("Accept prediction", "A", lambda: self.canvas.accept_prediction(),
-                                          "make the prediction this image's mask")
-        self.toolbar.addSeparator()
-        self.undo_action = self._action("Undo", "Ctrl+Z", lambda: self.canvas.undo(), "undo the last edit")
-        self.redo_action = self._action("Redo", "Ctrl+Shift+Z", lambda: self.canvas.redo(), "redo")
-        self.toolbar.addSeparator()
-        self._action("Fit", "Ctrl+0", lambda: self.canvas.fit_to_window(), "the whole image")
-        self._action("1:1", "Ctrl+1", lambda: self.canvas.actual_pixels(), "one image pixel per screen pixel")
-        self.next_action = self._action("Next", "PgDown", lambda: self.step(1), "the next image",
-                                        extra=".", shown=False)
-        self.previous_action = self._action("Previous", "PgUp", lambda: self.step(-1),
-                                            "the previous image", extra=",", shown=False)
-
-        self.show_mask = QCheckBox("Mask")
-        self.show_prediction = QCheckBox("Prediction")
-        self.outline = QCheckBox("Outline")
-        for box in (self.show_mask, self.show_prediction):
-            box.setChecked(True)
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(50)
-        self.opacity.setMaximumWidth(140)
-        self.opacity.setToolTip("Opacity of the overlays")
-        self.show_mask.toggled.connect(lambda on: self.canvas.set_overlay("mask", visible=on))
-        self.show_prediction.toggled.connect(
-            lambda on: self.canvas.set_overlay("prediction", visible=on))
-        self.outline.toggled.connect(self._set_outline)
-        self.opacity.valueChanged.connect(self._set_opacity)
-        overlays = QHBoxLayout()
-        for widget in (self.show_mask, self.show_prediction, self.outline, QLabel("Opacity"),
-                       self.opacity):
-            overlays.addWidget(widget)
-        # A model of several classes: the class the brush and fill paint (keys 1-9).
-        self.paint_class = QComboBox()
-        self.paint_class.setToolTip("The class the brush and fill paint (keys 1 to 9); the "
-                                    "eraser paints background")
-        self.paint_class.currentIndexChanged.connect(
-            lambda i: i >= 0 and self.canvas.set_paint_class(i + 1))
-        self.paint_class_action = self.toolbar.addWidget(self.paint_class)
-        self.paint_class_action.setVisible(False)
-        for n in range(1, 10):
-            self._action(f"Class {n}", str(n), lambda _=False, n=n: self._pick_class(n),
-                         f"paint class {n}", shown=False)
-        # A model of several classes: each class's colour and name (set_meaning).
-        self.legend = QLabel()
-        self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend.hide()
-        overlays.addWidget(self.legend)
-        overlays.addStretch(1)
-        self.status = QLabel()
-        overlays.addWidget(self.status)
+        self.controls = CanvasControls(self)
+        key_action(self, "Next", "PgDown", lambda: self.step(1), "the next image", extra=".")
+        key_action(self, "Previous", "PgUp", lambda: self.step(-1), "the previous image",
+                   extra=",")
 
         self.folder_label = QLabel()
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -209,7 +139,7 @@ class ReviewView(QWidget):
         self.save_button = QPushButton("Save corrections")
         self.save_button.setToolTip("Save the corrected masks (Ctrl+S)")
         self.save_button.clicked.connect(self.save)
-        self._action("Save", "Ctrl+S", self.save, "save the corrected masks", shown=False)
+        key_action(self, "Save", "Ctrl+S", self.save, "save the corrected masks")
         self.train_button = QPushButton("Train again")
         self.train_button.setToolTip("Continue training from this adapter on the corrected masks")
         self.train_button.clicked.connect(self.trainAgain.emit)
@@ -222,8 +152,7 @@ class ReviewView(QWidget):
         right = QWidget()
         canvas_column = QVBoxLayout(right)
         canvas_column.setContentsMargins(0, 0, 0, 0)
-        canvas_column.addWidget(self.toolbar)
-        canvas_column.addLayout(overlays)
+        canvas_column.addWidget(self.controls)
         self.canvas_column = canvas_column
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -247,27 +176,9 @@ class ReviewView(QWidget):
         else:
             self.canvas_column.addWidget(canvas, 1)
         self.canvas = canvas
-        for which, box in (("mask", self.show_mask), ("prediction", self.show_prediction)):
-            canvas.set_overlay(which, visible=box.isChecked(), opacity=self.opacity.value() / 100,
-                               outline=self.outline.isChecked())
-        canvas.set_tool(next(t for t, a in self.tool_actions.items() if a.isChecked()))
+        self.controls.attach(canvas)
         canvas.set_class_colours(self.meaning.colours if self.meaning is not None else None)
-        canvas.set_paint_class(max(self.paint_class.currentIndex(), 0) + 1)
         self._update_buttons()
-
-    def _action(self, label: str, key: str, slot, what: str, *, extra: str | None = None,
-                shown: bool = True) -> QAction:
-        action = QAction(label, self)
-        keys = [QKeySequence(key)] + ([QKeySequence(extra)] if extra else [])
-        action.setShortcuts(keys)
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        names = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in keys)
-        action.setToolTip(f"{label}: {what} ({names})")
-        action.triggered.connect(slot)
-        self.addAction(action)
-        if shown:
-            self.toolbar.addAction(action)
-        return action
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -293,7 +204,7 @@ class ReviewView(QWidget):
             self._new_session()
         self.current = None
         self.predictions.set_model(base, adapter, device)
-        self.status.setText("Listing the images…")
+        self.controls.status.setText("Listing the images…")
         worker = CallWorker(list_items, self.images_dir, self.masks_dir,
                             corrections_dir=self.corrections_dir, validation=validation)
         worker.succeeded.connect(lambda listing: self._listed(worker, listing))
@@ -323,7 +234,7 @@ class ReviewView(QWidget):
         self.table.set_items(listing.items)
         self.predictions.set_items(listing.items)
         self._update_counts()
-        self.status.setText("")
+        self.controls.status.setText("")
         self._follow_worst = True
         if self.filter.rowCount():
             self._select(0)
@@ -375,7 +286,7 @@ class ReviewView(QWidget):
     def _display(self, stem: str) -> None:
         picture = self.predictions.picture(stem)
         if picture is None:
-            self.status.setText(f"Loading {self.table.item(stem).image.name}…")
+            self.controls.status.setText(f"Loading {self.table.item(stem).image.name}…")
             return
         prediction = self.predictions.prediction(stem)
         if prediction is not None:
@@ -390,7 +301,7 @@ class ReviewView(QWidget):
         if self.canvas.zoom() == 1.0:
             self.canvas.fit_to_window()
         self._show_prediction(prediction)
-        self.status.setText("" if prediction is not None else "Predicting…")
+        self.controls.status.setText("" if prediction is not None else "Predicting…")
 
     def _show_prediction(self, prediction) -> None:
         if prediction is None:
@@ -411,23 +322,14 @@ class ReviewView(QWidget):
         except DataError:
             return None
 
-    def _pick_class(self, n: int) -> None:
-        if self.meaning is not None and n < self.meaning.k:
-            self.paint_class.setCurrentIndex(n - 1)
-
     def set_meaning(self, meaning) -> None:
         """The model's classes (a MaskMeaning of several, or None): the overlays colour
-        each class and the legend names them."""
+        each class and the controls name them."""
         if meaning == self.meaning:
             return
         self.meaning = meaning if meaning is not None and meaning.k > 1 else None
         self.canvas.set_class_colours(self.meaning.colours if self.meaning else None)
-        self.paint_class.blockSignals(True)
-        self.paint_class.clear()
-        for c in self.meaning.classes[1:] if self.meaning else ():
-            self.paint_class.addItem(f"{c.value} {c.name}")
-        self.paint_class.blockSignals(False)
-        self.paint_class_action.setVisible(self.meaning is not None)
+        self.controls.set_classes(self.meaning)
         if (self.session.meaning is None) != (self.meaning is None) \
                 and not self.session.edited():
             # Masks of the model's kind from now on (class maps, or foreground/background).
@@ -435,16 +337,7 @@ class ReviewView(QWidget):
             if self.current is not None:
                 self._display(self.current)
         if self.meaning is None:
-            self.legend.hide()
             return
-        self.legend.setText(" ".join(
-            f"<span style='color:{c.colour}; background:#333'>&nbsp;■&nbsp;</span>&nbsp;"
-            f"{html.escape(c.name)}&nbsp;" for c in self.meaning.classes[1:]))
-        self.legend.setToolTip("The classes of the model: the mask filled, the prediction "
-                               "outlined, each class in its colour. The brush and fill "
-                               "paint the class chosen beside the tools; a saved correction "
-                               "holds the classes' ids.")
-        self.legend.show()
         stem = self.canvas.current_stem()
         picture = self.predictions.picture(stem) if stem else None
         if picture is not None:
@@ -463,7 +356,7 @@ class ReviewView(QWidget):
             prediction = self.predictions.prediction(stem)
             self.set_meaning(prediction.meaning)
             self._show_prediction(prediction)
-            self.status.setText("")
+            self.controls.status.setText("")
         self._update_counts()
         if self._follow_worst and all(i.dice is not None for i in self.table.items if i.mask):
             self._follow_worst = False
@@ -495,29 +388,11 @@ class ReviewView(QWidget):
         self.counts.setText(text)
 
     def _update_buttons(self) -> None:
-        self.undo_action.setEnabled(self.session.can_undo())
-        self.redo_action.setEnabled(self.session.can_redo())
+        self.controls.undo_action.setEnabled(self.session.can_undo())
+        self.controls.redo_action.setEnabled(self.session.can_redo())
         unsaved = len(self.session.unsaved())
         self.save_button.setEnabled(bool(unsaved))
         self.save_button.setText(f"Save corrections ({unsaved})" if unsaved else "Save corrections")
-
-    # -- tools -----------------------------------------------------------------------
-    def set_tool(self, tool: str) -> None:
-        self.tool_actions[tool].setChecked(True)
-        self.canvas.set_tool(tool)
-
-    def _scale_brush(self, factor: float) -> None:
-        size = self.canvas.brush_size()
-        self.canvas.set_brush_size(max(1, round(size * factor) if factor < 1 else
-                                       max(size + 1, round(size * factor))))
-
-    def _set_outline(self, on: bool) -> None:
-        for which in ("mask", "prediction"):
-            self.canvas.set_overlay(which, outline=on)
-
-    def _set_opacity(self, value: int) -> None:
-        for which in ("mask", "prediction"):
-            self.canvas.set_overlay(which, opacity=value / 100)
 
     # -- saving ----------------------------------------------------------------------
     def _show_corrections_dir(self) -> None:
