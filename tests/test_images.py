@@ -171,11 +171,11 @@ def test_normalize_none_method_and_special_values():
 def test_preprocessing_round_trip_and_validation():
     prep = Preprocessing(channels=1, method="none", low=2, high=98)
     d = prep.to_dict()
-    assert d == {"channels": 1, "method": "none", "low": 2.0, "high": 98.0}
+    assert d == {"channels": 1, "method": "none", "low": 2.0, "high": 98.0, "invert": False}
     assert Preprocessing.from_dict({**d, "future_key": 1}) == prep
     assert Preprocessing.from_dict({}) == Preprocessing()
     for bad in ({"channels": 2}, {"channels": "3"}, {"channels": True}, {"method": "zscore"},
-                {"low": 50, "high": 40}, {"high": 101}, {"low": "1"}):
+                {"low": 50, "high": 40}, {"high": 101}, {"low": "1"}, {"invert": "yes"}):
         with pytest.raises(DataError, match="Invalid preprocessing"):
             Preprocessing.from_dict(bad)
     with pytest.raises(DataError):

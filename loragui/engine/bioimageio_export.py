@@ -112,7 +112,8 @@ def crop_to_multiple(arr: np.ndarray, multiple: int, limit: int = TEST_SIDE) -> 
 
 def package_preprocess(raw: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """What the package's preprocessing steps compute (the spec's ``scale_range`` with
-    percentiles per channel, its eps 1e-6, then ``clip``): (1, C, H, W) float32."""
+    percentiles per channel, its eps 1e-6, then ``clip``, then for a model trained on
+    inverted images ``scale_linear`` to 1 - value): (1, C, H, W) float32."""
     x = raw.astype(np.float64)
     if prep.method == "percentile":
         lo = np.percentile(x, prep.low, axis=(1, 2), keepdims=True)
@@ -120,7 +121,10 @@ def package_preprocess(raw: np.ndarray, prep: Preprocessing) -> np.ndarray:
         x = (x - lo) / (hi - lo + 1e-6)
     else:
         x = x / 255.0
-    return np.clip(x, 0.0, 1.0).astype(np.float32)[None]
+    x = np.clip(x, 0.0, 1.0)
+    if prep.invert:  # the spec's scale_linear with gain -1 and offset 1
+        x = 1.0 - x
+    return x.astype(np.float32)[None]
 
 
 def _cover(raw: np.ndarray, probability: np.ndarray, prep: Preprocessing, path: Path) -> None:
@@ -154,6 +158,10 @@ def _readme(name: str, provenance: dict[str, Any], prep: Preprocessing, model: U
     else:
         lines += ["Pixels are divided by 255 (`scale_linear`) and clipped to [0, 1]: the model "
                   "expects 8-bit images."]
+    if prep.invert:
+        lines += ["", "The model was trained on inverted images: the scaled image is then "
+                  "inverted (`scale_linear` with gain -1 and offset 1), so that dark objects on "
+                  "a light background look as the base model's objects did."]
     lines += ["", "## Validation", "",
               "The package's test input is one of the training run's validation images (or the "
               "sample's first image); every weight format reproduces its test output in "
@@ -215,6 +223,9 @@ def _describe(work: Path, model: UNet, prep: Preprocessing, provenance: dict[str
     else:
         preprocessing = [bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1 / 255))]
     preprocessing.append(bio.ClipDescr(kwargs=bio.ClipKwargs(min=0.0, max=1.0)))
+    if prep.invert:
+        preprocessing.append(bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=-1.0,
+                                                                               offset=1.0)))
     inputs = [bio.InputTensorDescr(
         id=bio.TensorId(INPUT), description="the image, in its own value range",
         axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=channels),

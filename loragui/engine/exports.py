@@ -3,6 +3,7 @@ load, or the adapter folded into its base model (a merged model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -23,10 +24,15 @@ from .unet import UNet
 
 def merged_model(base_path: str | os.PathLike | None, adapter_path: str | os.PathLike,
                  *, force: bool = False) -> tuple[UNet, BaseModelInfo, Adapter, list[str]]:
+    """The base model with the adapter folded in; the info is the base model's with the
+    preprocessing the adapter was trained with (it may invert the images: polarity.py)."""
     adapter = load_adapter(adapter_path)
     model, info = load_model(resolve_base(base_path, adapter=adapter))
     warnings = apply_adapter(model, adapter, info, force=force)
     strip_lora(model)
+    trained = adapter.loragui.get("preprocessing")
+    if trained is not None:
+        info = dataclasses.replace(info, preprocessing=trained)
     return model, info, adapter, warnings
 
 

@@ -32,6 +32,9 @@ class Preprocessing:
     method: str = "percentile"  # per-image, per-channel; "none": divide by the dtype's max
     low: float = 1.0  # percentile mapped to 0
     high: float = 99.8  # percentile mapped to 255
+    # The normalised image inverted (255 - value): a run whose base model finds the
+    # objects better that way trains so (see polarity.py), and predicts so.
+    invert: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -45,6 +48,8 @@ class Preprocessing:
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0.0 <= value <= 100.0:
                 problems.append(f"{name} must be a number from 0 to 100, not {value!r}")
+        if not isinstance(self.invert, bool):
+            problems.append(f"invert must be true or false, not {self.invert!r}")
         if not problems and self.low >= self.high:
             problems.append(f"low ({self.low}) must be below high ({self.high})")
         if problems:
@@ -89,6 +94,7 @@ class Normalisation:
     grey_rgb: bool  # three equal colour channels: one is scaled, not three
     luma: bool  # colour for a 1-channel model: scaled as its luma
     ranges: tuple[tuple[float, float], ...]  # (value mapped to 0, value mapped to 255) per channel
+    invert: bool = False  # then 255 - value, after rounding (what training inverts in place)
 
 
 def check_layout(shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -213,7 +219,7 @@ def plan_normalisation(shape: tuple[int, ...], dtype: np.dtype, rows: Rows,
         values = _sampled_values(rows, height, width, grey, use_luma)
         ranges = tuple(_checked(_percentile_range(values[:, c], prep.low, prep.high), full)
                        for c in range(n))
-    return Normalisation(prep.channels, grey, use_luma, ranges)
+    return Normalisation(prep.channels, grey, use_luma, ranges, prep.invert)
 
 
 def _checked(span: tuple[float, float], full: float) -> tuple[float, float]:
@@ -223,7 +229,14 @@ def _checked(span: tuple[float, float], full: float) -> tuple[float, float]:
 
 def apply_normalisation(plan: Normalisation, rows: np.ndarray) -> np.ndarray:
     """Decoded rows of the image ``plan`` was made from -> (rows, W, channels) uint8."""
-    arr = _working(np.asarray(rows), plan.grey_rgb, plan.luma)
+    out = _normalised(plan, np.asarray(rows))
+    if plan.invert:
+        np.subtract(255, out, out=out)
+    return out
+
+
+def _normalised(plan: Normalisation, rows: np.ndarray) -> np.ndarray:
+    arr = _working(rows, plan.grey_rgb, plan.luma)
     if arr.shape[2] == plan.channels == 1:  # the common grey model: no interleaving copy
         return _rescale(arr[..., 0], *plan.ranges[0])[..., None]
     out = np.empty(arr.shape[:2] + (plan.channels,), np.uint8)
