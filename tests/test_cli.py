@@ -143,7 +143,7 @@ def test_every_setting_has_an_option_and_the_command_line_reads_back():
         train_modules=[], epochs=3, early_stop=False, steps=7, steps_per_epoch=2, batch_size=3, lr=1.2345678e-3,
         weight_decay=0.0, whole_lr_scale=0.2, warmup_fraction=0.1, crop_size=64,
         intensity_augment=False, val_fraction=0.3, seed=5, device="cpu", devices="cpu,cpu",
-        invert_masks=True, compile=False, compile_from=5000, resume=True, overwrite=True,
+        invert_masks=True, auto_invert=False, compile=False, compile_from=5000, resume=True, overwrite=True,
         previews=2, width=16, depth=2, masks_hold="classes", classes=["background", "nucleus"])
     default = TrainConfig()
     assert all(getattr(config, f.name) != getattr(default, f.name)

@@ -91,6 +91,10 @@ class TrainConfig:
              "its mask in --masks; images with neither are left out")
     invert_masks: bool = setting(
         False, help="use the masks inverted (0 is the objects): for masks whose objects are black")
+    auto_invert: bool = setting(
+        True, help="train on the images as they are even where the base model finds their "
+                   "objects better inverted (by default such a run trains on inverted images, "
+                   "and its adapter inverts every image it is given)")
     # "auto" trains foreground/background, as before, whatever the scan proposes: the user
     # confirms classes or objects (the scan's report names the option).
     masks_hold: str = setting(

@@ -28,7 +28,7 @@ class Preview:
     """One validation image with its ground truth and the current prediction."""
 
     name: str
-    image: np.ndarray  # (H, W, 3) uint8, the normalised input as shown to the model
+    image: np.ndarray  # (H, W, 3) uint8, the normalised input (not inverted: as the user sees it)
     mask: np.ndarray  # (H, W) bool ground truth
     prediction: np.ndarray  # (H, W) float32 foreground probability in [0, 1]
     # A run of several classes: the predicted class of each pixel, (H, W) uint8, and the

@@ -79,6 +79,7 @@ from .init_adapter import (
 )
 from .maskkinds import MaskMeaning
 from .outputs import RUN, Input, check_output, mark
+from .polarity import invert_in_place, score_polarity
 from .run_checkpoint import (
     RunState,
     checked_checkpoint,
@@ -277,7 +278,7 @@ class Trainer:
             resume_hint=self._resume_hint,
             classes=self.meaning.names if self.meaning.k > 1 else None,
             colours=self.meaning.colours if self.meaning.k > 1 else None,
-            count_objects=self.meaning.hold == "objects")
+            count_objects=self.meaning.hold == "objects", inverted=self.prep.invert)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.steps = TrainStep(
@@ -335,9 +336,36 @@ class Trainer:
         self.meaning, self.train_data, self.val_data = data.meaning, data.train, data.val
         self.val_stems, self.dataset_info = data.val_stems, data.info
         self.pairing_problems = data.problems
+        yield from self._setup_polarity()
         self.sampler = CropSampler(self.train_data, self.crop_size, self.device,
                                    seed=self.config.seed, intensity=self.config.intensity_augment)
         return self.dataset_info
+
+    def _setup_polarity(self) -> Iterator[Event]:
+        """Invert the decoded images (before the sampler copies them) where the run trains
+        on inverted images (polarity.py): where the base model finds the objects better so,
+        or where a warm start's adapter was trained so. A resumed run scores the same base
+        model on the same images and chooses alike; so does every process of a
+        data-parallel run."""
+        c = self.config
+        if self.init is not None:
+            trained = self.init.adapter.loragui.get("preprocessing") or {}
+            invert = trained.get("invert") is True
+        elif c.auto_invert and self.base_info is not None and self.model.config.out_channels == 1:
+            scorer = Validator(self.model, self.device, autocast=supports_bf16(self.device),
+                               lora=False, previews=0, fault=lambda m: self._notes.append(
+                                   self._fault(m)), resume_hint=self._resume_hint)
+            polarity = score_polarity(scorer, self.val_data or self.train_data)
+            invert = polarity.invert
+            if self.is_main:
+                yield LogEvent(polarity.message())
+        else:
+            invert = False
+        if invert:
+            self.prep = dataclasses.replace(self.prep, invert=True)
+            for data in (self.train_data, self.val_data):
+                if data is not None:
+                    invert_in_place(data)
 
     def _setup_head(self) -> TrainConfig:
         """A model whose head does not give one channel per class gets a fresh head (a

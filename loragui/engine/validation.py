@@ -49,16 +49,20 @@ class Validator:
     shrink after running out of memory; ``resume_hint()`` ends a message that stops the
     run (what is intact, and how to resume). ``count_objects``: the model predicts
     objects (background, interior, boundary), and each preview counts the objects of its
-    prediction and of its mask."""
+    prediction and of its mask. ``inverted``: the images are inverted for the model."""
 
     def __init__(self, model: UNet, device: torch.device, *, autocast: bool, lora: bool,
                  previews: int, fault: Callable[[str], None],
                  resume_hint: Callable[[], str], classes: list[str] | None = None,
-                 colours: list[str] | None = None, count_objects: bool = False) -> None:
+                 colours: list[str] | None = None, count_objects: bool = False,
+                 inverted: bool = False) -> None:
         self.model = model
         self.classes = classes  # class names of a K-class model; None: foreground/background
         self.colours = colours or []  # their colours, for the previews
         self.count_objects = count_objects
+        # The images are inverted for the model (polarity.py): previews invert them back,
+        # to show them as the user knows them.
+        self.inverted = inverted
         self.device = device
         self.autocast = autocast
         self.lora = lora
@@ -93,7 +97,9 @@ class Validator:
                         scores.add(prob > 0.5, mask > 0)
                     if i < self.previews:
                         classes = logits.argmax(0).numpy().astype(np.uint8) if many else None
-                        previews.append(Preview(data.names[i], image, mask > 0,
+                        shown = np.subtract(255, image, dtype=np.uint8) if self.inverted \
+                            else image
+                        previews.append(Preview(data.names[i], shown, mask > 0,
                                                 prob.astype(np.float32), classes,
                                                 tuple(self.colours) if many else (),
                                                 *self._counts(classes, mask)))
