@@ -181,9 +181,11 @@ def test_peft_export_loads_in_peft(trained):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = peft.PeftModel.from_pretrained(base, str(folder)).eval()
-    x = torch.rand(1, 3, 48, 48)
+    # seeded: the input must not depend on the tests run before this one; logits of a few
+    # units differ by float32 rounding in the two orders of summation, hence rtol
+    x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.allclose(theirs(x), ours(x), atol=1e-5)
+        torch.testing.assert_close(theirs(x), ours(x), rtol=1e-4, atol=1e-5)
 
 
 def test_the_base_check_accepts_the_new_head_and_nothing_else(trained, tmp_path):
