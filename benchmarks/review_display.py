@@ -77,12 +77,12 @@ def wait(app, condition, timeout: float = 600.0) -> None:
 def flip_through(app, view, dwell: float) -> list[float]:
     """Seconds from each flip to its image and prediction on the canvas (painted)."""
     times = []
-    for row in range(view.filter.rowCount()):
+    for row in range(view.images.filter.rowCount()):
         if dwell:
             end = time.perf_counter() + dwell
             wait(app, lambda e=end: time.perf_counter() >= e)
         start = time.perf_counter()
-        view.select_row(row)
+        view.images.select_row(row)
         stem = view.current
         wait(app, lambda s=stem: view.canvas.current_stem() == s
              and view.predictions.prediction(s) is not None)
@@ -132,8 +132,8 @@ def main() -> None:
         view.resize(1400, 900)
         view.show()
         view.open(images, masks, base=str(base), adapter=None, device=args.device)
-        wait(app, lambda: view.filter.rowCount() == args.images)
-        view.list.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # by name: a fixed order
+        wait(app, lambda: view.images.filter.rowCount() == args.images)
+        view.images.list.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # by name: a fixed order
         try:
             print(f"{args.images} images of {args.size}x{args.size}, base {Path(base).name}, "
                   f"{args.device}, dwell {args.dwell:g} s")
@@ -141,7 +141,7 @@ def main() -> None:
             print(describe("first pass (uncached)", uncached))
             cached = flip_through(app, view, 0.0)
             print(describe("second pass (cached)", cached))
-            kept = len([s for s in view.visible_order() if view.predictions.prediction(s)])
+            kept = len([s for s in view.images.visible_order() if view.predictions.prediction(s)])
             print(f"predictions kept in the cache: {kept} of {args.images}; computed "
                   f"{view.predictions.computed}")
         finally:

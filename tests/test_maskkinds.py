@@ -102,6 +102,22 @@ def test_object_labels_propose_objects(tmp_path):
     assert "--masks-hold objects" in report.summary()
 
 
+@pytest.mark.parametrize("kind, masks", [("classes", class_masks), ("objects", object_masks)])
+def test_the_proposal_says_how_to_train_the_masks_so_in_the_words_it_is_given(tmp_path, kind,
+                                                                              masks):
+    report = pair_folders(*write_set(tmp_path, masks()))
+    line = next(t for t in report.summary().splitlines() if t.startswith("What the masks hold"))
+    assert f"add --masks-hold {kind}" in line  # the command line's option by default
+    assert report.to_dict()["mask_kind"] == [report.proposal.words()]
+
+    def elsewhere(k: str) -> str:
+        return f"pick {k} in the list"
+
+    said = report.summary(choose=elsewhere) + repr(report.problem_groups(choose=elsewhere))
+    assert f"train them as {kind}" in said and f"pick {kind} in the list" in said
+    assert "--masks-hold" not in said and "--classes" not in said
+
+
 def test_masks_of_classes_trained_as_foreground_background_are_said_to_be_flattened(tmp_path):
     report = pair_folders(*write_set(tmp_path, class_masks()))
     for hold in ("auto", "binary"):
@@ -256,6 +272,9 @@ def test_object_labels_refused_as_classes(tmp_path):
     report = pair_folders(images, masks)
     with pytest.raises(DataError, match="object labels.*--masks-hold objects"):
         resolve("classes", [], report.proposal, report.masks_seen, masks)
+    with pytest.raises(DataError, match="object labels.*To train them as objects, pick objects"):
+        resolve("classes", [], report.proposal, report.masks_seen, masks,
+                choose=lambda kind: f"pick {kind}")
 
 
 def test_contradictions_are_refused(tmp_path):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +50,41 @@ class MaskSeen:
     ids: tuple[int, ...] | None
 
 
+def command_line_choice(kind: str) -> str:
+    """How the command line says to train the masks as ``kind`` (classes or objects):
+    its option, in the scan's report and the refusals. The window passes its own words
+    (its Masks hold choice) where these take a ``choose``."""
+    if kind == "classes":
+        return (f"add --masks-hold classes (name them with --classes or a {CLASSES_FILE} "
+                "beside the masks)")
+    return f"add --masks-hold {kind}"
+
+
+# What a run does by default with masks that look like classes or objects.
+_UNLESS = {
+    "classes": "They are used as foreground/background (every non-zero value) unless you "
+               "train them as classes",
+    "objects": "They are used as foreground/background (every object is foreground) unless "
+               "you train them as objects (touching objects are then kept apart)",
+}
+
+
 @dataclass(frozen=True)
 class Proposal:
-    """What the masks look like they hold, and the report's sentence about it."""
+    """What the masks look like they hold, and what the scan saw that says so."""
 
     kind: str  # "binary", "classes" or "objects"
     ids: tuple[int, ...] = ()  # every id seen (classes)
     most_ids: int = 0  # the most distinct ids in one mask
-    words: str = ""  # for the scan's report ("" for binary)
+    seen: str = ""  # the report's question about the ids seen ("" for binary)
+
+    def words(self, choose: Callable[[str], str] = command_line_choice) -> str:
+        """The scan report's sentence ("" for binary): what the scan saw, what a run does
+        with such masks by default, and how to train them as they look (``choose``: in
+        the words of the command line or of the window)."""
+        if self.kind == "binary":
+            return ""
+        return f"{self.seen} {_UNLESS[self.kind]}: {choose(self.kind)}."
 
 
 def _ids_text(ids: Sequence[int]) -> str:
@@ -80,15 +107,10 @@ def propose(seen: Sequence[MaskSeen]) -> Proposal:
         k = len(set(union) - {0})
         return Proposal("classes", union, most, (
             f"values {_ids_text(union)} in the masks, more than two in {len(multi)} of "
-            f"{len(seen)}: {k} classes besides background (0)? They are used as "
-            "foreground/background (every non-zero value) unless you train them as classes "
-            "with --masks-hold classes (name them with --classes or a classes.json beside the "
-            "masks)."))
+            f"{len(seen)}: {k} classes besides background (0)?"))
     return Proposal("objects", union or (), most, (
         f"up to {most} distinct ids per mask, varying between masks: object labels of one "
-        "class? They are used as foreground/background (every object is foreground) unless "
-        "you train them as objects with --masks-hold objects (touching objects are then "
-        "kept apart)."))
+        "class?"))
 
 
 @dataclass(frozen=True)
@@ -218,10 +240,12 @@ def read_classes_file(path: Path) -> list[MaskClass]:
 
 
 def resolve(hold: str, names: Sequence[str], proposal: Proposal, seen: Sequence[MaskSeen],
-            masks_dir: Path, *, invert: bool = False) -> MaskMeaning:
+            masks_dir: Path, *, invert: bool = False,
+            choose: Callable[[str], str] = command_line_choice) -> MaskMeaning:
     """The meaning a run trains with: ``hold`` ("auto" or one of :data:`HOLDS`) and the
     class names given, against what the scan saw. Every contradiction is refused here,
-    before any image is decoded: DataError saying what is wrong and what to do."""
+    before any image is decoded: DataError saying what is wrong and what to do (another
+    kind of masks in ``choose``'s words)."""
     if hold not in ("auto", *HOLDS):
         raise DataError(f"--masks-hold must be auto, {', '.join(HOLDS)}; not {hold!r}.")
     if hold == "auto":
@@ -242,7 +266,7 @@ def resolve(hold: str, names: Sequence[str], proposal: Proposal, seen: Sequence[
         m = too_many[0]
         raise DataError(f"{m.name} holds {m.n_values} distinct values: more than the "
                         f"{MAX_CLASSES} classes (besides background 0) a run trains. Are they "
-                        "object labels? Train them with --masks-hold objects.")
+                        f"object labels? To train them as objects, {choose('objects')}.")
     union = sorted({0}.union(*(m.ids for m in seen)))
     file = masks_dir / CLASSES_FILE
     if file.is_file():

@@ -215,7 +215,6 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path | None, *,
     report.unreadable.sort(key=lambda item: natural_key(item[0]))
     report.details = {k: v for k, v in report.details.items() if v}
     report.proposal = propose(report.masks_seen)
-    report.mask_kind = [report.proposal.words] if report.proposal.words else []
     return report
 
 

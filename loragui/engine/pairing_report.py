@@ -3,11 +3,12 @@ about it (:class:`PairingReport`), in the words the command line and the window 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .maskkinds import MaskSeen, Proposal
+from .maskkinds import MaskSeen, Proposal, command_line_choice
 
 
 def plural(n: int, word: str) -> str:
@@ -99,7 +100,6 @@ class PairingReport:
     masks_without_images: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     size_mismatch: list[str] = field(default_factory=list)
-    mask_kind: list[str] = field(default_factory=list)  # the proposal's words, if not binary
     not_binary: list[str] = field(default_factory=list)
     empty_masks: list[str] = field(default_factory=list)
     full_masks: list[str] = field(default_factory=list)
@@ -124,21 +124,33 @@ class PairingReport:
         return {"labelled": len(self.pairs), "corrected": sum(p.corrected for p in self.pairs),
                 "unlabelled": len(self.images_without_masks)}
 
-    def _entries(self, attr: str) -> list[str]:
-        """A group's entries as a person should read them (with reasons/details)."""
+    @property
+    def mask_kind(self) -> list[str]:
+        """The proposal's words as the command line says them ([] for binary): the
+        group's entries in the JSON and the run record."""
+        return self._entries("mask_kind")
+
+    def _entries(self, attr: str, choose: Callable[[str], str] = command_line_choice
+                 ) -> list[str]:
+        """A group's entries as a person should read them (with reasons/details);
+        ``choose``: how to say to train the masks as another kind."""
+        if attr == "mask_kind":
+            words = self.proposal.words(choose)
+            return [words] if words else []
         if attr == "unreadable":
             return [f"{name}: {reason}" for name, reason in self.unreadable]
         detail = self.details.get(attr, {})
         return [f"{name} ({detail[name]})" if name in detail else name
                 for name in getattr(self, attr)]
 
-    def _groups(self, hold: str) -> list[tuple[str, str, list[str], str]]:
+    def _groups(self, hold: str, choose: Callable[[str], str]
+                ) -> list[tuple[str, str, list[str], str]]:
         """(attribute, title, entries, what to do) of every non-empty group, for masks
         trained as ``hold`` (auto and binary: foreground/background; classes; objects)."""
         ids = hold in ("classes", "objects")
         groups = []
         for attr, title, advice in _GROUPS:
-            entries = self._entries(attr)
+            entries = self._entries(attr, choose)
             if not entries or ids and attr in _ANSWERED_BY_IDS:
                 continue
             if ids:
@@ -148,15 +160,19 @@ class PairingReport:
             groups.append((attr, title, entries, advice))
         return groups
 
-    def problem_groups(self, hold: str = "auto") -> list[tuple[str, list[str]]]:
+    def problem_groups(self, hold: str = "auto", choose: Callable[[str], str] = command_line_choice
+                       ) -> list[tuple[str, list[str]]]:
         """(title with count, entries) for every non-empty group, for a GUI list; ``hold``:
-        what the masks are trained as (masks of ids have fewer problems)."""
+        what the masks are trained as (masks of ids have fewer problems); ``choose``: how
+        to say to train them as another kind (the command line's option by default)."""
         return [(f"{title} ({len(entries)})", entries)
-                for _, title, entries, _ in self._groups(hold)]
+                for _, title, entries, _ in self._groups(hold, choose)]
 
-    def summary(self, max_names: int = 5, hold: str = "auto") -> str:
+    def summary(self, max_names: int = 5, hold: str = "auto",
+                choose: Callable[[str], str] = command_line_choice) -> str:
         """First line: the pair count. Then one line per problem kind: count,
-        the first few names, and what to do, for masks trained as ``hold``."""
+        the first few names, and what to do, for masks trained as ``hold``
+        (``choose``: as in :meth:`problem_groups`)."""
         if self.images_dir == self.masks_dir:
             where = f"{self.images_dir} (images and masks together)"
         else:
@@ -169,7 +185,7 @@ class PairingReport:
             c = self.counts()
             lines[0] += (f" {plural(c['labelled'], 'image')} labelled ({c['corrected']} "
                          f"corrected), {c['unlabelled']} unlabelled.")
-        for attr, title, entries, advice in self._groups(hold):
+        for attr, title, entries, advice in self._groups(hold, choose):
             if attr == "mask_kind":
                 lines.append(f"{title}: {entries[0]}")
                 continue

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from loragui.engine.runs import dataset_name
 
 from .dropzone import DropZone, folder_from_paths, local_paths
-from .maskkind import MaskKindChooser
+from .maskkind import MaskKindChooser, window_choice
 from .report import PairingReportView
 from .workers import ScanWorker, ThumbnailWorker, Worker
 
@@ -173,7 +173,7 @@ class DataPanel(QWidget):
             return
         self.report = report
         self._show_report()
-        self.logged.emit(report.summary(hold=self.mask_kind.meaning.hold),
+        self.logged.emit(report.summary(hold=self.mask_kind.meaning.hold, choose=window_choice),
                          "info" if report.pairs else "warning")
         self.changed.emit()
 

@@ -13,10 +13,23 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..engine.errors import DataError
-from ..engine.maskkinds import MaskMeaning, resolve
+from ..engine.maskkinds import CLASSES_FILE, MaskMeaning, resolve
 
-CHOICES = (("auto", "Foreground / background"), ("classes", "Classes (one per value)"),
-           ("objects", "Objects (labels of one class)"))
+LABEL = "Masks hold"
+# (value, name, what it means); the window's words name a choice by its name.
+CHOICES = (("auto", "Foreground / background", ""), ("classes", "Classes", "one per value"),
+           ("objects", "Objects", "labels of one class"))
+
+
+def choice_name(kind: str) -> str:
+    return next(name for value, name, _ in CHOICES if value == kind)
+
+
+def window_choice(kind: str) -> str:
+    """How the window says to train the masks as ``kind`` (classes or objects): its
+    Masks hold choice, in the engine's words in place of the command line's option."""
+    naming = f" (name them in a {CLASSES_FILE} beside the masks)" if kind == "classes" else ""
+    return f"choose {choice_name(kind)} under {LABEL}{naming}"
 
 
 class MaskKindChooser(QWidget):
@@ -29,15 +42,15 @@ class MaskKindChooser(QWidget):
         self.report = None
         self.meaning = MaskMeaning()
         self.combo = QComboBox()
-        for value, words in CHOICES:
-            self.combo.addItem(words, value)
+        for value, name, meaning in CHOICES:
+            self.combo.addItem(f"{name} ({meaning})" if meaning else name, value)
         self.combo.setToolTip("What the masks hold: foreground/background (0 = background), "
                               "class ids (0 = background, 1, 2, ...) or object labels")
         self.combo.currentIndexChanged.connect(self._update)
         self.classes = QLabel()
         self.classes.setWordWrap(True)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Masks hold:"))
+        row.addWidget(QLabel(f"{LABEL}:"))
         row.addWidget(self.combo, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -65,7 +78,7 @@ class MaskKindChooser(QWidget):
         if self.report is not None and hold != "auto":
             try:
                 self.meaning = resolve(hold, [], self.report.proposal, self.report.masks_seen,
-                                       self.report.masks_dir)
+                                       self.report.masks_dir, choose=window_choice)
             except DataError as exc:
                 self._problem = str(exc)
         self.classes.setText(self._text())
@@ -79,7 +92,8 @@ class MaskKindChooser(QWidget):
                 f"<span style='color:{c.colour}; background:#333'>&nbsp;■&nbsp;</span>&nbsp;"
                 f"{i}&nbsp;{html.escape(c.name)}&nbsp;"
                 for i, c in enumerate(self.meaning.classes))
-        if self.report is not None and self.report.proposal.kind != "binary":
-            return html.escape(f"The scan saw {self.report.proposal.words.split('?')[0]}? "
-                               f"Choose {self.report.proposal.kind.capitalize()} to train them so.")
+        proposal = self.report.proposal if self.report is not None else None
+        if proposal is not None and proposal.kind != "binary":
+            return html.escape(f"The scan saw {proposal.seen} Choose "
+                               f"{choice_name(proposal.kind)} to train them so.")
         return ""

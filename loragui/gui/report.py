@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from .logview import level_colour
+from .maskkind import window_choice
 
 MAX_NAMES_SHOWN = 200  # per problem group; the rest are counted
 THUMB_SIZE = 96
@@ -170,7 +171,7 @@ class PairingReportView(QWidget):
     def _show_problems(self) -> None:
         report = self.report
         n = len(report.pairs)
-        full = report.summary(hold=self.hold)
+        full = report.summary(hold=self.hold, choose=window_choice)
         first, _, rest = full.partition("\n")
         if n == 0:
             text = f"<b>No usable pairs.</b> {html.escape(rest or first)}"
@@ -180,7 +181,7 @@ class PairingReportView(QWidget):
         self.summary.setToolTip(full)
         self.problems.clear()
         self.problems.hide()
-        groups = report.problem_groups(self.hold)
+        groups = report.problem_groups(self.hold, choose=window_choice)
         warn = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         for title, names in groups:
             names = list(names)

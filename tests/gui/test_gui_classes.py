@@ -48,6 +48,46 @@ def test_the_report_follows_what_the_masks_are_trained_as(qtbot, window, tmp_pat
     wait_idle(qtbot, window)
 
 
+def test_the_window_names_its_masks_hold_choice_not_the_command_line_option(qtbot, window,
+                                                                            tmp_path):
+    from PySide6.QtWidgets import QLabel
+
+    images, masks = make_class_dataset(tmp_path / "classes", n=4, size=32)
+    window.load_folders(images, masks)
+    qtbot.waitUntil(lambda: window.data.report is not None, timeout=10000)
+    view, chooser = window.data.report_view, window.data.mask_kind
+    assert "Masks hold:" in [label.text() for label in chooser.findChildren(QLabel)]
+    assert chooser.combo.findText("Classes (one per value)") >= 0
+    group = next(view.problems.topLevelItem(i) for i in range(view.problems.topLevelItemCount())
+                 if view.problems.topLevelItem(i).text(0).startswith("What the masks hold"))
+    shown = {"the problem list": group.child(0).text(0), "the summary": view.summary.toolTip(),
+             "the log": window.log_view.toPlainText()}
+    for where, text in shown.items():
+        assert "train them as classes: choose Classes under Masks hold" in text, where
+        assert "--masks-hold" not in text and "--classes" not in text, where
+    wait_idle(qtbot, window)
+
+
+def test_object_labels_chosen_as_classes_are_refused_in_the_window_s_words(qtbot, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from loragui.engine.pairing import pair_folders
+    from loragui.gui.maskkind import MaskKindChooser
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)).save(masks / "a.png")
+    chooser = MaskKindChooser()
+    qtbot.addWidget(chooser)
+    chooser.set_report(pair_folders(images, masks))
+    chooser.combo.setCurrentIndex(chooser.combo.findData("classes"))
+    assert "To train them as objects, choose Objects under Masks hold." in chooser.problem()
+    assert "--masks-hold" not in chooser.classes.text()
+
+
 def test_a_choice_that_cannot_train_the_masks_blocks_train(qtbot, window, tmp_path):
     images, masks = make_class_dataset(tmp_path / "classes", n=4, size=32)
     (masks / "classes.json").write_text('{"classes": [{"id": 0, "name": "background"}]}')

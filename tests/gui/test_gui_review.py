@@ -37,47 +37,47 @@ def view(qtbot):
 def open_and_wait(qtbot, view, images, masks, base, **kwargs):
     with qtbot.waitSignal(view.opened, timeout=20000):
         view.open(images, masks, base=str(base), adapter=None, device="cpu", **kwargs)
-    labelled = [i for i in view.table.items if i.mask is not None]
+    labelled = [i for i in view.images.table.items if i.mask is not None]
     qtbot.waitUntil(lambda: all(i.dice is not None for i in labelled), timeout=30000)
     return labelled
 
 
 def shown_dice(view) -> list[float | None]:
-    return [view.table.item(stem).dice for stem in view.visible_order()]
+    return [view.images.table.item(stem).dice for stem in view.images.visible_order()]
 
 
 def test_the_list_is_sorted_worst_dice_first_and_by_any_column(qtbot, view, folders, tiny_base):
     images, masks = folders
     labelled = open_and_wait(qtbot, view, images, masks, tiny_base)
-    assert len(labelled) == 6 and len(view.table.items) == 7
+    assert len(labelled) == 6 and len(view.images.table.items) == 7
     scores = shown_dice(view)
     assert scores[-1] is None  # the unlabelled image has no Dice: after every score
     assert scores[:-1] == sorted(scores[:-1])
     assert len(set(scores[:-1])) > 1, "the tiny model scores the images differently"
-    view.list.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # by name
-    assert view.visible_order() == sorted(i.stem for i in view.table.items)
-    view.list.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+    view.images.list.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # by name
+    assert view.images.visible_order() == sorted(i.stem for i in view.images.table.items)
+    view.images.list.sortByColumn(2, Qt.SortOrder.DescendingOrder)
     assert shown_dice(view)[1:] == sorted(scores[:-1], reverse=True)
 
 
 def test_the_list_filters_by_split(qtbot, view, folders, tiny_base):
     images, masks = folders
     open_and_wait(qtbot, view, images, masks, tiny_base, validation=["cell_01", "cell_04"])
-    splits = {i.stem: i.split for i in view.table.items}
+    splits = {i.stem: i.split for i in view.images.table.items}
     assert splits["cell_01"] == splits["cell_04"] == "validation"
     assert splits["cell_00"] == "training" and splits["new_one"] == "unlabelled"
     for split, expected in (("validation", {"cell_01", "cell_04"}), ("unlabelled", {"new_one"})):
-        view.split_filter.setCurrentIndex(view.split_filter.findData(split))
-        assert set(view.visible_order()) == expected
+        view.images.split_filter.setCurrentIndex(view.images.split_filter.findData(split))
+        assert set(view.images.visible_order()) == expected
         assert view.current in expected  # the shown image is one of the list's
-    view.split_filter.setCurrentIndex(0)
-    assert len(view.visible_order()) == 7
+    view.images.split_filter.setCurrentIndex(0)
+    assert len(view.images.visible_order()) == 7
 
 
 def test_keys_move_to_the_next_and_previous_image(qtbot, view, folders, tiny_base):
     images, masks = folders
     open_and_wait(qtbot, view, images, masks, tiny_base)
-    order = view.visible_order()
+    order = view.images.visible_order()
     assert view.current == order[0]  # once every Dice is known: the worst image
     qtbot.waitUntil(lambda: view.canvas.current_stem() == order[0])
     view.canvas.setFocus()
@@ -88,8 +88,8 @@ def test_keys_move_to_the_next_and_previous_image(qtbot, view, folders, tiny_bas
     qtbot.waitUntil(lambda: view.canvas.current_stem() == order[2])
     qtbot.keyClick(view.canvas, Qt.Key.Key_PageUp)
     qtbot.waitUntil(lambda: view.canvas.current_stem() == order[1])
-    view.list.setFocus()
-    qtbot.keyClick(view.list, Qt.Key.Key_Down)
+    view.images.list.setFocus()
+    qtbot.keyClick(view.images.list, Qt.Key.Key_Down)
     qtbot.waitUntil(lambda: view.canvas.current_stem() == order[2])
 
 
@@ -110,20 +110,20 @@ def test_predictions_come_from_a_worker_and_are_cached_per_model(qtbot, view, fo
     open_and_wait(qtbot, view, images, masks, tiny_base)
     qtbot.waitUntil(lambda: view.predictions.computed == 7, timeout=20000)
     assert threads and threading.get_ident() not in threads
-    first = {s: view.predictions.prediction(s).probability.copy() for s in view.visible_order()}
+    first = {s: view.predictions.prediction(s).probability.copy() for s in view.images.visible_order()}
 
     view.set_model(str(tiny_base), None, "cpu")  # the same model: nothing is computed again
-    view.step(1)
+    view.images.step(1)
     qtbot.wait(200)
     assert view.predictions.computed == 7 and len(threads) == 7
 
     other = make_tiny_base(tmp_path / "other.safetensors", seed=5)
     view.set_model(str(other), None, "cpu")
-    assert all(i.dice is None for i in view.table.items)
+    assert all(i.dice is None for i in view.images.table.items)
     assert view.predictions.prediction(view.current) is None
     qtbot.waitUntil(lambda: view.predictions.computed == 7, timeout=20000)
     assert len(threads) == 14
-    assert all(i.dice is not None for i in view.table.items if i.mask)
+    assert all(i.dice is not None for i in view.images.table.items if i.mask)
     assert any(not np.array_equal(first[s], view.predictions.prediction(s).probability)
                for s in first)
 
@@ -142,12 +142,12 @@ def test_the_current_image_is_predicted_first(qtbot, view, folders, tiny_base, m
     images, masks = folders
     with qtbot.waitSignal(view.opened, timeout=20000):
         view.open(images, masks, base=str(tiny_base), adapter=None, device="cpu")
-    view.list.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # new_one, cell_05, ...
-    view.select_row(3)
+    view.images.list.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # new_one, cell_05, ...
+    view.images.select_row(3)
     shown = view.current
     qtbot.waitUntil(lambda: view.predictions.computed == 7, timeout=20000)
     assert order_seen.index(shown) <= 1  # (one may have been under way already)
-    assert sorted(order_seen) == sorted(i.stem for i in view.table.items)
+    assert sorted(order_seen) == sorted(i.stem for i in view.images.table.items)
 
 
 def test_a_rewritten_adapter_is_another_model(tmp_path):
@@ -168,7 +168,7 @@ def test_an_edit_is_marked_and_rescored_and_saved_to_the_corrections_folder(
     open_and_wait(qtbot, view, images, masks, tiny_base)
     stem = view.current
     qtbot.waitUntil(lambda: view.canvas.current_stem() == stem)
-    item = view.table.item(stem)
+    item = view.images.table.item(stem)
     prediction = view.predictions.prediction(stem).mask()
     view.session.apply(stem, prediction, "accept prediction")
     assert item.edited and item.dice == 1.0

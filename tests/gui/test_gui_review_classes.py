@@ -69,7 +69,7 @@ def test_a_class_model_colours_prediction_and_mask_per_class(qtbot, tmp_path, cl
     try:
         with qtbot.waitSignal(view.opened, timeout=20000):
             view.open(images, masks, base=str(class_base), adapter=None, device="cpu")
-        qtbot.waitUntil(lambda: all(i.dice is not None for i in view.table.items),
+        qtbot.waitUntil(lambda: all(i.dice is not None for i in view.images.table.items),
                         timeout=30000)
         qtbot.waitUntil(lambda: view.canvas.current_stem() is not None
                         and view.canvas.overlay("prediction").classes is not None,

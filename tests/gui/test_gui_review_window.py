@@ -20,8 +20,8 @@ def reviewed(qtbot, window):
     """The review the window opened, once listed and predicted."""
     qtbot.waitUntil(lambda: window.reviewing.view is not None, timeout=5000)
     view = window.reviewing.view
-    qtbot.waitUntil(lambda: bool(view.table.items) and view._listing is None, timeout=20000)  # noqa: SLF001
-    qtbot.waitUntil(lambda: view.predictions.computed == len(view.table.items), timeout=30000)
+    qtbot.waitUntil(lambda: bool(view.images.table.items) and view._listing is None, timeout=20000)  # noqa: SLF001
+    qtbot.waitUntil(lambda: view.predictions.computed == len(view.images.table.items), timeout=30000)
     return view
 
 
@@ -64,8 +64,8 @@ def test_review_after_a_run_then_its_predict_folder(qtbot, window, dataset, tiny
     assert window.reviewing.frame.isVisible()
     assert view.predictions.model == (str(tiny_base), result.output, window.run.config.device)
     validation = set(read_run_record(result.run_dir)["validation"])
-    assert validation and {i.stem for i in view.table.items if i.split == "validation"} == validation
-    assert {i.split for i in view.table.items} == {"training", "validation"}
+    assert validation and {i.stem for i in view.images.table.items if i.split == "validation"} == validation
+    assert {i.split for i in view.images.table.items} == {"training", "validation"}
 
     new_images = tmp_path / "new"
     new_images.mkdir()
@@ -74,7 +74,7 @@ def test_review_after_a_run_then_its_predict_folder(qtbot, window, dataset, tiny
     window.outputs.predict_folder(new_images, tmp_path / "new-masks")
     qtbot.waitUntil(lambda: window.reviewing.folders == (new_images, None), timeout=20000)
     view = reviewed(qtbot, window)
-    assert [i.split for i in view.table.items] == ["unlabelled"] * 2
+    assert [i.split for i in view.images.table.items] == ["unlabelled"] * 2
     assert view.predictions.model[1] == result.output
 
 
@@ -85,8 +85,8 @@ def test_an_images_folder_alone_is_reviewed_with_the_base(qtbot, window, dataset
     assert not window.train_button.isEnabled() and "review" in window.reason.text()
     window.review_action.trigger()
     view = reviewed(qtbot, window)
-    assert {i.split for i in view.table.items} == {"unlabelled"}
-    assert len(view.table.items) == 6
+    assert {i.split for i in view.images.table.items} == {"unlabelled"}
+    assert len(view.images.table.items) == 6
     assert view.predictions.model == (str(tiny_base), None, "auto")
     assert view.corrections_dir == images.parent / "images-masks"
 
@@ -101,7 +101,7 @@ def test_unsaved_edits_ask_on_close_and_on_other_folders(qtbot, window, dataset,
     view = reviewed(qtbot, window)
     stem = view.current
     view.session.apply(stem, np.ones((32, 32), bool), "brush")
-    assert view.table.item(stem).edited
+    assert view.images.table.item(stem).edited
 
     other = tmp_path / "other"
     other.mkdir()
@@ -149,8 +149,8 @@ def test_train_again_trains_on_the_saved_corrections(qtbot, window, dataset, ans
     window.review_action.trigger()
     view = reviewed(qtbot, window)
     drawn = {}
-    for stem in view.visible_order()[:2]:
-        view.select_row(view.visible_order().index(stem))
+    for stem in view.images.visible_order()[:2]:
+        view.images.select_row(view.images.visible_order().index(stem))
         qtbot.waitUntil(lambda s=stem: view.canvas.current_stem() == s)
         drawn[stem] = np.zeros((32, 32), bool)
         drawn[stem][4:12, 6:20] = True

@@ -1,5 +1,6 @@
-"""The review view: every image in a list (split, Dice, edited), the large canvas
-beside it, overlay controls and editing tools, and where the corrections go.
+"""The review view: every image in a list (split, Dice, edited; :mod:`.imagelist`), the
+large canvas beside it, overlay controls and editing tools (:mod:`.controls`), and where
+the corrections go.
 
 Keys (shown in each tool's tooltip): Page Down or "." next image, Page Up or ","
 previous (Up/Down move in the list when it has the focus); H pan, B brush, E eraser,
@@ -15,19 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
     QSizePolicy,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -36,7 +33,8 @@ from ..workers import CallWorker, Worker
 from .canvas import MaskCanvas
 from .controls import CanvasControls, key_action
 from .editing import EditSession
-from .items import DICE, SPLITS, ItemFilter, ItemTable, ReviewItem, list_items
+from .imagelist import ImageList
+from .items import ReviewItem, list_items
 from .predictions import Predictions, dice
 
 CANVAS_SHARE = 0.7  # of the view's width the canvas takes when it opens
@@ -71,8 +69,6 @@ class ReviewView(QWidget):
         self.masks_dir: Path | None = None
         self.corrections_dir: Path | None = None
         self.current: str | None = None
-        # Until the user moves: the list's first (worst) image once every Dice is known.
-        self._follow_worst = False
         self._listing: CallWorker | None = None
         self.session: EditSession | None = None
         self.canvas: MaskCanvas | None = None
@@ -89,45 +85,9 @@ class ReviewView(QWidget):
 
     # -- building --------------------------------------------------------------------
     def _build(self) -> None:
-        self.table = ItemTable(self)
-        self.filter = ItemFilter(self)
-        self.filter.setSourceModel(self.table)
-        self.filter.setDynamicSortFilter(True)
-        self.list = QTableView()
-        self.list.setModel(self.filter)
-        self.list.setSortingEnabled(True)
-        self.list.sortByColumn(DICE, Qt.SortOrder.AscendingOrder)  # the worst first
-        self.list.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.list.verticalHeader().hide()
-        header = self.list.horizontalHeader()
-        for column in range(self.table.columnCount()):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch if column == 0
-                                        else QHeaderView.ResizeMode.ResizeToContents)
-        # Long names (hashes, dates) keep their start and end; the scores stay in view.
-        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.list.pressed.connect(self._user_moved)
-        self.list.selectionModel().currentRowChanged.connect(
-            lambda index, _: index.isValid() and self.show_stem(self._stem_at(index.row())))
-        self.split_filter = QComboBox()
-        self.split_filter.addItem("All images", None)
-        for split in SPLITS:
-            self.split_filter.addItem(split.capitalize(), split)
-        self.split_filter.currentIndexChanged.connect(
-            lambda _: self.set_split(self.split_filter.currentData()))
-        self.counts = QLabel()
-        left = QWidget()
-        column = QVBoxLayout(left)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.split_filter)
-        column.addWidget(self.list, 1)
-        column.addWidget(self.counts)
-
+        self.images = ImageList(self, lambda: self.current)
+        self.images.chosen.connect(self.show_stem)
         self.controls = CanvasControls(self)
-        key_action(self, "Next", "PgDown", lambda: self.step(1), "the next image", extra=".")
-        key_action(self, "Previous", "PgUp", lambda: self.step(-1), "the previous image",
-                   extra=",")
 
         self.folder_label = QLabel()
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -155,7 +115,7 @@ class ReviewView(QWidget):
         canvas_column.addWidget(self.controls)
         self.canvas_column = canvas_column
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.images)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
@@ -217,13 +177,13 @@ class ReviewView(QWidget):
     def set_model(self, base: str | None, adapter: str | None, device: str = "auto") -> None:
         """Predict with another model: every Dice and prediction is computed again."""
         if self.predictions.set_model(base, adapter, device):
-            for item in self.table.items:
+            for item in self.images.table.items:
                 item.dice = None
-                self.table.changed(item.stem)
+                self.images.table.changed(item.stem)
             self.canvas.set_prediction(None)
             if self.current is not None:
-                self.predictions.focus(self.current, self.visible_order())
-            self._update_counts()
+                self.predictions.focus(self.current, self.images.visible_order())
+            self.images.update_counts()
 
     def _listed(self, worker: CallWorker, listing) -> None:
         if worker is not self._listing:
@@ -231,62 +191,21 @@ class ReviewView(QWidget):
         self._listing = None
         for note in listing.notes:
             self.logged.emit(note, "warning")
-        self.table.set_items(listing.items)
         self.predictions.set_items(listing.items)
-        self._update_counts()
         self.controls.status.setText("")
-        self._follow_worst = True
-        if self.filter.rowCount():
-            self._select(0)
+        self.images.set_items(listing.items)
         self.opened.emit()
-
-    # -- the list --------------------------------------------------------------------
-    def _stem_at(self, row: int) -> str:
-        return self.table.items[self.filter.mapToSource(self.filter.index(row, 0)).row()].stem
-
-    def visible_order(self) -> list[str]:
-        return [self._stem_at(row) for row in range(self.filter.rowCount())]
-
-    def select_row(self, row: int) -> None:
-        """Show the image of this row of the list (as sorted and filtered)."""
-        self._user_moved()
-        self._select(row)
-
-    def _select(self, row: int) -> None:
-        index = self.filter.index(row, 0)
-        self.list.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows)
-        self.list.scrollTo(index)
-
-    def current_row(self) -> int:
-        return self.list.selectionModel().currentIndex().row()
-
-    def step(self, by: int) -> None:
-        """The next (``by`` 1) or previous (-1) image of the list as sorted and filtered."""
-        rows = self.filter.rowCount()
-        if rows:
-            self.select_row(min(max(self.current_row() + by, 0), rows - 1))
-
-    def _user_moved(self, *_) -> None:
-        self._follow_worst = False
-
-    def set_split(self, split: str | None) -> None:
-        self.filter.set_split(split)
-        if self.filter.rowCount() and self.current not in self.visible_order():
-            self._select(0)
-        self._update_counts()
 
     # -- showing ---------------------------------------------------------------------
     def show_stem(self, stem: str) -> None:
         self.current = stem
-        self.predictions.focus(stem, self.visible_order())
+        self.predictions.focus(stem, self.images.visible_order())
         self._display(stem)
 
     def _display(self, stem: str) -> None:
         picture = self.predictions.picture(stem)
         if picture is None:
-            self.controls.status.setText(f"Loading {self.table.item(stem).image.name}…")
+            self.controls.status.setText(f"Loading {self.images.table.item(stem).image.name}…")
             return
         prediction = self.predictions.prediction(stem)
         if prediction is not None:
@@ -348,7 +267,7 @@ class ReviewView(QWidget):
             self._display(stem)
 
     def _predicted(self, stem: str) -> None:
-        item = self.table.item(stem)
+        item = self.images.table.item(stem)
         if item is None:
             return
         self._rescore(item)
@@ -357,11 +276,7 @@ class ReviewView(QWidget):
             self.set_meaning(prediction.meaning)
             self._show_prediction(prediction)
             self.controls.status.setText("")
-        self._update_counts()
-        if self._follow_worst and all(i.dice is not None for i in self.table.items if i.mask):
-            self._follow_worst = False
-            if self.current_row() != 0:
-                self._select(0)
+        self.images.scores_changed()
 
     def _rescore(self, item: ReviewItem) -> None:
         prediction = self.predictions.prediction(item.stem)
@@ -369,23 +284,15 @@ class ReviewView(QWidget):
             return
         edited = self.session.current(item.stem) if item.stem in self.session.edited() else None
         item.dice = dice(prediction.mask(), edited) if edited is not None else prediction.dice
-        self.table.changed(item.stem)
+        self.images.table.changed(item.stem)
 
     def _mask_changed(self, stem: str) -> None:
-        item = self.table.item(stem)
+        item = self.images.table.item(stem)
         if item is not None:
             item.edited = stem in self.session.edited()
             self._rescore(item)
-            self.table.changed(stem)
+            self.images.table.changed(stem)
         self._update_buttons()
-
-    def _update_counts(self) -> None:
-        items = self.table.items
-        scored = [i.dice for i in items if i.dice is not None]
-        text = f"{self.filter.rowCount()} of {len(items)} images"
-        if scored:
-            text += f" · mean Dice {sum(scored) / len(scored):.3f} ({len(scored)} scored)"
-        self.counts.setText(text)
 
     def _update_buttons(self) -> None:
         self.controls.undo_action.setEnabled(self.session.can_undo())
@@ -421,10 +328,10 @@ class ReviewView(QWidget):
             dialogs.show_error(self, str(exc), title="Cannot save the corrections")
             return []
         for path in written:
-            item = self.table.item(path.stem)
+            item = self.images.table.item(path.stem)
             if item is not None:
                 item.mask, item.corrected = path, True
-                self.table.changed(item.stem)
+                self.images.table.changed(item.stem)
         n = len(written)
         self.logged.emit(f"{n} corrected mask{'s' if n != 1 else ''} saved to "
                          f"{self.corrections_dir}", "info")
@@ -443,7 +350,7 @@ class ReviewView(QWidget):
 
     def has_corrections(self) -> bool:
         return self.corrections_dir is not None and any(
-            i.corrected for i in self.table.items)
+            i.corrected for i in self.images.table.items)
 
     # -- threads ---------------------------------------------------------------------
     def _own(self, worker: Worker) -> None:
