@@ -113,3 +113,25 @@ def test_bright_objects_stay_as_they_are(tmp_path, bright_base):
     events = _adapt(tmp_path, bright_base, data, epochs=1)
     said = [e.message for e in events if isinstance(e, LogEvent)]
     assert any(m.startswith("images go to the model as they are") for m in said), said
+
+
+def test_a_base_that_inverts_already_is_turned_back_for_bright_objects(tmp_path, bright_base,
+                                                                       dark_data):
+    """A merged model of a dark-objects adapter inverts its images: adapted to bright
+    objects, it sees them dark, scores them better turned round, and its new adapter
+    then records no inversion (not two)."""
+    from loragui.engine.exports import merge_adapter_file
+
+    assert isinstance(_adapt(tmp_path / "dark", bright_base, dark_data)[-1], RunFinished)
+    merged = merge_adapter_file(bright_base, tmp_path / "dark" / "run" / "adapter",
+                                tmp_path / "merged.safetensors")
+    bright = make_tiny_dataset(tmp_path / "bright", n=8, size=32, seed=3)
+    events = _adapt(tmp_path / "again", merged, bright, epochs=1)
+    assert isinstance(events[-1], RunFinished), events[-1]
+    assert any("better in the images inverted" in e.message
+               for e in events if isinstance(e, LogEvent))
+    adapter = tmp_path / "again" / "run" / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["loragui"]["preprocessing"]["invert"] is False
+    scores = evaluate_folders(bright[0], bright[1], base=merged, adapter=adapter, device="cpu")
+    assert scores["dice"] > 0.5

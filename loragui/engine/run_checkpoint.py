@@ -27,7 +27,8 @@ from .sampler import CropSampler
 
 # The settings that shape what trains: a checkpoint resumes only with the same.
 # (--width and --depth too, for --full from scratch.)
-SHAPING = ("full", "rank", "alpha", "rslora", "targets", "train_modules", "train_bias")
+SHAPING = ("full", "rank", "alpha", "rslora", "targets", "train_modules", "train_bias",
+           "auto_invert")
 
 
 @dataclass

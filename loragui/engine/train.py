@@ -348,21 +348,20 @@ class Trainer:
         model on the same images and chooses alike; so does every process of a
         data-parallel run."""
         c = self.config
+        invert = self.prep.invert  # as decoded: a merged base may invert already
         if self.init is not None:
             trained = self.init.adapter.loragui.get("preprocessing") or {}
-            invert = trained.get("invert") is True
+            invert = trained.get("invert", invert) is True
         elif c.auto_invert and self.base_info is not None and self.model.config.out_channels == 1:
             scorer = Validator(self.model, self.device, autocast=supports_bf16(self.device),
                                lora=False, previews=0, fault=lambda m: self._notes.append(
                                    self._fault(m)), resume_hint=self._resume_hint)
             polarity = score_polarity(scorer, self.val_data or self.train_data)
-            invert = polarity.invert
+            invert ^= polarity.invert  # the decoded images turned round once more
             if self.is_main:
                 yield LogEvent(polarity.message())
-        else:
-            invert = False
-        if invert:
-            self.prep = dataclasses.replace(self.prep, invert=True)
+        if invert != self.prep.invert:
+            self.prep = dataclasses.replace(self.prep, invert=invert)
             for data in (self.train_data, self.val_data):
                 if data is not None:
                     invert_in_place(data)
