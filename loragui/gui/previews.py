@@ -26,6 +26,8 @@ MIN_CELL_WIDTH = 110  # pixels: below this the cells go two to a row
 COLUMN_MARGIN = 48
 CAPTION_POINTS = 9
 CELL_PADDING = 28  # pixels of a column its caption leaves free (the label's margins, the spacing)
+GRID_MARGIN = 2  # pixels around the cells' grid
+GRID_SPACING = 4  # pixels between its rows and columns
 NAME_KEPT = 4  # a name shortened to fewer characters than this no longer tells images apart
 
 
@@ -33,29 +35,59 @@ def _hex(colour: np.ndarray) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in colour)
 
 
-def figures(p, score: float | None) -> str:
-    """What a preview's caption says after its name: its Dice and, in a run of objects,
-    how many the prediction and the mask hold (" · Dice 0.81 · 23 objects (mask 25)")."""
-    parts = []
+def figures(p, score: float | None) -> list[tuple[str, ...]]:
+    """What a preview's caption says after its name, part by part, each part's wordings
+    longest first: its Dice and, in a run of objects, how many the prediction and the
+    mask hold ([("Dice 0.81",), ("23 objects (mask 25)", "23/25 objects")])."""
+    parts: list[tuple[str, ...]] = []
     if score is not None:
-        parts.append(f"Dice {score:.2f}")
+        parts.append((f"Dice {score:.2f}",))
     if p.predicted_objects is not None and p.true_objects is not None:
-        parts.append(f"{plural(p.predicted_objects, 'object')} (mask {p.true_objects})")
-    return "".join(f" · {part}" for part in parts)
+        parts.append((f"{plural(p.predicted_objects, 'object')} (mask {p.true_objects})",
+                      f"{p.predicted_objects}/{p.true_objects} objects"))
+    return parts
 
 
-def fit_caption(metrics: QFontMetrics, name: str, said: str, width: int) -> str:
-    """``name`` + ``said`` (its :func:`figures`) in ``width`` pixels: the name is
-    shortened in the middle first, so that the figures stay whole; where that would leave
-    fewer than NAME_KEPT of its characters, the whole caption is shortened in the middle."""
-    full = name + said
-    if metrics.horizontalAdvance(full) <= width:
-        return full
-    room = width - metrics.horizontalAdvance(said)
-    short = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room) if room > 0 else ""
-    if len(short.replace("…", "")) >= min(NAME_KEPT, len(name)):
-        return short + said
-    return metrics.elidedText(full, Qt.TextElideMode.ElideMiddle, width)
+def one_line(name: str, parts: list[tuple[str, ...]]) -> str:
+    """The whole caption on one line ("img_07 · Dice 0.81 · 23 objects (mask 25)")."""
+    return " · ".join([name, *(wordings[0] for wordings in parts)])
+
+
+def fit_caption(metrics: QFontMetrics, name: str, parts: list[tuple[str, ...]],
+                width: int) -> list[str]:
+    """The caption's lines in ``width`` pixels: one where it fits, else two (or, in the
+    narrowest columns, one for the name and one for each figure). The first
+    line holds the name, shortened in the middle if need be (to no fewer than NAME_KEPT
+    of its characters), and as many of the figures as fit beside it; the second line
+    the rest, in the shortest wording that fits. The figures are what the caption is
+    for: they lose nothing to an ellipsis while some wording of them fits."""
+    def fits(text: str) -> bool:
+        return metrics.horizontalAdvance(text) <= width
+
+    def elide(text: str, room: int, mode=Qt.TextElideMode.ElideMiddle) -> str:
+        return metrics.elidedText(text, mode, room) if room > 0 else ""
+
+    full = one_line(name, parts)
+    if fits(full):
+        return [full]
+    kept = min(NAME_KEPT, len(name))
+    for beside in range(len(parts), -1, -1):  # the more figures on the first line the better
+        said = "".join(f" · {wordings[0]}" for wordings in parts[:beside])
+        short = elide(name, width - metrics.horizontalAdvance(said))
+        if beside and len(short.replace("…", "")) < kept:
+            continue
+        rest = parts[beside:]
+        if not rest:
+            return [short + said]
+        longest = max(len(wordings) for wordings in rest)
+        tries = [" · ".join(w[min(k, len(w) - 1)] for w in rest) for k in range(longest)]
+        below = next((t for t in tries if fits(t)), None)
+        if below is not None:
+            return [short + said, below]
+    # a line for the name and one for each figure
+    return [elide(name, width)] + [
+        next((w for w in wordings if fits(w)),
+             elide(wordings[-1], width, Qt.TextElideMode.ElideRight)) for wordings in parts]
 
 
 class Caption(pg.LabelItem):
@@ -80,7 +112,7 @@ class PredictionPreviews(QWidget):
         self.names: list[str] = []
         self.images: list[np.ndarray] = []  # the overlays last shown (for tests)
         self._items: list[tuple[pg.LabelItem, pg.ViewBox, pg.ImageItem]] = []
-        self._captions: list[tuple[str, str]] = []  # (name, figures); each cell shows what fits
+        self._captions: list[tuple[str, list]] = []  # (name, figures); each cell shows what fits
         self._shown_columns = 0
 
         self.title = QLabel("Predictions on validation images appear after the first validation.")
@@ -94,8 +126,11 @@ class PredictionPreviews(QWidget):
             f"<span style='color:{_hex(PRED_COLOUR)}'>■</span> prediction")
         self.legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.view = pg.GraphicsLayoutWidget()
-        self.view.ci.setContentsMargins(2, 2, 2, 2)
-        self.view.ci.setSpacing(4)
+        # Room for a row of cells before the first cells are made; the cells' rows then
+        # set it (the panel's minimum follows, so its splitter never cuts a row short).
+        self.view.setMinimumHeight(self._grid_height([self._caption_height(1, 0)]))
+        self.view.ci.setContentsMargins(GRID_MARGIN, GRID_MARGIN, GRID_MARGIN, GRID_MARGIN)
+        self.view.ci.setSpacing(GRID_SPACING)
 
         header = QWidget()
         row = QHBoxLayout(header)
@@ -144,9 +179,10 @@ class PredictionPreviews(QWidget):
         return columns
 
     def _fit_captions(self) -> None:
-        """Each caption elided to its column (a caption wider than its image would
-        widen the grid past the panel and push the last column out of sight); a caption
-        cut short shows in full as the cell's tooltip."""
+        """Each caption fitted to its column (a caption wider than its image would
+        widen the grid past the panel and push the last column out of sight), on more
+        lines where one is too narrow; a caption cut short shows in full as the cell's
+        tooltip."""
         if not self._items:
             return
         columns = self._shown_columns or 1
@@ -155,10 +191,38 @@ class PredictionPreviews(QWidget):
         font.setPointSize(CAPTION_POINTS)
         metrics = QFontMetrics(font)
         text = self.palette().color(QPalette.ColorRole.WindowText)
-        for (label, _, _), (name, said) in zip(self._items, self._captions, strict=False):
-            shown = fit_caption(metrics, name, said, width)
-            label.setText(html.escape(shown), color=text)
-            label.setToolTip("" if shown == name + said else name + said)
+        lines_per_row: dict[int, int] = {}
+        for i, ((label, _, _), (name, parts)) in enumerate(
+                zip(self._items, self._captions, strict=False)):
+            lines = fit_caption(metrics, name, parts, width)
+            full = one_line(name, parts)
+            label.setText("<br>".join(map(html.escape, lines)), color=text)
+            label.setToolTip("" if lines == [full] else full)
+            row = i // columns
+            lines_per_row[row] = max(lines_per_row.get(row, 1), len(lines))
+        self._set_caption_heights(lines_per_row, metrics.lineSpacing())
+
+    def _set_caption_heights(self, lines_per_row: dict[int, int], spacing: int) -> None:
+        """Each caption row as tall as its captions' lines; the view's minimum height
+        follows, so that a row keeps MIN_IMAGE_HEIGHT of picture."""
+        rows = -(-len(self._items) // (self._shown_columns or 1))
+        heights = [self._caption_height(lines_per_row.get(r, 1), spacing) for r in range(rows)]
+        for r, height in enumerate(heights):
+            self.view.ci.layout.setRowFixedHeight(2 * r, height)
+        self.view.setMinimumHeight(self._grid_height(heights))
+
+
+    @staticmethod
+    def _grid_height(captions: list[float]) -> int:
+        """The grid's height for rows of these caption heights and MIN_IMAGE_HEIGHT of
+        picture each, with its margins and the spacing between its rows."""
+        rows = 2 * len(captions)
+        return int(sum(captions) + len(captions) * MIN_IMAGE_HEIGHT + 2 * GRID_MARGIN
+                   + (rows - 1) * GRID_SPACING) + 1
+
+    def _caption_height(self, lines: int, spacing: int) -> float:
+        one = 1.6 * self.fontMetrics().height()  # one line and the label's margins
+        return one + (lines - 1) * spacing
 
     def clear(self) -> None:
         """Empty the cells (kept for the next run: making them costs ~30 ms)."""
@@ -181,10 +245,10 @@ class PredictionPreviews(QWidget):
         self._items.clear()
         columns = self._shown_columns = self._columns(n)
         rows = -(-n // columns)
-        caption = 1.6 * self.fontMetrics().height()
+        caption = self._caption_height(1, 0)
         # Each row at least MIN_IMAGE_HEIGHT of picture: where the window is short, the
         # column scrolls rather than shrink the images to a few pixels.
-        self.view.setMinimumHeight(int(rows * (caption + MIN_IMAGE_HEIGHT)))
+        self.view.setMinimumHeight(self._grid_height([caption] * rows))
         text = self.palette().color(QPalette.ColorRole.WindowText)
         for i in range(n):
             r, c = divmod(i, columns)

@@ -72,9 +72,9 @@ class TrainingView(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.curves)
         self.splitter.addWidget(self.previews)
-        # Small enough for a 1024x640 screen, or 1600x1000 at scale 2 (800x500).
+        # Small enough for a 1024x640 screen, or 1600x1000 at scale 2 (800x500); the
+        # previews' minimum is their rows' (PredictionPreviews).
         self.curves.setMinimumHeight(110)
-        self.previews.setMinimumHeight(120)
         self.splitter.setStretchFactor(0, 5)
         self.splitter.setStretchFactor(1, 4)
         layout = QVBoxLayout(self)

@@ -6,12 +6,13 @@ of objects counts them in its previews' captions."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPalette
 
 from loragui.engine.events import EpochEvent, Preview, RunFinished, RunStarted
 from loragui.engine.maskkinds import PALETTE, MaskClass, MaskMeaning
 from loragui.gui.plots import MIN_LIGHTNESS_GAP, TrainingCurves, visible_on
-from loragui.gui.previews import PredictionPreviews
+from loragui.gui.previews import MIN_IMAGE_HEIGHT, PredictionPreviews, figures, fit_caption
+from loragui.gui.training import TrainingView
 from tests.gui.test_gui_training import prepare, wait_result
 
 MEANING = MaskMeaning("classes", (MaskClass(0, "background", "#000000"),
@@ -133,15 +134,19 @@ def test_an_objects_run_s_previews_count_the_predicted_and_the_true_objects(
     qtbot.waitUntil(lambda: previews.epoch == 0, timeout=10000)
     full = ["img_07 · Dice 1.00 · 23 objects (mask 25)", "img_08 · Dice 1.00 · 1 object (mask 1)"]
     for (shown, tip), caption in zip(captions(previews, 2), full, strict=True):
-        # the column may be too narrow for all of it: then the tooltip says it all
-        assert shown == caption and tip == "" or "…" in shown and tip == caption
+        # the column may be too narrow for one line: then the figures go on a second,
+        # shortened if need be, and the tooltip says it all
+        counts = caption.split(" · ")[-1]
+        short = counts.replace(" objects (mask ", "/").replace(" object (mask ", "/")[:-1]
+        assert shown == caption and tip == "" or tip == caption and "<br>" in shown and (
+            shown.endswith(counts) or shown.endswith(short + " objects"))
 
 
 LONG = "a-rather-long-file-name-of-the-validation-set-07"
 COUNTS = " · Dice 1.00 · 23 objects (mask 25)"
 
 
-def test_a_caption_is_shortened_in_its_name_first_then_in_its_middle(qtbot):
+def test_a_caption_is_shortened_in_its_name_first_then_goes_on_two_lines(qtbot):
     previews = PredictionPreviews()
     qtbot.addWidget(previews)
     previews.resize(1400, 400)
@@ -149,16 +154,46 @@ def test_a_caption_is_shortened_in_its_name_first_then_in_its_middle(qtbot):
     previews.show_previews([object_preview(LONG), object_preview("p", (None, None))], 3)
     qtbot.waitUntil(lambda: captions(previews, 2) == [(LONG + COUNTS, ""), ("p · Dice 1.00", "")],
                     timeout=5000)
+    one_line = previews.view.ci.layout.rowMinimumHeight(0)
     previews.show_previews([object_preview(LONG)], 3)
     previews.resize(360, 400)  # room for the figures and part of the name
     qtbot.waitUntil(lambda: "…" in captions(previews, 1)[0][0], timeout=5000)
     shown, tip = captions(previews, 1)[0]
     assert shown.startswith("a-rather") and shown.endswith("set-07" + COUNTS)
     assert tip == LONG + COUNTS
-    # two columns at the narrowest: not even the figures fit, the middle of it all is left out
+    # two columns at the narrowest: two lines, the name shortened and the Dice beside it,
+    # the counts below in their shorter wording, whole
     previews.resize(previews.minimumSizeHint().width(), 400)
     previews.show_previews([object_preview(LONG), object_preview(LONG)], 3)
-    qtbot.waitUntil(lambda: not captions(previews, 1)[0][0].endswith(COUNTS), timeout=5000)
+    qtbot.waitUntil(lambda: "<br>" in captions(previews, 1)[0][0], timeout=5000)
     shown, tip = captions(previews, 1)[0]
-    assert shown.startswith("a-r") and shown.endswith("(mask 25)") and "…" in shown
+    first, second = shown.split("<br>")
+    assert first.startswith("a-r") and "…" in first and first.endswith(" · Dice 1.00")
+    assert second in ("23 objects (mask 25)", "23/25 objects")
     assert tip == LONG + COUNTS
+    assert previews.view.ci.layout.rowMinimumHeight(0) > one_line  # room for both lines
+
+
+def test_in_the_narrowest_column_each_figure_has_a_line_and_stays_whole(qtbot):
+    metrics = QFontMetrics(QFont())
+    parts = figures(object_preview(LONG), 1.0)
+    width = metrics.horizontalAdvance("23/25 objects") + 2
+    name, dice, counts = fit_caption(metrics, LONG, parts, width)
+    assert "…" in name and (dice, counts) == ("Dice 1.00", "23/25 objects")
+    # a column a little narrower than the whole: the Dice beside the name, the counts below
+    width = metrics.horizontalAdvance("p · Dice 1.00 · 23 objects (mask 25)") * 8 // 10
+    assert fit_caption(metrics, "p", parts, width) == ["p · Dice 1.00", "23 objects (mask 25)"]
+
+
+def test_captions_on_more_lines_take_room_from_the_curves_not_from_the_pictures(qtbot):
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.resize(560, 200)  # shorter than the curves and the previews need: both at their least
+    view.show()
+    previews = view.previews
+    previews.show_previews([object_preview(LONG) for _ in range(4)], 3)
+    qtbot.waitUntil(lambda: "<br>" in captions(previews, 1)[0][0], timeout=5000)
+    box = previews._items[0][1]
+    qtbot.waitUntil(lambda: box.height() >= MIN_IMAGE_HEIGHT - 1, timeout=5000)
+    # and the panel holds all of its grid: none of it is cut off at the panel's foot
+    qtbot.waitUntil(lambda: previews.view.geometry().bottom() < previews.height(), timeout=5000)
