@@ -19,6 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import LoraGuiError
+from .schedule import CPU_MAX_STEPS_PER_EPOCH
 
 # Module-name patterns (fnmatch) for the layers LoRA adapts by default: every
 # convolution, including the transposed up-sampling ones and the 1x1 head.
@@ -145,7 +146,8 @@ class TrainConfig:
                    "stopped improving (by default a run ends when it no longer improves)")
     steps_per_epoch: int | None = setting(
         None, help="default: from the data size (about one crop per image's worth of "
-                   "pixels, at least 10)", low=1, high=10**9)
+                   f"pixels, at least 10; on the CPU at most {CPU_MAX_STEPS_PER_EPOCH})",
+        low=1, high=10**9)
     batch_size: int = setting(8, help="crops per step (default {default})", low=1, high=4096)
     # The highest rate that stays stable: a lower one learns more slowly, a higher diverges.
     lr: float = setting(5e-3, help="peak learning rate (default {default})", low=0, high=10,

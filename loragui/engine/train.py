@@ -385,7 +385,7 @@ class Trainer:
         # With several processes an epoch counts effective batches (batch × processes).
         self.steps_per_epoch = c.steps_per_epoch or default_steps_per_epoch(
             dataset_info["train"], c.batch_size * self.world_size, self.crop_size, mean_area,
-            c.steps)
+            c.steps, self.device.type)
         self.total_steps = c.steps or c.epochs * self.steps_per_epoch
         prior = self._schedule_of_other_world() if c.resume else None
         if prior is not None:  # resumed with another number of processes: same epochs
