@@ -33,9 +33,10 @@ from .unet import UNet
 
 VAL_BATCH_PIXELS = 2**22  # validation batches hold about this many pixels (shrunk on OOM)
 # On the CPU a forward pass is fastest per pixel while its activations stay in the
-# cache: with the bundled small base on two cores, 21 images of 320×256 at once cost
-# 536 ms a megapixel, 3 at a time 318; four 1024² images at once 775, one at a time
-# 537 (channels-last; 1,210 and 1,356 ms without). So the CPU's batches are small.
+# cache. The bundled small base, channels-last as training holds it, on two cores
+# (bf16 with AMX; float32 in brackets), in ms a megapixel: four 1024² images at once
+# 293 (643), one at a time 181 (448); 21 images of 320×256 at once 189 (526), three at
+# a time 96 (328). So the CPU's batches are small.
 CPU_VAL_BATCH_PIXELS = 2**18
 TILED_AREA = 2**21  # images larger than this are predicted alone, in tiles
 
