@@ -30,8 +30,8 @@ def collect(config):
 
 
 def test_patience_is_a_share_of_the_planned_validations():
-    assert patience_for(40) == 6
-    assert patience_for(100) == 15
+    assert patience_for(40) == 10
+    assert patience_for(100) == 25
     assert patience_for(2) == 3  # never fewer than three
 
 

@@ -6,7 +6,11 @@ validations the run plans (``PATIENCE_SHARE``, at least ``MIN_PATIENCE``): the
 learning rate decays over the planned length, so a longer run improves more slowly
 per validation and is given proportionally longer to do so. The margin keeps
 validation noise (a few images, a Dice that wobbles by a few thousandths) from
-resetting the count forever. The best adapter is kept whatever the rule says:
+resetting the count forever. A quarter of the run is patient enough to outlast the
+plateau that a run can sit on at its peak learning rate before the decay lifts it:
+on DSB2018 brightfield (4 validation images, a Dice that wobbles by 0.03) the Dice
+stays near 0.76 from epoch 7 to 15 of 40 and ends at 0.82; a patience of 6 ended
+that run at epoch 13. The best adapter is kept whatever the rule says:
 this rule only decides when to stop looking for a better one.
 
 The rule is a small pure object with a JSON-able state, saved in the checkpoint,
@@ -20,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass
 
 MARGIN = 0.005  # Dice: a rise of this much or less is not an improvement
-PATIENCE_SHARE = 0.15  # of the planned validations (40 epochs: 6)
+PATIENCE_SHARE = 0.25  # of the planned validations (40 epochs: 10)
 MIN_PATIENCE = 3
 
 
