@@ -211,7 +211,6 @@ class PredictionPreviews(QWidget):
             self.view.ci.layout.setRowFixedHeight(2 * r, height)
         self.view.setMinimumHeight(self._grid_height(heights))
 
-
     @staticmethod
     def _grid_height(captions: list[float]) -> int:
         """The grid's height for rows of these caption heights and MIN_IMAGE_HEIGHT of
