@@ -178,6 +178,7 @@ class ProcessTrainWorker(Worker):
         self.returncode: int | None = None
         self.proc: subprocess.Popen | None = None
         self._lock = threading.Lock()  # proc is made and signalled under it
+        self._reported = False  # the child's result has arrived (set under the lock)
         self._noise: collections.deque[str] = collections.deque(maxlen=20)  # non-JSON stdout
 
     # -- control (GUI thread) -----------------------------------------------------------------
@@ -186,7 +187,9 @@ class ProcessTrainWorker(Worker):
         super().cancel()
         with self._lock:
             proc = self.proc
-            if proc is None or proc.poll() is not None:
+            # A child that has reported its result is ending by itself: a signal now
+            # would come after it gave back its handler, and kill it on its way out.
+            if proc is None or proc.poll() is not None or self._reported:
                 return
             try:
                 proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
@@ -242,10 +245,12 @@ class ProcessTrainWorker(Worker):
                     if event is None or terminal is not None:
                         continue
                     self.last_step = getattr(event, "step", self.last_step)
+                    if isinstance(event, RunFinished | RunFailed):
+                        with self._lock:
+                            self._reported = True
+                        terminal = event
                     self.events.put(event)
                     put_earlier(event, self.config, self.events)  # a resumed run's past
-                    if isinstance(event, RunFinished | RunFailed):
-                        terminal = event
             finally:
                 self.proc.stdout.close()
                 self.returncode = self.proc.wait()

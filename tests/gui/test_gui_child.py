@@ -212,3 +212,24 @@ def test_preferences_are_saved_atomically_without_torch(tmp_path, monkeypatch):
     monkeypatch.setattr(prefs.Preferences, "path",
                         classmethod(lambda cls: tmp_path / "file" / "settings.json"))
     prefs.Preferences().save()
+
+
+def test_a_stop_after_the_result_does_not_kill_the_ending_child(qtbot, tmp_path, monkeypatch):
+    import queue
+
+    from loragui.engine.events import event_to_line
+    from loragui.gui import child
+
+    # A child that reports its result, then takes a moment to exit (as a run writing its
+    # last files and unloading torch does), with Python's own Ctrl-C handling by then.
+    line = event_to_line(RunFinished(str(tmp_path), "", 1, 0.7, 0.2, 15, 9.0))
+    script = f"import sys, time; print({line!r}, flush=True); time.sleep(3)"
+    monkeypatch.setattr(child, "train_command", lambda *a, **k: [sys.executable, "-c", script])
+    events: queue.Queue = queue.Queue()
+    worker = child.ProcessTrainWorker(TrainConfig(out=str(tmp_path / "run")), events)
+    worker.start()
+    qtbot.waitUntil(lambda: not events.empty(), timeout=20000)
+    assert isinstance(events.get(), RunFinished)
+    worker.cancel()  # Stop pressed as the result arrives
+    assert worker.wait(20000)
+    assert worker.returncode == 0

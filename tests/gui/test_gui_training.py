@@ -187,9 +187,10 @@ def test_train_end_to_end_then_export_and_predict(qtbot, window, dataset, tiny_b
 
 
 def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base, dialogs):
-    # Crops big enough that a step takes a while: "the step under way" is then clear.
-    prepare(qtbot, window, dataset, tiny_base, epochs=3, crop_size=64, batch_size=4)
-    window.config_overrides["steps_per_epoch"] = 10
+    # Crops big enough that a step takes a while: "the step under way" is then clear; and
+    # steps enough that the resumed run is still training when the window is closed.
+    prepare(qtbot, window, dataset, tiny_base, epochs=30, crop_size=64, batch_size=4)
+    window.config_overrides |= {"steps_per_epoch": 10, "early_stop": False}
     window.start_training()
     qtbot.waitUntil(lambda: window.training_view.curves.steps.n >= 3, timeout=30000)
     if hasattr(os, "getpriority"):  # the child yields the CPU to the window's thread
@@ -212,7 +213,7 @@ def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base,
 
     # Resume is offered, and continues the run from the step it stopped at.
     qtbot.waitUntil(window.resume_button.isVisible, timeout=20000)
-    assert window.resume_button.text() == f"Resume (step {result.steps} of 30)"
+    assert window.resume_button.text() == f"Resume (step {result.steps} of 300)"
     base_dice = window.training_view.curves.base_dice
     assert base_dice is not None
     window.resume_button.click()
@@ -243,7 +244,7 @@ def test_stop_within_a_step_resume_then_close(qtbot, window, dataset, tiny_base,
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
     assert not window.run.is_running() and window.run.worker.returncode == 0
     assert isinstance(window.result, RunFinished) and window.result.stopped
-    assert result.steps < window.result.steps < 30
+    assert result.steps < window.result.steps < 300
     assert not dialogs.messages
 
 
