@@ -25,6 +25,7 @@ Timings mean something only on a quiet machine (nothing else computing). Usage:
     python benchmarks/time_to_quality.py                     # ../shared/data beside the repo
     python benchmarks/time_to_quality.py /path/to/data --sets sample,histology
     python benchmarks/time_to_quality.py --sets sample --limit 6 --epochs 3   # a quick check
+    python benchmarks/time_to_quality.py --no-amx    # float32 on a CPU with AMX too
 
 Tuning a default: ``--full-length`` adds loragui's defaults run to the end of
 their planned epochs (no early stop: the Dice an early end must keep), and each
@@ -170,7 +171,11 @@ def main() -> int:
                     help="also run loragui's defaults to the end of their planned epochs")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help="also run loragui with these TrainConfig overrides (repeatable)")
+    ap.add_argument("--no-amx", action="store_true",
+                    help="compute as on a CPU without AMX: float32 for both trainers")
     args = ap.parse_args()
+    if args.no_amx:  # loragui's probe (devices.cpu_has_amx) and so both trainers see no AMX
+        torch.cpu._is_amx_tile_supported = lambda: False
     variants = {}
     for item in args.variant:
         label, sep, spec = item.partition("=")
@@ -197,7 +202,8 @@ def main() -> int:
             n = len(pair_folders(images, masks).pairs)
             where = (f"CPU, {torch.get_num_threads()} threads" if device.type == "cpu"
                      else str(device))
-            print(f"{name}: {n} pairs; base {base.name}; {where}", flush=True)
+            precision = "bf16" if supports_bf16(device) else "float32"
+            print(f"{name}: {n} pairs; base {base.name}; {where}; {precision}", flush=True)
             rows = {}
             rows["loragui defaults"], plan = run_loragui(images, masks, base, overrides,
                                                          str(device))
