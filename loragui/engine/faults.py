@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import gc
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def free_memory(device: torch.device) -> None:
     """Give cached device memory back after an out-of-memory error."""
-    gc.collect()
+    if threading.current_thread() is threading.main_thread():
+        # Off it (the window's evaluation worker) a cycle may hold the window's Qt objects.
+        gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     elif device.type == "mps":

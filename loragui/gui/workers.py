@@ -4,7 +4,8 @@ Each job is a ``QThread`` subclass with a few typed signals; ``run()`` catches
 everything and reports it (labelme's habit), so a failing job can never take the
 window down. ``cancel()`` asks a job to stop: it sets a ``threading.Event`` the
 engine checks between steps and requests Qt interruption. Engine modules (and so
-torch) are imported inside ``run()``, never on the GUI thread.
+torch) are imported inside ``run()``, never on the GUI thread. Once a job exists,
+reference cycles are collected on the GUI thread only (``collector.py``).
 
 Training events are not sent as signals: the worker puts them on a queue that a
 timer on the GUI thread drains a few times a second (see ``training.py``), so a
@@ -24,6 +25,8 @@ from typing import Any
 from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtGui import QImage
 
+from .collector import collect_on_gui_thread
+
 _KEEP_ASPECT = Qt.AspectRatioMode.KeepAspectRatio
 _SMOOTH = Qt.TransformationMode.SmoothTransformation
 
@@ -42,6 +45,7 @@ class Worker(QThread):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        collect_on_gui_thread()  # a cycle freed in this thread must not hold Qt objects
         self.stop_event = threading.Event()
 
     def cancel(self) -> None:

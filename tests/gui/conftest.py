@@ -27,6 +27,16 @@ def user_dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def collection_given_back():
+    """Automatic collection, which a window's first worker moves to the GUI thread, is
+    CPython's again after each test: the other tests run no event loop to collect."""
+    yield
+    from loragui.gui.collector import collect_anywhere
+
+    collect_anywhere()
+
+
+@pytest.fixture(autouse=True)
 def no_thread_leaks():
     """Fail a test that leaves a QThread worker, a Python thread or a training child
     process running.
