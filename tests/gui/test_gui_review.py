@@ -150,6 +150,32 @@ def test_the_current_image_is_predicted_first(qtbot, view, folders, tiny_base, m
     assert sorted(order_seen) == sorted(i.stem for i in view.images.table.items)
 
 
+def test_a_result_on_its_way_is_not_computed_again(qtbot):
+    """A key whose result the GUI thread has not received yet is not wanted again
+    when the wanted list changes (a new focus) meanwhile."""
+    from loragui.gui.review.predictions import FetchWorker
+
+    seen, results = [], []
+    b_started, b_release = threading.Event(), threading.Event()
+
+    def fn(key):
+        seen.append(key)
+        if key == "b":
+            b_started.set()
+            b_release.wait(10)
+        return key
+
+    worker = FetchWorker(fn)
+    worker.done.connect(lambda key, result: results.append(key))
+    worker.want(["a", "b"])
+    assert b_started.wait(10)  # "a" is computed; its result waits for the event loop
+    worker.want(["a", "b", "c"])  # as a new focus asks, "a" not received yet
+    b_release.set()
+    qtbot.waitUntil(lambda: worker.isFinished() and len(results) >= 3, timeout=10000)
+    qtbot.wait(50)  # any further result is in too
+    assert seen == ["a", "b", "c"] and results == ["a", "b", "c"]
+
+
 def test_a_rewritten_adapter_is_another_model(tmp_path):
     from loragui.gui.review.predictions import model_identity
 

@@ -30,43 +30,61 @@ PREDICTION_BYTES = 512 * 2**20  # predictions kept (uint8 probabilities) at most
 
 class FetchWorker(Worker):
     """Computes ``fn(key)`` for the keys of :meth:`want`, first to last, each once:
-    ``done(key, result)`` or ``failed(key, message, details)``. The thread ends when
-    nothing is wanted; :meth:`want` starts it again (on the GUI thread)."""
+    ``done(key, result)`` or ``failed(key, message, details)``, on the GUI thread. The
+    thread ends when nothing is wanted; :meth:`want` starts it again (on the GUI thread)."""
 
     done = Signal(str, object)
     failed = Signal(str, str, str)
+    _computed = Signal(str, object)  # from the thread; re-emitted as done
+    _raised = Signal(str, str, str)  # from the thread; re-emitted as failed
 
     def __init__(self, fn: Callable[[str], Any], parent=None) -> None:
         super().__init__(parent)
         self._fn = fn
         self._wanted: list[str] = []
-        self._last: str | None = None  # the key computed last (its result may be on its way)
+        # Keys taken by the thread whose result the GUI thread has not had yet: a new
+        # wanted list (the user moved on meanwhile) leaves them out.
+        self._on_the_way: set[str] = set()
         self._lock = threading.Lock()
+        self._computed.connect(self._deliver)
+        self._raised.connect(self._deliver_failure)
         self.finished.connect(self._resume)  # work wanted while the thread was ending
 
     def want(self, keys: Sequence[str]) -> None:
         with self._lock:
-            self._wanted = [k for k in keys if k != self._last]
+            self._wanted = [k for k in keys if k not in self._on_the_way]
         self._resume()
 
     def _resume(self) -> None:
         if self._wanted and not self.isRunning() and not self.cancelled():
             self.start()
 
+    def _received(self, key: str) -> bool:
+        with self._lock:
+            self._on_the_way.discard(key)
+        return not self.cancelled()
+
+    def _deliver(self, key: str, result: object) -> None:
+        if self._received(key):
+            self.done.emit(key, result)
+
+    def _deliver_failure(self, key: str, message: str, details: str) -> None:
+        if self._received(key):
+            self.failed.emit(key, message, details)
+
     def run(self) -> None:
         while not self.cancelled():
             with self._lock:
                 if not self._wanted:
                     return
-                key = self._last = self._wanted.pop(0)
+                key = self._wanted.pop(0)
+                self._on_the_way.add(key)
             try:
                 result = self._fn(key)
             except BaseException as exc:  # noqa: BLE001 - reported, never lost
-                if not self.cancelled():
-                    self.failed.emit(key, *describe_exception(exc))
+                self._raised.emit(key, *describe_exception(exc))
             else:
-                if not self.cancelled():
-                    self.done.emit(key, result)
+                self._computed.emit(key, result)
 
 
 def model_identity(base: str | None, adapter: str | None) -> tuple:
